@@ -1,0 +1,3 @@
+from lpm_graph.cli import main
+
+main()

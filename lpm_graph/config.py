@@ -1,0 +1,105 @@
+"""Structured configs: the schema of a run, checked before any work starts.
+
+The top-level schema :class:`RunConfig` is registered in Hydra's ConfigStore
+as ``lpm_graph_schema`` and sits first in ``conf/config.yaml``'s defaults, so
+Hydra type-checks ``seed``, ``steps``, ``device`` ... at composition and
+:func:`validate_run_config` checks their values.  Group configs build objects
+through ``_target_``; those objects validate their own arguments when built
+(the synthetic population through ``SyntheticPopulationSpec``, the model
+through its parameter domains) — objects never read the config.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from lpm_graph.data.validate import ConfigError
+
+__all__ = ["RunConfig", "SimulateTaskConfig", "validate_run_config", "register_configs", "TASK_SCHEMAS"]
+
+DTYPES = ("float32", "float64")
+
+
+@dataclass
+class SimulateTaskConfig:
+    """``task=simulate``: run the model forward and write its outputs."""
+
+    name: str = "simulate"
+    trajectory_format: str = "parquet"
+    plot: bool = True
+    save_population: bool = False
+
+    def __post_init__(self):
+        if self.trajectory_format not in ("parquet", "csv"):
+            raise ConfigError(f"task.trajectory_format must be 'parquet' or 'csv', got {self.trajectory_format!r}")
+
+
+TASK_SCHEMAS = {"simulate": SimulateTaskConfig}
+
+
+@dataclass
+class RunConfig:
+    """Top-level settings shared by every task."""
+
+    seed: int = 0
+    steps: int = 120
+    replicates: int = 1
+    device: str = "cpu"
+    dtype: str = "float32"
+    threads: Optional[int] = None
+    progress: bool = True
+    population: Any = MISSING
+    model: Any = MISSING
+    task: Any = MISSING
+
+    def __post_init__(self):
+        if self.seed < 0:
+            raise ConfigError(f"seed must be a non-negative integer, got {self.seed}")
+        if self.steps <= 0:
+            raise ConfigError(f"steps must be a positive integer (number of simulated days), got {self.steps}")
+        if self.replicates < 1:
+            raise ConfigError(f"replicates must be a positive integer, got {self.replicates}")
+        if not re.fullmatch(r"cpu|cuda(:\d+)?", self.device):
+            raise ConfigError(f"device must be 'cpu', 'cuda' or 'cuda:<index>', got {self.device!r}")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"dtype must be one of {list(DTYPES)}, got {self.dtype!r}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"threads must be a positive integer or null (torch's default), got {self.threads}")
+
+
+def validate_run_config(cfg: DictConfig) -> tuple[RunConfig, Any]:
+    """Check the top-level values and the task's; returns ``(run, task)`` dataclasses."""
+    top = {k: cfg[k] for k in ("seed", "steps", "replicates", "device", "dtype", "threads", "progress") if k in cfg}
+    run = RunConfig(**top, population=None, model=None, task=None)
+    for group in ("population", "model", "task"):
+        if group not in cfg or cfg[group] is None:
+            raise ConfigError(f"config group '{group}' is not set; choose one, e.g. {group}=<name>")
+    task_cfg = OmegaConf.to_container(cfg.task, resolve=True)
+    name = task_cfg.get("name")
+    if name not in TASK_SCHEMAS:
+        raise ConfigError(f"task.name must be one of {sorted(TASK_SCHEMAS)}, got {name!r}")
+    try:
+        task = TASK_SCHEMAS[name](**task_cfg)
+    except TypeError as e:
+        raise ConfigError(f"task={name}: {e}; known fields: "
+                          f"{list(TASK_SCHEMAS[name].__dataclass_fields__)}") from None
+    import torch
+
+    if run.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={run.device} was requested but no CUDA device is available "
+                          "(torch.cuda.is_available() is False); use device=cpu")
+    return run, task
+
+
+def register_configs() -> None:
+    """Register the schemas with Hydra's ConfigStore (idempotent)."""
+    cs = ConfigStore.instance()
+    cs.store(name="lpm_graph_schema", node=RunConfig)
+    cs.store(group="task", name="simulate_schema", node=SimulateTaskConfig)
+
+
+register_configs()

@@ -1,0 +1,235 @@
+r"""The time-unrolled population model.
+
+One step :math:`t \to t+1`, in this order (the only place it is written):
+
+1. **Environment** :math:`e(t) = g_K(\dots g_1(t, s(t), \theta, e_0))`:
+   every module of ``environment`` in config order, from a neutral
+   environment (closures, susceptibility changes).
+2. **Emission**: each person's infectiousness :math:`x_j(t)` from its state
+   (``disease.infectiousness``).
+3. **Interaction** :math:`\lambda_i = \sum_c \sum_j m^{(c)}_{ij}`: every
+   channel of ``interactions`` (PyG ``MessagePassing`` layers over sparse
+   layouts) adds its force of infection.
+4. **Update** :math:`s(t+1) = f(s(t), \lambda, e(t), \theta)`: the disease
+   progression draws its transitions from the counter-based random numbers
+   of step :math:`t`.
+5. **Observe**: compartment counts, new infections (total and by age group)
+   and deaths are reduced to ``[R]`` / ``[G, R]`` on the fly.
+
+``T`` steps unrolled form a GNN differentiable in every learnable parameter;
+with ``checkpoint=True`` each step is recomputed in the backward pass
+(``torch.utils.checkpoint``, non-reentrant), so memory holds ``O(T N)``
+state, not every step's intermediates.  Replaying a step draws the same
+random numbers because they are a function of (seed, step, stream, uid).
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint as _checkpoint
+
+from lpm_graph.data.prepare import PreparedPopulation
+from lpm_graph.data.validate import ConfigError
+from lpm_graph.dynamics.sampling import Sampler
+from lpm_graph.dynamics.transmission import Environment
+from lpm_graph.params import ParameterSet, check_domain
+from lpm_graph.random import CounterRNG
+
+__all__ = ["PopulationModel", "Trajectory"]
+
+
+@dataclass
+class Trajectory:
+    """Observables of a run, stacked over time (index 0 is the initial state).
+
+    ``series[name]`` is ``[T + 1, R]`` for compartments (``S``, ``E``, ...)
+    and event counts (``new_infections``, ``new_deaths``); ``by_age[name]`` is
+    ``[T + 1, G, R]``.  ``final_state`` holds the per-person compartment
+    indicators after the last step (``[N, R]`` each).
+    """
+
+    series: dict[str, Tensor]
+    by_age: dict[str, Tensor]
+    compartments: tuple[str, ...]
+    age_bins: list[float]
+    final_state: dict[str, Tensor] = field(default_factory=dict)
+
+    @property
+    def steps(self) -> int:
+        return next(iter(self.series.values())).size(0) - 1
+
+    @property
+    def replicates(self) -> int:
+        return next(iter(self.series.values())).size(1)
+
+    def age_labels(self) -> list[str]:
+        b = [int(x) if float(x).is_integer() else x for x in self.age_bins]
+        return [f"{lo}-{hi}" for lo, hi in zip(b[:-1], b[1:])] + [f"{b[-1]}+"]
+
+    def to_frame(self):
+        """Long-format ``pandas.DataFrame``: one row per (step, replicate)."""
+        import pandas as pd
+
+        T1, R = self.steps + 1, self.replicates
+        cols = {"step": torch.arange(T1).repeat_interleave(R).numpy(),
+                "replicate": torch.arange(R).repeat(T1).numpy()}
+        for name, s in self.series.items():
+            cols[name] = s.detach().cpu().reshape(-1).numpy()
+        for name, s in self.by_age.items():
+            for g, label in enumerate(self.age_labels()):
+                cols[f"{name}_age_{label}"] = s[:, g].detach().cpu().reshape(-1).numpy()
+        return pd.DataFrame(cols)
+
+
+class PopulationModel(nn.Module):
+    r"""Holds the step stack and runs it for ``T`` steps.
+
+    Args:
+        interactions (Sequence[nn.Module]): channels computing the force of
+            infection (e.g. :class:`~lpm_graph.dynamics.VenueTransmission`).
+        disease (nn.Module): the state update (e.g. :class:`~lpm_graph.dynamics.SEIR`).
+        params (Mapping[str, float | list[float]]): named parameter values.
+        learnable (Sequence[str]): names of the parameters to optimise. (default: none)
+        environment (Sequence[nn.Module]): environment functions
+            (interventions), applied in order. (default: none)
+        age_bins (Sequence[float]): lower edges of the age groups, from 0.
+        mode (str): ``"stochastic"`` or ``"expected"`` (mean field). (default: ``"stochastic"``)
+        surrogate (str): backward of discrete events, ``"straight_through"``
+            or ``"gumbel"``. (default: ``"straight_through"``)
+        temperature (float): temperature of the ``"gumbel"`` surrogate. (default: 0.5)
+        dt (float): step length in days. (default: 1.0)
+        checkpoint (bool): recompute each step in the backward pass. (default: ``False``)
+    """
+
+    def __init__(self, interactions: Sequence[nn.Module], disease: nn.Module, params: Mapping[str, object],
+                 learnable: Sequence[str] = (), environment: Sequence[nn.Module] = (),
+                 age_bins: Sequence[float] = (0, 10, 20, 30, 40, 50, 60, 70, 80), mode: str = "stochastic",
+                 surrogate: str = "straight_through", temperature: float = 0.5, dt: float = 1.0,
+                 checkpoint: bool = False):
+        super().__init__()
+        self.interactions = nn.ModuleList(interactions)
+        self.disease = disease
+        self.environment = nn.ModuleList(environment)
+        self.sampler = Sampler(mode, surrogate, temperature)
+        age_bins = [float(a) for a in age_bins]
+        if not age_bins or age_bins[0] != 0 or any(b <= a for a, b in zip(age_bins, age_bins[1:])):
+            raise ConfigError(f"model.age_bins must be strictly increasing lower edges starting at 0, got {age_bins}")
+        if not (isinstance(dt, (int, float)) and dt > 0):
+            raise ConfigError(f"model.dt must be a positive number of days, got {dt}")
+        self.age_bins, self.dt, self.use_checkpoint = age_bins, float(dt), bool(checkpoint)
+        self._check_params(dict(params))
+        self.params = ParameterSet(params, learnable)
+
+    # -- construction-time checks: before any simulation work ---------------
+    def _check_params(self, values: dict) -> None:
+        domains: dict[str, str] = {}
+        for module in [*self.interactions, self.disease, *self.environment]:
+            domains.update(getattr(module, "param_domains", {}))
+        missing = sorted(n for n in domains if n not in values)
+        if missing:
+            raise ConfigError(f"model.params is missing {missing}, read by the configured step stack "
+                              f"(given: {sorted(values)})")
+        groups = len(self.age_bins)
+        for name, domain in domains.items():
+            check_domain(name, values[name], domain)
+            v = values[name]
+            if isinstance(v, Sequence) and not isinstance(v, str) and len(v) not in (1, groups):
+                raise ConfigError(f"model.params.{name} has {len(v)} values but model.age_bins defines "
+                                  f"{groups} age groups; give one value or {groups}")
+
+    @property
+    def compartments(self) -> tuple[str, ...]:
+        return self.disease.compartments
+
+    def prepare(self, data, dtype: torch.dtype = torch.float32) -> PreparedPopulation:
+        """Validate a ``HeteroData`` population and build its sparse layouts (once per graph)."""
+        graph = data if isinstance(data, PreparedPopulation) else PreparedPopulation(data, self.age_bins, dtype)
+        if graph.age_bins != self.age_bins:
+            raise ConfigError(f"the population was prepared with age_bins {graph.age_bins} but the model uses "
+                              f"{self.age_bins}; prepare it with model.prepare(data)")
+        for channel in self.interactions:
+            if hasattr(channel, "check_graph"):
+                channel.check_graph(graph)
+        return graph
+
+    # -- the step ------------------------------------------------------------
+    def environment_at(self, t: int, state: tuple[Tensor, ...], params) -> Environment:
+        env = Environment()
+        for g in self.environment:
+            env = g(t, state, params, env)
+        return env
+
+    def step(self, t: int, state: tuple[Tensor, ...], graph: PreparedPopulation, params: dict,
+             rng: CounterRNG | None) -> tuple[tuple[Tensor, ...], dict[str, Tensor], dict[str, Tensor]]:
+        """One step in the documented order; returns (new state, series, by-age observables)."""
+        env = self.environment_at(t, state, params)
+        x = self.disease.infectiousness(state, graph, params)
+        lam = torch.zeros_like(x)
+        for channel in self.interactions:
+            lam = lam + channel(x, graph, params, env, t)
+        new_state, events = self.disease(state, lam, t, graph, params, env, rng, self.sampler, self.dt)
+        series, by_age = self._observe(new_state, events, graph)
+        return new_state, series, by_age
+
+    def _observe(self, state, events, graph) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        series = {c: s.sum(0) for c, s in zip(self.compartments, state)}
+        by_age = {}
+        for name, ev in events.items():
+            if name in ("new_infections", "new_deaths"):
+                series[name] = ev.sum(0)
+                by_age[name] = torch.zeros(graph.num_age_groups, ev.size(1), dtype=ev.dtype,
+                                           device=ev.device).index_add(0, graph.age_group, ev)
+        return series, by_age
+
+    def forward(self, graph, steps: int, seed: int = 0, replicates: int = 1, progress: bool = False,
+                dtype: torch.dtype | None = None) -> Trajectory:
+        """Run ``steps`` steps from the seeded initial state.
+
+        Args:
+            graph: a ``HeteroData`` population or a :class:`PreparedPopulation`
+                (prepare once with :meth:`prepare` to reuse across runs).
+            steps (int): number of steps ``T`` (> 0).
+            seed (int): keys every random draw (with step, stream and uid).
+            replicates (int): replicate columns ``R`` run side by side.
+            progress (bool): show a progress bar.
+            dtype: floating type of the state; defaults to the parameters' dtype.
+        """
+        if not isinstance(steps, int) or isinstance(steps, bool) or steps <= 0:
+            raise ConfigError(f"steps must be a positive integer, got {steps!r}")
+        if not isinstance(replicates, int) or replicates < 1:
+            raise ConfigError(f"replicates must be a positive integer, got {replicates!r}")
+        graph = self.prepare(graph)
+        params = self.params.as_dict()
+        dtype = dtype or next(iter(params.values())).dtype
+        device = next(iter(params.values())).device
+        if graph.uid.device != device:
+            raise ConfigError(f"the population is on {graph.uid.device} but the model on {device}; "
+                              "move both with .to(device)")
+        rng = CounterRNG(graph.uid, seed, replicates) if self.sampler.stochastic else None
+        state = self.disease.initial_state(graph, params, rng, self.sampler, dtype)
+        series0, by_age0 = self._observe(state, {"new_infections": 1.0 - state[0]}, graph)
+        if "D" in self.compartments:
+            series0["new_deaths"] = torch.zeros_like(series0["new_infections"])
+            by_age0["new_deaths"] = torch.zeros_like(by_age0["new_infections"])
+        series = {k: [v] for k, v in series0.items()}
+        by_age = {k: [v] for k, v in by_age0.items()}
+
+        from tqdm.auto import tqdm
+
+        for t in tqdm(range(steps), desc="simulate", unit="step", disable=not progress, leave=False):
+            if self.use_checkpoint and torch.is_grad_enabled():
+                state, s, a = _checkpoint(self.step, t, state, graph, params, rng,
+                                          use_reentrant=False, preserve_rng_state=False)
+            else:
+                state, s, a = self.step(t, state, graph, params, rng)
+            for k, v in s.items():
+                series[k].append(v)
+            for k, v in a.items():
+                by_age[k].append(v)
+        return Trajectory(series={k: torch.stack(v) for k, v in series.items()},
+                          by_age={k: torch.stack(v) for k, v in by_age.items()},
+                          compartments=self.compartments, age_bins=self.age_bins,
+                          final_state=dict(zip(self.compartments, state)))
