@@ -98,8 +98,8 @@ class PopulationModel(nn.Module):
         age_bins (Sequence[float]): lower edges of the age groups, from 0.
         mode (str): ``"stochastic"`` or ``"expected"`` (mean field). (default: ``"stochastic"``)
         surrogate (str): backward of discrete events, ``"straight_through"``
-            or ``"gumbel"``. (default: ``"straight_through"``)
-        temperature (float): temperature of the ``"gumbel"`` surrogate. (default: 0.5)
+            or ``"gumbel"``. (default: ``"gumbel"``)
+        temperature (float): temperature of the ``"gumbel"`` surrogate. (default: 0.1)
         dt (float): step length in days. (default: 1.0)
         checkpoint (bool): recompute each step in the backward pass. (default: ``False``)
     """
@@ -107,7 +107,7 @@ class PopulationModel(nn.Module):
     def __init__(self, interactions: Sequence[nn.Module], disease: nn.Module, params: Mapping[str, object],
                  learnable: Sequence[str] = (), environment: Sequence[nn.Module] = (),
                  age_bins: Sequence[float] = (0, 10, 20, 30, 40, 50, 60, 70, 80), mode: str = "stochastic",
-                 surrogate: str = "straight_through", temperature: float = 0.5, dt: float = 1.0,
+                 surrogate: str = "gumbel", temperature: float = 0.1, dt: float = 1.0,
                  checkpoint: bool = False):
         super().__init__()
         self.interactions = nn.ModuleList(interactions)

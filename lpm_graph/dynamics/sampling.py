@@ -10,17 +10,27 @@ counter-based uniform :math:`u` of its (seed, step, stream, agent):
 Forward values are always hard 0/1, so compartments stay exact counts.  What
 flows backward is chosen by ``surrogate``:
 
-``"straight_through"`` (default)
+``"straight_through"``
     :math:`\partial h / \partial p := 1`.  Since :math:`\mathbb{E}_u[h] = p`,
     this is the exact derivative of the expected one-step outcome, i.e. an
     unbiased estimator of :math:`\partial \mathbb{E}[h]/\partial p` for one
     transition (Bengio et al. 2013's straight-through estimator).
-``"gumbel"``
+``"gumbel"`` (default, :math:`\tau = 0.1`)
     Straight-through Gumbel-softmax for two classes (binary Concrete, Maddison
     et al. 2017; used by GradABM): the backward is that of
     :math:`\sigma\big((\operatorname{logit} p - \operatorname{logit} u)/\tau\big)`,
     whose hard limit is the same :math:`h`.  Lower temperature :math:`\tau`
     is less biased and noisier.
+
+Both are biased over an unroll, and the bias grows with the horizon because
+surrogate mass keeps flowing through agents whose hard state has saturated.
+Measured on a 3,000-person synthetic population (16 replicates, gradient of
+mean cumulative infections in ``beta_community`` over central finite
+differences of the mean with common random numbers): straight-through
+1.17 / 1.47 / 2.5 / 19 at 5 / 10 / 20 / 40 steps; Gumbel with
+:math:`\tau = 0.1`: 0.98 / 1.02 / 1.29 / 2.2; with :math:`\tau = 0.5`:
+2.0 / 3.1 / 6.4 / 52.  Hence the default; for exact gradients of the mean
+field use ``mode="expected"``.
 
 ``mode="expected"`` replaces :math:`h` by :math:`p` itself: the deterministic
 mean-field dynamics over the same graph, smooth and exactly differentiable.
@@ -41,11 +51,11 @@ class Sampler:
 
     Args:
         mode (str): ``"stochastic"`` or ``"expected"``. (default: ``"stochastic"``)
-        surrogate (str): ``"straight_through"`` or ``"gumbel"``. (default: ``"straight_through"``)
-        temperature (float): :math:`\\tau > 0` of the ``"gumbel"`` surrogate. (default: ``0.5``)
+        surrogate (str): ``"straight_through"`` or ``"gumbel"``. (default: ``"gumbel"``)
+        temperature (float): :math:`\\tau > 0` of the ``"gumbel"`` surrogate. (default: ``0.1``)
     """
 
-    def __init__(self, mode: str = "stochastic", surrogate: str = "straight_through", temperature: float = 0.5):
+    def __init__(self, mode: str = "stochastic", surrogate: str = "gumbel", temperature: float = 0.1):
         from lpm_graph.data.validate import ConfigError
 
         if mode not in MODES:
