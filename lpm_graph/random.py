@@ -90,7 +90,8 @@ class CounterRNG:
         seed (int): the base seed. (default: ``0``)
         replicates (int): number of replicate columns ``R``. (default: ``1``)
 
-    The per-agent part of the key, ``mix(uid + mix(seed, r))``, is computed
+    The per-agent part of the key,
+    ``mix(uid * golden + mix(mix(seed) + r))`` for replicate ``r``, is computed
     once at construction; a draw then costs two SplitMix64 rounds per element.
 
     Shapes:
@@ -104,6 +105,8 @@ class CounterRNG:
                 "CounterRNG: 'uid' must be a 1-D integer tensor of agent ids, "
                 f"got {type(uid).__name__} {getattr(uid, 'dtype', '')} "
                 f"{tuple(getattr(uid, 'shape', ()))}")
+        if uid.numel() and int(uid.min()) < 0:
+            raise ValueError(f"CounterRNG: agent ids must be non-negative, got min uid {int(uid.min())}")
         if replicates < 1:
             raise ValueError(f"CounterRNG: 'replicates' must be >= 1, got {replicates}")
         self.seed = int(seed)

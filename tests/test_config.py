@@ -22,12 +22,30 @@ def test_default_config_has_the_documented_defaults():
     assert cfg.task.name == "simulate"
 
 
+@pytest.fixture(scope="module")
+def saved_population(tmp_path_factory):
+    from lpm_graph.data import generate_population, save_population
+
+    path = tmp_path_factory.mktemp("pop") / "population.pt"
+    save_population(generate_population(300, seed=2), path)
+    return path
+
+
 @pytest.mark.parametrize("choice", GROUPS["population"])
-def test_population_choices_compose_and_build(choice):
-    cfg = compose_config([f"population={choice}", "population.num_people=300"])
+def test_population_choices_compose_and_build(choice, saved_population):
+    overrides = {"synthetic": ["population.num_people=300"], "file": [f"population.path={saved_population}"]}
+    cfg = compose_config([f"population={choice}", *overrides[choice]])
     validate_run_config(cfg)
     data = instantiate(cfg.population, _convert_="all")
     assert data["person"].num_nodes == 300
+
+
+def test_population_file_needs_a_path():
+    from omegaconf.errors import MissingMandatoryValue
+
+    cfg = compose_config(["population=file"])
+    with pytest.raises(MissingMandatoryValue, match="population.path"):
+        instantiate(cfg.population)
 
 
 @pytest.mark.parametrize("choice", GROUPS["model"])

@@ -255,6 +255,30 @@ def test_splitmix64_published_vector():
     assert int(splitmix64(torch.tensor([gamma]))[0]) == to_signed(0xE220A8397B1DCDAF)
 
 
+def ref_bits(uid: int, seed: int, r: int, step: int, stream: int) -> int:
+    """The key schedule in unsigned Python ints: every run's draws depend on it,
+    so a change (even to another good hash) silently changes all results."""
+    gamma = 0x9E3779B97F4A7C15
+
+    def mix(v):
+        return ref_splitmix64(v + gamma)
+
+    base = ref_splitmix64(uid * gamma + mix(mix(seed) + r))
+    salt = ((step * 0xD1B54A32D192ED03) ^ (stream * 0xABC98388FB8FAC03)) & MASK64
+    return ref_splitmix64(ref_splitmix64(base ^ salt) + gamma)
+
+
+def test_bits_and_uniform_match_reference_key_schedule():
+    uid = [0, 1, 7, 2**31 + 5, 2**40 + 3]
+    seed, reps = 12345, 3
+    g = CounterRNG(torch.tensor(uid), seed=seed, replicates=reps)
+    for step, stream in [(0, 0), (1, 2), (365, stream_id("infection")), (10**9, 2**32 - 1)]:
+        want = [[ref_bits(u, seed, r, step, stream) for r in range(reps)] for u in uid]
+        assert g.bits(step, stream).tolist() == [[to_signed(v) for v in row] for row in want]
+        u = g.uniform(step, stream, torch.float64)
+        assert u.tolist() == [[((v >> 12) + 0.5) / 2**52 for v in row] for row in want]
+
+
 # --------------------------------------------------------------------------- bad input
 
 
@@ -294,3 +318,8 @@ def test_cuda_matches_cpu_bit_for_bit():
             assert torch.equal(gpu.uniform(step, stream, dtype).cpu(), cpu.uniform(step, stream, dtype))
     x = torch.randint(-(2**63), 2**63 - 1, (10_000,), dtype=torch.int64)
     assert torch.equal(splitmix64(x.cuda()).cpu(), splitmix64(x))
+
+
+def test_negative_uids_are_refused():
+    with pytest.raises(ValueError, match="non-negative"):
+        CounterRNG(torch.tensor([0, -4, 2]))

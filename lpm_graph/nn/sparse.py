@@ -30,6 +30,7 @@ import warnings
 import torch
 from torch import Tensor
 from torch_geometric.nn import MessagePassing
+from torch_geometric.nn.aggr import SumAggregation
 
 __all__ = ["SparseAdjacency", "spmm", "LinearAggregation"]
 
@@ -99,6 +100,12 @@ class SparseAdjacency:
             n = int(edge_index.max()) + 1 if edge_index.numel() else 0
             size = (n, n)
         num_src, num_dst = int(size[0]), int(size[1])
+        if src.numel():
+            for name, idx, n in (("row 0 (source)", src, num_src), ("row 1 (destination)", dst, num_dst)):
+                lo, hi = int(idx.min()), int(idx.max())
+                if lo < 0 or hi >= n:
+                    raise ValueError(f"SparseAdjacency.from_edge_index: edge_index {name} has indices in "
+                                     f"[{lo}, {hi}] but must be in [0, {n}) for size={tuple(size)}")
         if edge_weight is None:
             edge_weight = torch.ones(src.numel(), dtype=dtype, device=src.device)
         elif edge_weight.shape != src.shape:
@@ -183,7 +190,7 @@ def spmm(adj: SparseAdjacency, x: Tensor) -> Tensor:
     if csr.device != x.device:
         raise ValueError(f"spmm: x is on {x.device} but the adjacency is on {csr.device}; move one with .to(device)")
     trailing = x.shape[1:]
-    x2 = x.reshape(num_src, -1).contiguous()
+    x2 = x.reshape(num_src, trailing.numel()).contiguous()  # not -1: ambiguous when num_src == 0
     out = _CSRMatmul.apply(x2, csr, csr_t)
     return out.reshape(num_dst, *trailing)
 
@@ -199,6 +206,9 @@ class LinearAggregation(MessagePassing):
 
     def __init__(self, **kwargs):
         kwargs.setdefault("aggr", "add")
+        # Nodes are always dim 0 (x is ``[N]`` or ``[N, *]``); PyG's default
+        # node_dim=-2 does not exist for a 1-D x.
+        kwargs.setdefault("node_dim", 0)
         super().__init__(**kwargs)
 
     def _aggregate_linear(self, x: Tensor, edge_index, edge_weight: Tensor | None,
@@ -209,7 +219,7 @@ class LinearAggregation(MessagePassing):
                 raise ValueError(f"{name}: edge_weight is part of a SparseAdjacency; build it with "
                                  "SparseAdjacency.from_edge_index(edge_index, edge_weight, size) or pass "
                                  "an edge_index tensor to use per-call (learnable) weights")
-            if self.aggr not in ("add", "sum"):
+            if not isinstance(self.aggr_module, SumAggregation):
                 raise ValueError(f"{name}: the fused SparseAdjacency path computes a sum; with aggr="
                                  f"{self.aggr!r} pass an edge_index tensor instead")
             out = self.propagate(edge_index.csr, x=(x, None), adj=edge_index, edge_weight=None)

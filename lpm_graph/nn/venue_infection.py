@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from lpm_graph.nn.sparse import LinearAggregation, SparseAdjacency
+from lpm_graph.nn.sparse import LinearAggregation
 
 __all__ = ["VenueInfection"]
 
@@ -52,7 +52,7 @@ class VenueInfection(LinearAggregation):
                 the largest person index if omitted.
         """
         size = None
-        if not isinstance(edge_index, SparseAdjacency):
+        if isinstance(edge_index, Tensor):
             if num_people is None:
                 num_people = int(edge_index[1].max()) + 1 if edge_index.numel() else 0
             size = (p.size(0), num_people)

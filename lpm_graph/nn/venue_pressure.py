@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from lpm_graph.nn.sparse import LinearAggregation, SparseAdjacency
+from lpm_graph.nn.sparse import LinearAggregation
 
 __all__ = ["VenuePressure"]
 
@@ -54,7 +54,7 @@ class VenuePressure(LinearAggregation):
                 the largest venue index if omitted.
         """
         size = None
-        if not isinstance(edge_index, SparseAdjacency):
+        if isinstance(edge_index, Tensor):
             if num_venues is None:
                 num_venues = int(edge_index[1].max()) + 1 if edge_index.numel() else 0
             size = (x.size(0), num_venues)
