@@ -44,5 +44,4 @@ class ContactInfection(LinearAggregation):
             edge_weight: contact weights (``edge_index`` path only).
             susceptibility: per-person factor :math:`s_i` applied after the sum.
         """
-        size = (x.size(0), x.size(0)) if isinstance(edge_index, Tensor) else None
-        return self._aggregate_linear(x, edge_index, edge_weight, size, susceptibility)
+        return self._aggregate_linear(x, edge_index, edge_weight, x.size(0), susceptibility)

@@ -212,7 +212,8 @@ class LinearAggregation(MessagePassing):
         super().__init__(**kwargs)
 
     def _aggregate_linear(self, x: Tensor, edge_index, edge_weight: Tensor | None,
-                          size: tuple[int, int] | None, scale: Tensor | None) -> Tensor:
+                          num_dst: int | None, scale: Tensor | None) -> Tensor:
+        """:math:`c \\odot (A x)`; ``num_dst`` (``edge_index`` path) defaults to the largest destination + 1."""
         name = type(self).__name__
         if isinstance(edge_index, SparseAdjacency):
             if edge_weight is not None:
@@ -231,7 +232,10 @@ class LinearAggregation(MessagePassing):
             if edge_weight is not None and edge_weight.shape != (edge_index.size(1),):
                 raise ValueError(f"{name}: edge_weight must have shape [{edge_index.size(1)}], "
                                  f"got {tuple(edge_weight.shape)}")
-            out = self.propagate(edge_index, x=(x, None), edge_weight=edge_weight, adj=None, size=size)
+            if num_dst is None:
+                num_dst = int(edge_index[1].max()) + 1 if edge_index.numel() else 0
+            out = self.propagate(edge_index, x=(x, None), edge_weight=edge_weight, adj=None,
+                                 size=(x.size(0), num_dst))
         else:
             raise TypeError(f"{name}: edge_index must be a [2, E] tensor or a SparseAdjacency, "
                             f"got {type(edge_index).__name__}")

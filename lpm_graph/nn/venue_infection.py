@@ -51,9 +51,4 @@ class VenueInfection(LinearAggregation):
             num_people: number of people (``edge_index`` path); inferred from
                 the largest person index if omitted.
         """
-        size = None
-        if isinstance(edge_index, Tensor):
-            if num_people is None:
-                num_people = int(edge_index[1].max()) + 1 if edge_index.numel() else 0
-            size = (p.size(0), num_people)
-        return self._aggregate_linear(p, edge_index, edge_weight, size, susceptibility)
+        return self._aggregate_linear(p, edge_index, edge_weight, num_people, susceptibility)

@@ -53,9 +53,4 @@ class VenuePressure(LinearAggregation):
             num_venues: number of venues (``edge_index`` path); inferred from
                 the largest venue index if omitted.
         """
-        size = None
-        if isinstance(edge_index, Tensor):
-            if num_venues is None:
-                num_venues = int(edge_index[1].max()) + 1 if edge_index.numel() else 0
-            size = (x.size(0), num_venues)
-        return self._aggregate_linear(x, edge_index, edge_weight, size, venue_scale)
+        return self._aggregate_linear(x, edge_index, edge_weight, num_venues, venue_scale)
