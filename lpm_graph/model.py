@@ -2,9 +2,12 @@ r"""The time-unrolled population model.
 
 One step :math:`t \to t+1`, in this order (the only place it is written):
 
+0. **Parameters** :math:`\theta(t)`: time-varying parameters take their
+   entry for step :math:`t` (``ParameterSet.at``).
 1. **Environment** :math:`e(t) = g_K(\dots g_1(t, s(t), \theta, e_0))`:
    every module of ``environment`` in config order, from a neutral
-   environment (closures, susceptibility changes).
+   environment (closures, vaccination, isolation); an intervention with
+   state of its own (``V``, vaccinated) updates it here.
 2. **Emission**: each person's infectiousness :math:`x_j(t)` from its state
    (``disease.infectiousness``).
 3. **Interaction** :math:`\lambda_i = \sum_c \sum_j m^{(c)}_{ij}`: every
@@ -13,8 +16,9 @@ One step :math:`t \to t+1`, in this order (the only place it is written):
 4. **Update** :math:`s(t+1) = f(s(t), \lambda, e(t), \theta)`: the disease
    progression draws its transitions from the counter-based random numbers
    of step :math:`t`.
-5. **Observe**: compartment counts, new infections (total and by age group)
-   and deaths are reduced to ``[R]`` / ``[G, R]`` on the fly.
+5. **Observe**: compartment counts (and intervention states such as
+   ``V``), new infections (total and by age group) and deaths are reduced to
+   ``[R]`` / ``[G, R]`` on the fly.
 
 ``T`` steps unrolled form a GNN differentiable in every learnable parameter;
 with ``checkpoint=True`` each step is recomputed in the backward pass
@@ -39,6 +43,16 @@ from lpm_graph.params import ParameterSet, check_domain
 from lpm_graph.random import CounterRNG
 
 __all__ = ["PopulationModel", "Trajectory"]
+
+
+@dataclass
+class StepContext:
+    """What the step's modules may read besides state and parameters."""
+
+    graph: PreparedPopulation
+    rng: CounterRNG | None
+    sampler: Sampler
+    dt: float
 
 
 @dataclass
@@ -93,6 +107,10 @@ class PopulationModel(nn.Module):
         disease (nn.Module): the state update (e.g. :class:`~lpm_graph.dynamics.SEIR`).
         params (Mapping[str, float | list[float]]): named parameter values.
         learnable (Sequence[str]): names of the parameters to optimise. (default: none)
+        bounds (Mapping[str, [lo, hi]]): bounds of learnable parameters
+            (see :class:`~lpm_graph.params.ParameterSet`). (default: none)
+        time_varying (Mapping[str, int]): period in steps of time-varying
+            parameters. (default: none)
         environment (Sequence[nn.Module]): environment functions
             (interventions), applied in order. (default: none)
         age_bins (Sequence[float]): lower edges of the age groups, from 0.
@@ -106,6 +124,7 @@ class PopulationModel(nn.Module):
 
     def __init__(self, interactions: Sequence[nn.Module], disease: nn.Module, params: Mapping[str, object],
                  learnable: Sequence[str] = (), environment: Sequence[nn.Module] = (),
+                 bounds: Mapping[str, Sequence] | None = None, time_varying: Mapping[str, int] | None = None,
                  age_bins: Sequence[float] = (0, 10, 20, 30, 40, 50, 60, 70, 80), mode: str = "stochastic",
                  surrogate: str = "gumbel", temperature: float = 0.1, dt: float = 1.0,
                  checkpoint: bool = False):
@@ -120,11 +139,11 @@ class PopulationModel(nn.Module):
         if not (isinstance(dt, (int, float)) and dt > 0):
             raise ConfigError(f"model.dt must be a positive number of days, got {dt}")
         self.age_bins, self.dt, self.use_checkpoint = age_bins, float(dt), bool(checkpoint)
-        self._check_params(dict(params))
-        self.params = ParameterSet(params, learnable)
+        self._check_params(dict(params), dict(time_varying or {}))
+        self.params = ParameterSet(params, learnable, bounds, time_varying)
 
     # -- construction-time checks: before any simulation work ---------------
-    def _check_params(self, values: dict) -> None:
+    def _check_params(self, values: dict, time_varying: dict) -> None:
         domains: dict[str, str] = {}
         for module in [*self.interactions, self.disease, *self.environment]:
             domains.update(getattr(module, "param_domains", {}))
@@ -136,6 +155,8 @@ class PopulationModel(nn.Module):
         for name, domain in domains.items():
             check_domain(name, values[name], domain)
             v = values[name]
+            if name in time_varying:
+                v = v[0] if isinstance(v, Sequence) and not isinstance(v, str) and len(v) else v
             if isinstance(v, Sequence) and not isinstance(v, str) and len(v) not in (1, groups):
                 raise ConfigError(f"model.params.{name} has {len(v)} values but model.age_bins defines "
                                   f"{groups} age groups; give one value or {groups}")
@@ -156,26 +177,29 @@ class PopulationModel(nn.Module):
         return graph
 
     # -- the step ------------------------------------------------------------
-    def environment_at(self, t: int, state: tuple[Tensor, ...], params) -> Environment:
+    def environment_at(self, t: int, state: dict[str, Tensor], params: dict,
+                       ctx: StepContext) -> tuple[Environment, dict[str, Tensor]]:
         env = Environment()
         for g in self.environment:
-            env = g(t, state, params, env)
-        return env
+            env, state = g(t, state, params, env, ctx)
+        return env, state
 
-    def step(self, t: int, state: tuple[Tensor, ...], graph: PreparedPopulation, params: dict,
-             rng: CounterRNG | None) -> tuple[tuple[Tensor, ...], dict[str, Tensor], dict[str, Tensor]]:
+    def step(self, t: int, state: dict[str, Tensor], values: dict[str, Tensor],
+             ctx: StepContext) -> tuple[dict[str, Tensor], dict[str, Tensor], dict[str, Tensor]]:
         """One step in the documented order; returns (new state, series, by-age observables)."""
-        env = self.environment_at(t, state, params)
-        x = self.disease.infectiousness(state, graph, params)
+        params = self.params.at(t, values)
+        env, state = self.environment_at(t, state, params, ctx)
+        x = self.disease.infectiousness(state, ctx.graph, params, env)
         lam = torch.zeros_like(x)
         for channel in self.interactions:
-            lam = lam + channel(x, graph, params, env, t)
-        new_state, events = self.disease(state, lam, t, graph, params, env, rng, self.sampler, self.dt)
-        series, by_age = self._observe(new_state, events, graph)
-        return new_state, series, by_age
+            lam = lam + channel(x, ctx.graph, params, env, t)
+        compartments, events = self.disease(state, lam, t, ctx.graph, params, env, ctx.rng, self.sampler, self.dt)
+        state = {**state, **compartments}
+        series, by_age = self._observe(state, events, ctx.graph)
+        return state, series, by_age
 
     def _observe(self, state, events, graph) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-        series = {c: s.sum(0) for c, s in zip(self.compartments, state)}
+        series = {c: s.sum(0) for c, s in state.items()}
         by_age = {}
         for name, ev in events.items():
             if name in ("new_infections", "new_deaths"):
@@ -184,8 +208,16 @@ class PopulationModel(nn.Module):
                                            device=ev.device).index_add(0, graph.age_group, ev)
         return series, by_age
 
+    def initial_state(self, graph: PreparedPopulation, values: dict[str, Tensor], ctx: StepContext,
+                      dtype: torch.dtype) -> dict[str, Tensor]:
+        params = self.params.at(0, values)
+        state = self.disease.initial_state(graph, params, ctx.rng, self.sampler, dtype)
+        for g in self.environment:
+            state.update(g.initial_state(graph, params, ctx.rng, self.sampler, dtype))
+        return state
+
     def forward(self, graph, steps: int, seed: int = 0, replicates: int = 1, progress: bool = False,
-                dtype: torch.dtype | None = None) -> Trajectory:
+                dtype: torch.dtype | None = None, overrides: Mapping[str, Tensor] | None = None) -> Trajectory:
         """Run ``steps`` steps from the seeded initial state.
 
         Args:
@@ -196,21 +228,30 @@ class PopulationModel(nn.Module):
             replicates (int): replicate columns ``R`` run side by side.
             progress (bool): show a progress bar.
             dtype: floating type of the state; defaults to the parameters' dtype.
+            overrides (Mapping[str, Tensor], optional): constrained parameter
+                values to use instead of the stored ones (e.g. the time series
+                a calibration network produces); gradients flow into them.
         """
         if not isinstance(steps, int) or isinstance(steps, bool) or steps <= 0:
             raise ConfigError(f"steps must be a positive integer, got {steps!r}")
         if not isinstance(replicates, int) or replicates < 1:
             raise ConfigError(f"replicates must be a positive integer, got {replicates!r}")
         graph = self.prepare(graph)
-        params = self.params.as_dict()
-        dtype = dtype or next(iter(params.values())).dtype
-        device = next(iter(params.values())).device
-        if graph.uid.device != device:
-            raise ConfigError(f"the population is on {graph.uid.device} but the model on {device}; "
+        values = self.params.as_dict()
+        if overrides:
+            unknown = sorted(set(overrides) - set(values))
+            if unknown:
+                raise ConfigError(f"overrides name {unknown}, which are not in model.params")
+            values.update(overrides)
+        ref = self.params.raw(self.params.names[0])
+        dtype = dtype or ref.dtype
+        if graph.uid.device != ref.device:
+            raise ConfigError(f"the population is on {graph.uid.device} but the model on {ref.device}; "
                               "move both with .to(device)")
         rng = CounterRNG(graph.uid, seed, replicates) if self.sampler.stochastic else None
-        state = self.disease.initial_state(graph, params, rng, self.sampler, dtype)
-        series0, by_age0 = self._observe(state, {"new_infections": 1.0 - state[0]}, graph)
+        ctx = StepContext(graph=graph, rng=rng, sampler=self.sampler, dt=self.dt)
+        state = self.initial_state(graph, values, ctx, dtype)
+        series0, by_age0 = self._observe(state, {"new_infections": 1.0 - state["S"]}, graph)
         if "D" in self.compartments:
             series0["new_deaths"] = torch.zeros_like(series0["new_infections"])
             by_age0["new_deaths"] = torch.zeros_like(by_age0["new_infections"])
@@ -221,15 +262,14 @@ class PopulationModel(nn.Module):
 
         for t in tqdm(range(steps), desc="simulate", unit="step", disable=not progress, leave=False):
             if self.use_checkpoint and torch.is_grad_enabled():
-                state, s, a = _checkpoint(self.step, t, state, graph, params, rng,
+                state, s, a = _checkpoint(self.step, t, state, values, ctx,
                                           use_reentrant=False, preserve_rng_state=False)
             else:
-                state, s, a = self.step(t, state, graph, params, rng)
+                state, s, a = self.step(t, state, values, ctx)
             for k, v in s.items():
                 series[k].append(v)
             for k, v in a.items():
                 by_age[k].append(v)
         return Trajectory(series={k: torch.stack(v) for k, v in series.items()},
                           by_age={k: torch.stack(v) for k, v in by_age.items()},
-                          compartments=self.compartments, age_bins=self.age_bins,
-                          final_state=dict(zip(self.compartments, state)))
+                          compartments=self.compartments, age_bins=self.age_bins, final_state=dict(state))

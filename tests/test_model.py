@@ -232,7 +232,7 @@ def test_bad_model_config_is_refused_before_any_work():
         PopulationModel([VenueTransmission()], SEIR(), dict(BASE_PARAMS, beta_household=-0.1))
     with pytest.raises(ConfigError, match="model.params.initial_infected_fraction must be a probability"):
         PopulationModel([VenueTransmission()], SEIR(), dict(BASE_PARAMS, initial_infected_fraction=2.0))
-    with pytest.raises(ConfigError, match="model.learnable"):
+    with pytest.raises(ConfigError, match="model.learnable names"):
         make_model(learnable=["beta_nowhere"])
     with pytest.raises(ConfigError, match="model.mode"):
         make_model(mode="fast")

@@ -41,3 +41,55 @@ def test_domains(value, domain, ok):
 def test_non_numeric_value_is_refused():
     with pytest.raises(ConfigError, match="must be a number or a list of numbers"):
         ParameterSet({"a": "high"})
+
+
+@pytest.mark.parametrize("bounds, value", [((0.0, 2.0), 0.7), ((1.0, None), 3.5), ((-1.0, 1.0), -0.25)])
+def test_bounded_parameters_round_trip_and_stay_in_bounds(bounds, value):
+    ps = ParameterSet({"a": value}, learnable=["a"], bounds={"a": bounds}, dtype=torch.float64)
+    assert float(ps["a"]) == pytest.approx(value, rel=1e-9)
+    with torch.no_grad():
+        ps.raw("a").fill_(1e3)
+    assert float(ps["a"]) <= (bounds[1] if bounds[1] is not None else float("inf"))
+    with torch.no_grad():
+        ps.raw("a").fill_(-1e3)
+    assert float(ps["a"]) >= bounds[0]
+
+
+def test_bounded_gradient_is_chain_rule_of_the_transform():
+    ps = ParameterSet({"a": 0.5}, learnable=["a"], bounds={"a": (0.0, 2.0)}, dtype=torch.float64)
+    ps["a"].backward()
+    s = 0.5 / 2.0  # sigma(raw)
+    assert float(ps.raw("a").grad) == pytest.approx(2.0 * s * (1 - s))
+
+
+def test_bad_bounds_are_refused():
+    with pytest.raises(ConfigError, match="outside model.bounds.a"):
+        ParameterSet({"a": 3.0}, learnable=["a"], bounds={"a": (0, 1)})
+    with pytest.raises(ConfigError, match="hi > lo"):
+        ParameterSet({"a": 1.0}, bounds={"a": (2, 1)})
+    with pytest.raises(ConfigError, match="model.bounds names \\['b'\\]"):
+        ParameterSet({"a": 1.0}, bounds={"b": (0, 1)})
+
+
+def test_time_varying_values_are_indexed_by_period_and_hold_the_last():
+    ps = ParameterSet({"m": [1.0, 2.0, 3.0], "c": 5.0}, time_varying={"m": 7})
+    assert [float(ps.at(t)["m"]) for t in (0, 6, 7, 13, 14, 20, 21, 100)] == [1, 1, 2, 2, 3, 3, 3, 3]
+    assert float(ps.at(3)["c"]) == 5.0
+    with pytest.raises(ConfigError, match="is time-varying: give a list"):
+        ParameterSet({"m": 1.0}, time_varying={"m": 7})
+
+
+def test_time_varying_parameter_drives_the_model(small_population):
+    from lpm_graph.dynamics import SEIR, VenueTransmission
+    from lpm_graph.model import PopulationModel
+    from tests.test_model import BASE_PARAMS
+
+    # community transmission switched off from day 10: identical to the constant model before,
+    # fewer infections after (common random numbers)
+    const = PopulationModel([VenueTransmission()], SEIR(), BASE_PARAMS)
+    varying = PopulationModel([VenueTransmission()], SEIR(), dict(BASE_PARAMS, beta_community=[0.4, 0.0]),
+                              time_varying={"beta_community": 10})
+    a = const(small_population, steps=40, seed=1)
+    b = varying(small_population, steps=40, seed=1)
+    assert torch.equal(a.series["I"][:11], b.series["I"][:11])
+    assert b.series["new_infections"][11:].sum() < a.series["new_infections"][11:].sum()

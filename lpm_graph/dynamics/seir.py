@@ -68,7 +68,7 @@ class SEIR(nn.Module):
         if self.fatality:
             self.param_domains["fatality"] = "probability"
 
-    def initial_state(self, graph, params, rng, sampler, dtype: torch.dtype) -> tuple[Tensor, ...]:
+    def initial_state(self, graph, params, rng, sampler, dtype: torch.dtype) -> dict[str, Tensor]:
         """Seed infections with probability ``initial_infected_fraction`` per person (stream ``seed``, step -1)."""
         n, r = graph.num_people, rng.replicates if rng is not None else 1
         frac = params["initial_infected_fraction"].to(dtype)
@@ -79,18 +79,19 @@ class SEIR(nn.Module):
         comp = {c: zero for c in self.compartments}
         comp["S"] = 1.0 - seeded
         comp[self.initial_compartment] = seeded
-        return tuple(comp[c] for c in self.compartments)
+        return comp
 
-    def infectiousness(self, state: tuple[Tensor, ...], graph, params) -> Tensor:
-        """What each person emits into the interaction channels: :math:`I_i` times relative infectiousness."""
-        infectious = state[2]
-        return infectious * per_person(params["infectiousness"], graph.age_group, infectious.dtype)
+    def infectiousness(self, state: dict[str, Tensor], graph, params, env) -> Tensor:
+        """What each person emits into the interaction channels: :math:`I_i` times relative
+        infectiousness times the environment's factor (e.g. isolation)."""
+        infectious = state["I"]
+        return infectious * per_person(params["infectiousness"], graph.age_group, infectious.dtype) * env.infectiousness
 
-    def forward(self, state: tuple[Tensor, ...], lam: Tensor, t: int, graph, params, env, rng, sampler,
-                dt: float) -> tuple[tuple[Tensor, ...], dict[str, Tensor]]:
-        """One step: returns the new state and per-person events ``new_infections``, ``new_onsets``,
-        ``new_removals`` (and ``new_deaths``), each ``[N, R]``."""
-        S, E, I, R = state[:4]
+    def forward(self, state: dict[str, Tensor], lam: Tensor, t: int, graph, params, env, rng, sampler,
+                dt: float) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """One step: returns the new compartments and per-person events ``new_infections``,
+        ``new_onsets``, ``new_removals`` (and ``new_deaths``), each ``[N, R]``."""
+        S, E, I, R = (state[c] for c in "SEIR")
         dtype, ag = S.dtype, graph.age_group
 
         def draw(stream: str) -> Tensor | None:
@@ -105,15 +106,15 @@ class SEIR(nn.Module):
         new_onset = E * sampler(p_onset.expand_as(E), draw("onset"))
         removed = I * sampler(p_end.expand_as(I), draw("removal"))
         events = {"new_infections": new_inf, "new_onsets": new_onset, "new_removals": removed}
-        out = [S - new_inf, E + new_inf - new_onset, I + new_onset - removed]
+        out = {"S": S - new_inf, "E": E + new_inf - new_onset, "I": I + new_onset - removed}
         if self.fatality:
             mu = per_person(params["fatality"], ag, dtype)
             died = removed * sampler(mu.expand_as(I), draw("fatality"))
             events["new_deaths"] = died
-            out += [R + (removed - died), state[4] + died]
+            out["R"], out["D"] = R + (removed - died), state["D"] + died
         else:
-            out.append(R + removed)
-        return tuple(out), events
+            out["R"] = R + removed
+        return out, events
 
     def extra_repr(self) -> str:
         return f"compartments={self.compartments}, initial_compartment={self.initial_compartment!r}"

@@ -20,29 +20,40 @@ __all__ = ["VenueTransmission", "ContactTransmission", "Environment"]
 
 
 class Environment:
-    r"""The environment :math:`e(t)` seen by the interaction channels.
+    r"""The environment :math:`e(t)` seen by the interaction channels and the disease.
 
     ``scale[name]`` multiplies the contact intensity of a venue type or a
-    contact edge relation (1 when absent; e.g. 0 while schools are closed),
-    ``susceptibility`` multiplies every person's susceptibility (a scalar or
-    ``[N, R]``).  Environment modules return updated copies; nothing is
-    modified in place.
+    contact edge relation (1 when absent; e.g. 0 while schools are closed);
+    ``susceptibility`` and ``infectiousness`` multiply every person's
+    susceptibility and infectiousness (scalars or ``[N, R]``, e.g. after
+    vaccination or isolation).  Environment modules return updated copies;
+    nothing is modified in place.
     """
 
-    def __init__(self, scale: dict[str, Tensor | float] | None = None, susceptibility: Tensor | float = 1.0):
+    def __init__(self, scale: dict[str, Tensor | float] | None = None, susceptibility: Tensor | float = 1.0,
+                 infectiousness: Tensor | float = 1.0):
         self.scale = dict(scale or {})
         self.susceptibility = susceptibility
+        self.infectiousness = infectiousness
 
     def scale_of(self, name: str) -> Tensor | float:
         return self.scale.get(name, 1.0)
 
+    def _replace(self, **changes) -> "Environment":
+        fields = dict(scale=self.scale, susceptibility=self.susceptibility, infectiousness=self.infectiousness)
+        fields.update(changes)
+        return Environment(**fields)
+
     def with_scale(self, name: str, factor: Tensor | float) -> "Environment":
         scale = dict(self.scale)
         scale[name] = self.scale_of(name) * factor
-        return Environment(scale, self.susceptibility)
+        return self._replace(scale=scale)
 
     def with_susceptibility(self, factor: Tensor | float) -> "Environment":
-        return Environment(self.scale, self.susceptibility * factor)
+        return self._replace(susceptibility=self.susceptibility * factor)
+
+    def with_infectiousness(self, factor: Tensor | float) -> "Environment":
+        return self._replace(infectiousness=self.infectiousness * factor)
 
 
 class VenueTransmission(nn.Module):

@@ -1,32 +1,105 @@
-"""Environment functions: venue closures."""
+"""Environment functions: venue closures, vaccination campaigns, isolation."""
 from __future__ import annotations
 
+import math
+
 import pytest
+import torch
 
 from lpm_graph.data import ConfigError
-from lpm_graph.dynamics import Environment, VenueClosure
+from lpm_graph.dynamics import SEIR, Environment, Isolation, Vaccination, VenueClosure, VenueTransmission
+from lpm_graph.model import PopulationModel
+from tests.test_model import BASE_PARAMS
 
 
 def test_closure_window_is_half_open():
     g = VenueClosure("school", start=3, end=5, factor=0.25)
-    scales = [g(t, None, None, Environment()).scale_of("school") for t in range(7)]
+    scales = [g(t, {}, {}, Environment())[0].scale_of("school") for t in range(7)]
     assert scales == [1.0, 1.0, 1.0, 0.25, 0.25, 1.0, 1.0]
     assert VenueClosure("school", start=2).active(1000)
 
 
 def test_closures_compose_and_leave_the_input_unchanged():
     env = Environment()
-    a = VenueClosure("school", 0, None, 0.5)(0, None, None, env)
-    b = VenueClosure("school", 0, None, 0.5)(0, None, None, a)
+    a, _ = VenueClosure("school", 0, None, 0.5)(0, {}, {}, env)
+    b, _ = VenueClosure("school", 0, None, 0.5)(0, {}, {}, a)
     assert b.scale_of("school") == 0.25 and env.scale_of("school") == 1.0
     assert b.scale_of("workplace") == 1.0
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(venue_type="school", start=0, factor=1.5), "factor must be in \\[0, 1\\]"),
-    (dict(venue_type="school", start=5, end=2), "start <= end"),
-    (dict(venue_type="school", start=-1), "start <= end"),
+def test_closure_factor_may_be_a_parameter():
+    g = VenueClosure("school", 0, None, factor="school_contact")
+    assert g.param_domains == {"school_contact": "probability"}
+    env, _ = g(0, {}, {"school_contact": torch.tensor(0.3)}, Environment())
+    assert float(env.scale_of("school")) == pytest.approx(0.3)
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: VenueClosure("school", start=0, factor=1.5), "VenueClosure.factor must be a probability"),
+    (lambda: VenueClosure("school", start=5, end=2), "start <= end"),
+    (lambda: VenueClosure("school", start=-1), "start <= end"),
+    (lambda: Vaccination(daily_fraction=1.5), "Vaccination.daily_fraction must be a probability"),
+    (lambda: Vaccination(0.01, allocation=[0, 0]), "positive sum"),
+    (lambda: Vaccination(0.01, efficacy=-0.1), "Vaccination.efficacy"),
+    (lambda: Isolation(compliance=2.0), "Isolation.compliance"),
 ])
-def test_bad_closure_is_refused(kwargs, match):
+def test_bad_interventions_are_refused(make, match):
     with pytest.raises(ConfigError, match=match):
-        VenueClosure(**kwargs)
+        make()
+
+
+def no_transmission_model(environment, mode="stochastic", learnable=()):
+    params = dict(BASE_PARAMS, beta_household=0.0, beta_school=0.0, beta_workplace=0.0, beta_community=0.0,
+                  initial_infected_fraction=0.0, vaccine_logits=[0.0] * 9)
+    return PopulationModel([VenueTransmission()], SEIR(), params, environment=environment, mode=mode,
+                           learnable=learnable)
+
+
+def test_vaccination_delivers_the_daily_budget_by_allocation(small_population):
+    n = small_population["person"].num_nodes
+    allocation = [0, 0, 0, 0, 0, 0, 1, 1, 2]  # 60-69: 1/4, 70-79: 1/4, 80+: 1/2
+    model = no_transmission_model([Vaccination(daily_fraction=0.002, allocation=allocation, start=0, end=5)])
+    traj = model(small_population, steps=8, seed=1, replicates=4)
+    V = traj.final_state["V"]
+    # 5 days x 6 doses/day = 30 expected doses (binomial thinning per group; 80+ has only a few people)
+    groups = model.prepare(small_population).age_group
+    per_group = torch.zeros(9, 4).index_add(0, groups, V)
+    assert per_group[:6].sum() == 0
+    total = per_group.sum(0)
+    assert ((total - 30).abs() < 5 * math.sqrt(30)).all()
+    # nobody is vaccinated after the campaign ends: counts stop growing at step 5
+    vacc = traj.series["V"]
+    assert torch.equal(vacc[5], vacc[8])
+
+
+def test_vaccination_lowers_infections_with_common_random_numbers(small_population):
+    base = PopulationModel([VenueTransmission()], SEIR(), BASE_PARAMS)
+    vacc = PopulationModel([VenueTransmission()], SEIR(), BASE_PARAMS,
+                           environment=[Vaccination(daily_fraction=0.02, efficacy=0.9)])
+    a = base(small_population, steps=60, seed=2, replicates=4).series["new_infections"][1:].sum(0)
+    b = vacc(small_population, steps=60, seed=2, replicates=4).series["new_infections"][1:].sum(0)
+    assert (b < a).all()
+
+
+def test_learnable_allocation_gets_a_gradient(tiny_population):
+    model = PopulationModel([VenueTransmission()], SEIR(fatality=True),
+                            dict(BASE_PARAMS, fatality=[0.0, 0, 0, 0, 0.01, 0.02, 0.05, 0.1, 0.2],
+                                 vaccine_logits=[0.0] * 9),
+                            environment=[Vaccination(0.01, allocation="vaccine_logits")],
+                            learnable=["vaccine_logits"], mode="expected").double()
+    traj = model(tiny_population, steps=30)
+    traj.series["D"][-1].sum().backward()
+    g = model.params["vaccine_logits"].grad
+    assert torch.isfinite(g).all() and g.abs().sum() > 0
+
+
+def test_isolation_with_zero_compliance_changes_nothing_and_full_compliance_helps(small_population):
+    base = PopulationModel([VenueTransmission()], SEIR(), BASE_PARAMS)
+    none = PopulationModel([VenueTransmission()], SEIR(), BASE_PARAMS, environment=[Isolation(compliance=0.0)])
+    full = PopulationModel([VenueTransmission()], SEIR(), BASE_PARAMS,
+                           environment=[Isolation(compliance=1.0, effectiveness=0.9)])
+    a = base(small_population, steps=50, seed=3, replicates=3)
+    b = none(small_population, steps=50, seed=3, replicates=3)
+    c = full(small_population, steps=50, seed=3, replicates=3)
+    assert torch.equal(a.series["I"], b.series["I"])
+    assert (c.series["new_infections"][1:].sum(0) < a.series["new_infections"][1:].sum(0)).all()
