@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 import lpm_graph.config  # noqa: F401  (registers the structured schemas)
 from lpm_graph.data.validate import ConfigError, PopulationGraphError
 
-PRIMARY_METRIC = {"simulate": "attack_rate"}
+PRIMARY_METRIC = {"simulate": "attack_rate", "calibrate": "final_loss"}
 
 
 def config_dir() -> str:

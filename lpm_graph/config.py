@@ -11,7 +11,7 @@ through its parameter domains) — objects never read the config.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
@@ -38,7 +38,43 @@ class SimulateTaskConfig:
             raise ConfigError(f"task.trajectory_format must be 'parquet' or 'csv', got {self.trajectory_format!r}")
 
 
-TASK_SCHEMAS = {"simulate": SimulateTaskConfig}
+@dataclass
+class CalibrateTaskConfig:
+    """``task=calibrate``: gradient-based fit of the learnable parameters to observations."""
+
+    name: str = "calibrate"
+    iterations: int = 100
+    replicates: int = 1
+    loss: str = "mse"
+    dispersion: float = 10.0
+    optimizer: Any = field(default_factory=lambda: {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.05})
+    checkpoint_every: int = 10
+    resume: Optional[str] = None
+    calibration_net: Any = None
+    plot: bool = True
+
+    def __post_init__(self):
+        from lpm_graph.observation import LOSSES
+
+        if self.iterations < 1:
+            raise ConfigError(f"task.iterations must be a positive integer, got {self.iterations}")
+        if self.replicates < 1:
+            raise ConfigError(f"task.replicates must be a positive integer, got {self.replicates}")
+        if self.loss not in LOSSES:
+            raise ConfigError(f"task.loss must be one of {list(LOSSES)}, got {self.loss!r}")
+        if not self.dispersion > 0:
+            raise ConfigError(f"task.dispersion must be > 0 (negative binomial k), got {self.dispersion}")
+        if self.checkpoint_every < 0:
+            raise ConfigError(f"task.checkpoint_every must be >= 0 (0: only at the end), got {self.checkpoint_every}")
+        if not isinstance(self.optimizer, dict) or "_target_" not in self.optimizer:
+            raise ConfigError("task.optimizer must be a config with _target_ (e.g. torch.optim.Adam) and _partial_: true")
+        if self.calibration_net is not None:
+            missing = {"features", "targets"} - set(self.calibration_net)
+            if missing:
+                raise ConfigError(f"task.calibration_net is missing {sorted(missing)}")
+
+
+TASK_SCHEMAS = {"simulate": SimulateTaskConfig, "calibrate": CalibrateTaskConfig}
 
 
 @dataclass
@@ -55,6 +91,7 @@ class RunConfig:
     population: Any = MISSING
     model: Any = MISSING
     task: Any = MISSING
+    observations: Any = None
 
     def __post_init__(self):
         if self.seed < 0:

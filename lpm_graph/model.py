@@ -236,6 +236,10 @@ class PopulationModel(nn.Module):
             raise ConfigError(f"steps must be a positive integer, got {steps!r}")
         if not isinstance(replicates, int) or replicates < 1:
             raise ConfigError(f"replicates must be a positive integer, got {replicates!r}")
+        # Mean-field probabilities decay into denormal floats, which make every CPU
+        # elementwise op ~50-80x slower (measured: 4 ms instead of 0.05 ms per
+        # 100k-element multiply); flush them to zero (a process-wide CPU setting).
+        torch.set_flush_denormal(True)
         graph = self.prepare(graph)
         values = self.params.as_dict()
         if overrides:

@@ -1,0 +1,249 @@
+r"""Observed data, the observation model, and losses for calibration.
+
+**Observations** are a table (CSV or Parquet) with a time column (``step``, the
+simulated day; or a ``date`` column with a start date) and one column per
+observed series (daily cases, deaths, admissions ...).  Empty cells are
+missing values: they are masked out of the loss, never filled.
+
+**Observation model.**  Observed series :math:`k` is a reported, delayed copy
+of a simulated series :math:`x_k` (``new_infections``, ``new_deaths``, a
+compartment):
+
+.. math::
+
+    \hat y_k(t) = \rho_k\; \bar x_k(t - d_k)
+
+with reporting fraction :math:`\rho_k` (a number or the name of a model
+parameter, so it can be calibrated), an integer delay :math:`d_k` in steps,
+and :math:`\bar x` the mean over replicate columns.
+
+**Losses** (``loss``): ``mse`` — the squared error of each series divided by
+its mean squared observation (so series of different scale weigh alike),
+summed over series; ``poisson`` — the Poisson deviance per entry,
+:math:`\hat y - y - y \log(\hat y / y)`; ``negbin`` — the negative binomial
+negative log-likelihood with dispersion :math:`k` (variance
+:math:`\mu + \mu^2/k`), up to terms that do not depend on :math:`\hat y`.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from lpm_graph.data.validate import ConfigError
+
+__all__ = ["Observations", "load_observations", "ObservationModel", "observation_loss", "LOSSES",
+           "resolve_data_path", "file_digest"]
+
+LOSSES = ("mse", "poisson", "negbin")
+
+
+def resolve_data_path(path: str | Path) -> Path:
+    """A data file: as given if it exists (absolute, or relative to the working directory), else
+    relative to the source checkout, else inside the installed package (``lpm_graph/_data``)."""
+    p = Path(path)
+    if p.is_absolute() or p.exists():
+        return p
+    here = Path(__file__).resolve().parent
+    for base in (here.parent, here / "_data"):
+        candidate = base / p
+        if candidate.exists():
+            return candidate
+        if p.parts and p.parts[0] == "data" and (base / Path(*p.parts[1:])).exists():
+            return base / Path(*p.parts[1:])
+    return p
+
+
+def file_digest(path: str | Path) -> str:
+    """SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass
+class Observations:
+    """Observed series aligned to simulation steps.
+
+    Attributes:
+        steps (Tensor): ``[K]`` int64, the simulated step of each row (>= 1).
+        values (dict[str, Tensor]): ``[K]`` float64 per series, NaN where missing.
+        path (Path): the file they came from.
+        digest (str): SHA-256 of the file (keys checkpoints).
+    """
+
+    steps: Tensor
+    values: dict[str, Tensor]
+    path: Path
+    digest: str
+
+    @property
+    def last_step(self) -> int:
+        return int(self.steps.max())
+
+
+def _read_table(path: Path):
+    import pandas as pd
+
+    if not path.exists():
+        raise ConfigError(f"observations.path: file {str(path)!r} does not exist; give a CSV or Parquet file "
+                          "with a 'step' (or date) column and one column per observed series")
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            return pd.read_parquet(path)
+        return pd.read_csv(path)
+    except Exception as e:  # pandas/pyarrow raise many types for unreadable files
+        raise ConfigError(f"observations.path: could not read {str(path)!r} as "
+                          f"{'Parquet' if path.suffix.lower() in ('.parquet', '.pq') else 'CSV'}: {e}") from None
+
+
+def load_observations(path: str | Path, series: Mapping[str, object], time_column: str = "step",
+                      start_date: str | None = None) -> Observations:
+    """Read an observation file.
+
+    Args:
+        path: CSV or Parquet file.
+        series: the observed columns to use (names; the values are the
+            observation-model settings, not read here).
+        time_column: ``step`` (integers >= 1) or a date column (then
+            ``start_date`` is step 0).
+        start_date: ISO date of step 0 for a date column.
+    """
+    import numpy as np
+    import pandas as pd
+
+    path = resolve_data_path(path)
+    df = _read_table(path)
+    where = f"observations file {str(path)!r}"
+    if df.empty:
+        raise ConfigError(f"{where} has no rows")
+    if time_column not in df.columns:
+        raise ConfigError(f"{where} has no column {time_column!r} (observations.time_column); "
+                          f"columns: {list(df.columns)}")
+    if start_date is not None:
+        try:
+            dates = pd.to_datetime(df[time_column])
+            steps = (dates - pd.Timestamp(start_date)).dt.days.to_numpy()
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"{where}: column {time_column!r} must hold dates ({e})") from None
+    else:
+        col = df[time_column]
+        if not pd.api.types.is_integer_dtype(col):
+            raise ConfigError(f"{where}: column {time_column!r} must hold integer steps, got dtype {col.dtype}; "
+                              "for dates set observations.start_date")
+        steps = col.to_numpy()
+    if (steps < 1).any():
+        row = int(np.argmax(steps < 1))
+        raise ConfigError(f"{where}: row {row + 2} has step {int(steps[row])}; observed steps must be >= 1 "
+                          "(step 0 is the initial state)")
+    if len(np.unique(steps)) != len(steps):
+        raise ConfigError(f"{where}: column {time_column!r} has duplicate steps")
+    values = {}
+    for name in series:
+        if name not in df.columns:
+            raise ConfigError(f"{where} has no column {name!r} named in observations.series; "
+                              f"columns: {list(df.columns)}")
+        col = pd.to_numeric(df[name], errors="coerce")
+        bad = col.isna() & df[name].notna()
+        if bad.any():
+            row = int(np.argmax(bad.to_numpy()))
+            raise ConfigError(f"{where}: column {name!r} row {row + 2} holds {df[name].iloc[row]!r}, not a number")
+        if (col < 0).any():
+            raise ConfigError(f"{where}: column {name!r} has negative values; counts must be >= 0")
+        values[name] = torch.tensor(col.to_numpy(dtype=np.float64))
+    if not values:
+        raise ConfigError("observations.series is empty; name at least one observed column")
+    return Observations(torch.tensor(np.asarray(steps, dtype=np.int64)), values, path, file_digest(path))
+
+
+class ObservationModel:
+    """Maps a simulated :class:`~lpm_graph.model.Trajectory` to predicted observations.
+
+    Args:
+        series (Mapping[str, Mapping]): per observed column, ``source`` (a
+            trajectory series), ``reporting`` (number in [0, 1] or parameter
+            name; default 1) and ``delay`` (steps >= 0; default 0).
+    """
+
+    def __init__(self, series: Mapping[str, Mapping]):
+        self.series, self.age_group = {}, {}
+        for name, spec in dict(series).items():
+            spec = dict(spec or {})
+            unknown = set(spec) - {"source", "reporting", "delay", "age_group"}
+            if unknown:
+                raise ConfigError(f"observations.series.{name}: unknown keys {sorted(unknown)}; "
+                                  "use source, reporting, delay, age_group")
+            if "source" not in spec:
+                raise ConfigError(f"observations.series.{name}.source is missing: name the simulated series "
+                                  "(e.g. new_infections, new_deaths)")
+            reporting = spec.get("reporting", 1.0)
+            if not isinstance(reporting, str) and not 0.0 <= float(reporting) <= 1.0:
+                raise ConfigError(f"observations.series.{name}.reporting must be in [0, 1] or a parameter name, "
+                                  f"got {reporting}")
+            delay = spec.get("delay", 0)
+            if not isinstance(delay, int) or delay < 0:
+                raise ConfigError(f"observations.series.{name}.delay must be an integer >= 0, got {delay!r}")
+            self.series[name] = (spec["source"], reporting, delay)
+            self.age_group[name] = spec.get("age_group")
+
+    def param_names(self) -> list[str]:
+        return [r for _, r, _ in self.series.values() if isinstance(r, str)]
+
+    def _simulated(self, name: str, source: str, traj) -> Tensor:
+        group = self.age_group[name]
+        if group is None:
+            if source not in traj.series:
+                raise ConfigError(f"observations.series.{name}.source = {source!r} is not a simulated series; "
+                                  f"available: {sorted(traj.series)}")
+            return traj.series[source].mean(1)
+        labels = traj.age_labels()
+        if source not in traj.by_age:
+            raise ConfigError(f"observations.series.{name}: {source!r} has no age breakdown; "
+                              f"available: {sorted(traj.by_age)}")
+        if str(group) not in labels:
+            raise ConfigError(f"observations.series.{name}.age_group = {group!r} is not an age group of the "
+                              f"model; groups: {labels}")
+        return traj.by_age[source][:, labels.index(str(group))].mean(-1)
+
+    def predict(self, traj, obs: Observations, params: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Predicted observations ``[K]`` per series (mean over replicates)."""
+        out = {}
+        for name, (source, reporting, delay) in self.series.items():
+            x = self._simulated(name, source, traj)
+            if obs.last_step > traj.steps:
+                raise ConfigError(f"the observations reach step {obs.last_step} but the simulation has "
+                                  f"{traj.steps} steps; set steps >= {obs.last_step}")
+            idx = obs.steps.to(x.device) - delay
+            pred = torch.where(idx >= 0, x[idx.clamp_min(0)], torch.zeros((), dtype=x.dtype, device=x.device))
+            rho = params[reporting] if isinstance(reporting, str) else torch.tensor(float(reporting))
+            out[name] = pred * rho.to(pred.dtype)
+        return out
+
+
+def observation_loss(pred: Mapping[str, Tensor], obs: Observations, kind: str = "mse",
+                     dispersion: float = 10.0) -> Tensor:
+    """The loss between predicted and observed series, missing values masked (see module doc)."""
+    if kind not in LOSSES:
+        raise ConfigError(f"task.loss must be one of {list(LOSSES)}, got {kind!r}")
+    total = 0.0
+    for name, yhat in pred.items():
+        y = obs.values[name].to(device=yhat.device, dtype=yhat.dtype)
+        mask = ~torch.isnan(y)
+        y, yhat = y[mask], yhat[mask]
+        if kind == "mse":
+            total = total + ((yhat - y) ** 2).mean() / (y.pow(2).mean().clamp_min(1e-12))
+        elif kind == "poisson":
+            mu = yhat.clamp_min(1e-8)
+            ylogy = torch.where(y > 0, y * torch.log(y.clamp_min(1e-300) / mu), torch.zeros_like(y))
+            total = total + (mu - y + ylogy).mean()
+        else:
+            mu, k = yhat.clamp_min(1e-8), float(dispersion)
+            nll = -(y * torch.log(mu / (mu + k)) + k * torch.log(k / (mu + k)))
+            total = total + nll.mean()
+    return total

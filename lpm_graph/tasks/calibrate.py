@@ -1,0 +1,225 @@
+"""``task=calibrate``: fit θ to observed series by gradient descent through the simulator.
+
+Each iteration runs the whole unrolled model (per-step checkpointing as the
+model config says), maps its trajectory through the observation model, and
+takes one optimiser step on the learnable parameters — or, with
+``task.calibration_net``, on the weights of a network producing the
+time-varying parameters from feature series.
+
+Iteration ``i`` draws its random numbers with seed ``seed + 1 + i``: the run
+is a pure function of the config, the data and the iteration count.  A
+checkpoint (parameters, network, optimiser state, loss history, config and
+data digests) is written atomically every ``task.checkpoint_every``
+iterations; ``task.resume=<checkpoint.pt>`` continues from it and reaches the
+same result, bit for bit, as an uninterrupted run, and refuses a checkpoint
+made with another config or other data.
+
+Outputs: ``fitted_params.json``, ``loss.csv``, ``loss.png``, ``fit.png``
+(observed vs fitted), ``checkpoint.pt``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from lpm_graph.data.validate import ConfigError
+from lpm_graph.observation import (ObservationModel, file_digest, load_observations, observation_loss,
+                                   resolve_data_path)
+from lpm_graph.tasks.simulate import _atomic_write, build, peak_rss_mb
+
+__all__ = ["calibrate", "resume_key"]
+
+CHECKPOINT_FORMAT = "lpm_graph.calibration_checkpoint/1"
+#: config keys that may change between a checkpoint and its resumption
+_RESUMABLE = ("task.resume", "task.iterations", "task.checkpoint_every", "task.plot", "progress", "threads")
+
+
+def resume_key(cfg: DictConfig) -> str:
+    """Digest of the config without the keys a resumed run may change."""
+    c = OmegaConf.to_container(cfg, resolve=True)
+    for dotted in _RESUMABLE:
+        node, *rest = dotted.split(".")
+        if rest:
+            c.get(node, {}).pop(rest[0], None)
+        else:
+            c.pop(node, None)
+    return hashlib.sha256(json.dumps(c, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _plot_loss(history, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(range(1, len(history) + 1), history)
+    ax.set_yscale("log")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("loss")
+    ax.set_title("calibration loss")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _plot_fit(obs, pred, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    n = len(pred)
+    cols = min(3, n)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
+    steps = obs.steps.numpy()
+    for ax, (name, yhat) in zip(axes.flat, pred.items()):
+        ax.plot(steps, obs.values[name].numpy(), ".", color="k", ms=3, label="observed")
+        ax.plot(steps, yhat.detach().double().cpu().numpy(), color="tab:red", label="fitted")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("day")
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _save_checkpoint(path: Path, payload: dict) -> None:
+    _atomic_write(path, lambda p: torch.save(payload, p))
+
+
+def _load_checkpoint(path: str | os.PathLike, key: str, digest: str) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"task.resume: checkpoint {str(path)!r} does not exist")
+    try:
+        ckpt = torch.load(path, weights_only=True)
+    except Exception as e:  # corrupt or foreign files
+        raise ConfigError(f"task.resume: {str(path)!r} is not a calibration checkpoint ({e})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise ConfigError(f"task.resume: {str(path)!r} is not a calibration checkpoint")
+    if ckpt["config_key"] != key:
+        raise ConfigError(f"task.resume: checkpoint {str(path)!r} was made with a different config; resume only "
+                          f"with the same config (only {list(_RESUMABLE)} may change), or start a new run")
+    if ckpt["data_digest"] != digest:
+        raise ConfigError(f"task.resume: checkpoint {str(path)!r} was made with different observation data; "
+                          "resume with the same files, or start a new run")
+    return ckpt
+
+
+def calibrate(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
+    """Run ``task=calibrate``; write outputs to ``output_dir``; return metrics (``final_loss`` ...)."""
+    t0 = time.perf_counter()
+    model, graph, _, run, task = build(cfg)
+    if cfg.get("observations") is None:
+        raise ConfigError("task=calibrate needs observations: choose observations=<name> (e.g. observations=synthetic)")
+    ocfg = OmegaConf.to_container(cfg.observations, resolve=True)
+    obs_model = ObservationModel(ocfg["series"])
+    obs = load_observations(ocfg["path"], ocfg["series"], ocfg.get("time_column", "step"), ocfg.get("start_date"))
+    for name in obs_model.param_names():
+        if name not in model.params:
+            raise ConfigError(f"observations.series names reporting parameter {name!r}, which is not in model.params")
+    if obs.last_step > run.steps:
+        raise ConfigError(f"the observations reach step {obs.last_step} but steps={run.steps}; set steps >= "
+                          f"{obs.last_step}")
+    digest = obs.digest
+
+    net, features = None, None
+    if task.calibration_net:
+        from lpm_graph.calibration_net import CalibrationNet, load_features
+
+        nc = dict(task.calibration_net)
+        features = load_features(nc["features"], nc.get("columns")).to(run.device)
+        digest = hashlib.sha256((digest + file_digest(resolve_data_path(nc["features"]))).encode()).hexdigest()
+        targets = dict(nc["targets"])
+        for name in targets:
+            if name not in model.params.time_varying:
+                raise ConfigError(f"task.calibration_net.targets: {name!r} must be time-varying "
+                                  f"(model.time_varying.{name}: <period>) with one value per feature row")
+        init = {n: float(model.params[n].detach().flatten()[0]) for n in targets}
+        net = CalibrationNet(features.size(1), targets, int(nc.get("hidden", 16)), init).to(run.device)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if net is not None:
+        trainable += list(net.parameters())
+    if not trainable:
+        raise ConfigError("task=calibrate has nothing to fit: list parameters in model.learnable "
+                          "or configure task.calibration_net")
+    optimizer = instantiate(task.optimizer, _convert_="all")(trainable)
+
+    key = resume_key(cfg)
+    history: list[float] = []
+    start = 0
+    if task.resume:
+        ckpt = _load_checkpoint(task.resume, key, digest)
+        model.load_state_dict(ckpt["model"])
+        if net is not None:
+            net.load_state_dict(ckpt["net"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        history = list(ckpt["history"])
+        start = int(ckpt["iteration"])
+        torch.set_rng_state(ckpt["torch_rng"])
+
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def checkpoint(iteration: int) -> None:
+        _save_checkpoint(out / "checkpoint.pt", {
+            "format": CHECKPOINT_FORMAT, "iteration": iteration, "model": model.state_dict(),
+            "net": net.state_dict() if net is not None else None, "optimizer": optimizer.state_dict(),
+            "history": history, "config_key": key, "data_digest": digest, "torch_rng": torch.get_rng_state()})
+
+    def simulate(seed: int, replicates: int):
+        overrides = net(features) if net is not None else None
+        traj = model(graph, steps=run.steps, seed=seed, replicates=replicates, overrides=overrides)
+        values = {**model.params.as_dict(), **(overrides or {})}
+        return obs_model.predict(traj, obs, values)
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(range(start, task.iterations), desc="calibrate", unit="it", disable=not run.progress, leave=False)
+    for it in bar:
+        optimizer.zero_grad(set_to_none=True)
+        loss = observation_loss(simulate(run.seed + 1 + it, task.replicates), obs, task.loss, task.dispersion)
+        if not torch.isfinite(loss):
+            raise ConfigError(f"task=calibrate: the loss became {float(loss)} at iteration {it}; lower the "
+                              "learning rate (task.optimizer.lr) or add bounds (model.bounds)")
+        loss.backward()
+        optimizer.step()
+        history.append(float(loss.detach()))
+        bar.set_postfix(loss=f"{history[-1]:.4g}")
+        if task.checkpoint_every and (it + 1) % task.checkpoint_every == 0:
+            checkpoint(it + 1)
+    checkpoint(task.iterations)
+
+    with torch.no_grad():
+        pred = simulate(run.seed, task.replicates)
+        final = float(observation_loss(pred, obs, task.loss, task.dispersion))
+        fitted = model.params.values_dict()
+        if net is not None:
+            fitted.update({k: v.cpu().tolist() for k, v in net(features).items()})
+    metrics = {
+        "final_loss": final,
+        "iterations": task.iterations,
+        "simulations": task.iterations + 1,
+        "learnable": model.params.learnable + (net.names if net is not None else []),
+        "fitted": fitted,
+        "runtime_seconds": round(time.perf_counter() - t0, 3),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+    }
+    _atomic_write(out / "fitted_params.json", lambda p: p.write_text(json.dumps(metrics, indent=2) + "\n"))
+    _atomic_write(out / "loss.csv", lambda p: p.write_text(
+        "iteration,loss\n" + "".join(f"{i + 1},{v!r}\n" for i, v in enumerate(history))))
+    if task.plot:
+        _atomic_write(out / "loss.png", lambda p: _plot_loss(history, p))
+        _atomic_write(out / "fit.png", lambda p: _plot_fit(obs, pred, p))
+    return metrics

@@ -1,0 +1,114 @@
+"""task=calibrate: recovery of known parameters, bit-identical resume, refusals, calibration network."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from lpm_graph.data import ConfigError
+from lpm_graph.tasks.calibrate import calibrate
+from tests.conftest import compose_config
+
+TRUTH = {"beta_community": 0.6, "beta_school": 0.5, "reporting_fraction": 0.4}
+N, STEPS = 1500, 50
+
+
+def base_overrides(obs_path, extra=()):
+    return ["task=calibrate", f"population.num_people={N}", "population.seed=3", f"steps={STEPS}", "progress=false",
+            f"observations.path={obs_path}", "task.plot=false", "model.learnable=[beta_community,beta_school,reporting_fraction]",
+            *extra]
+
+
+@pytest.fixture(scope="module")
+def observed(tmp_path_factory):
+    """Noise-free reported cases by age group from the expected-mode model at TRUTH."""
+    path = tmp_path_factory.mktemp("obs") / "cases.csv"
+    cfg = compose_config(base_overrides(path))
+    model = instantiate(cfg.model, _convert_="all")
+    for k, v in TRUTH.items():
+        with torch.no_grad():
+            model.params.raw(k).copy_(model.params._unconstrain(k, torch.tensor(v)) if k in model.params.bounds
+                                      else torch.tensor(v))
+    data = instantiate(cfg.population, _convert_="all")
+    with torch.no_grad():
+        traj = model(data, steps=STEPS)
+    table = {"step": list(range(1, STEPS + 1))}
+    for g, label in enumerate(traj.age_labels()):
+        x = traj.by_age["new_infections"][:, g, 0].double()
+        shifted = torch.cat([torch.zeros(3, dtype=x.dtype), x])[1:STEPS + 1]
+        table[f"cases_{label}"] = (TRUTH["reporting_fraction"] * shifted).tolist()
+    pd.DataFrame(table).to_csv(path, index=False)
+    return path
+
+
+def test_recovers_known_parameters(observed, tmp_path):
+    cfg = compose_config(base_overrides(observed, ["task.iterations=120", "task.optimizer.lr=0.1",
+                                                   "task.checkpoint_every=0"]))
+    metrics = calibrate(cfg, tmp_path)
+    for name, true in TRUTH.items():
+        # stated tolerance: 5% of the true value after 120 Adam steps on noise-free data
+        assert metrics["fitted"][name] == pytest.approx(true, rel=0.05), (name, metrics["fitted"][name])
+    history = pd.read_csv(tmp_path / "loss.csv")["loss"]
+    assert history.iloc[-1] < 1e-2 * history.iloc[0]
+    saved = json.loads((tmp_path / "fitted_params.json").read_text())
+    assert saved["fitted"]["beta_community"] == pytest.approx(metrics["fitted"]["beta_community"])
+
+
+def stochastic(obs, extra=()):
+    return compose_config(base_overrides(obs, ["model.mode=stochastic", "task.replicates=2", "task.checkpoint_every=3",
+                                               "task.optimizer.lr=0.05", *extra]))
+
+
+def test_resume_is_bit_identical_to_an_uninterrupted_run(observed, tmp_path):
+    full = calibrate(stochastic(observed, ["task.iterations=6"]), tmp_path / "full")
+    calibrate(stochastic(observed, ["task.iterations=3"]), tmp_path / "first")
+    resumed = calibrate(stochastic(observed, ["task.iterations=6", f"task.resume={tmp_path / 'first' / 'checkpoint.pt'}"]),
+                        tmp_path / "second")
+    assert resumed["fitted"] == full["fitted"]
+    a = pd.read_csv(tmp_path / "full" / "loss.csv")
+    b = pd.read_csv(tmp_path / "second" / "loss.csv")
+    assert a["loss"].tolist() == b["loss"].tolist() and len(a) == 6
+
+
+def test_resume_refuses_another_config_or_other_data(observed, tmp_path):
+    calibrate(stochastic(observed, ["task.iterations=3"]), tmp_path / "first")
+    ckpt = tmp_path / "first" / "checkpoint.pt"
+    with pytest.raises(ConfigError, match="different config"):
+        calibrate(stochastic(observed, ["task.iterations=6", f"task.resume={ckpt}", "model.params.beta_household=0.9"]),
+                  tmp_path / "x")
+    # same config, same path, one byte of the data changed in place
+    copy = tmp_path / "copy.csv"
+    copy.write_text(observed.read_text())
+    calibrate(stochastic(copy, ["task.iterations=3"]), tmp_path / "second")
+    copy.write_text(observed.read_text() + "\n")
+    with pytest.raises(ConfigError, match="different observation data"):
+        calibrate(stochastic(copy, ["task.iterations=6", f"task.resume={tmp_path / 'second' / 'checkpoint.pt'}"]),
+                  tmp_path / "y")
+    with pytest.raises(ConfigError, match="does not exist"):
+        calibrate(stochastic(observed, [f"task.resume={tmp_path / 'none.pt'}"]), tmp_path / "z")
+
+
+def test_calibration_network_trains_time_varying_parameters(observed, tmp_path):
+    features = tmp_path / "features.csv"
+    pd.DataFrame({"week": range(8), "mobility": [1, 0.9, 0.8, 0.8, 0.7, 0.7, 0.6, 0.6],
+                  "temperature": [5, 6, 8, 9, 11, 12, 14, 15]}).to_csv(features, index=False)
+    cfg = compose_config(base_overrides(observed, [
+        "task.iterations=15", "task.checkpoint_every=0", "task.optimizer.lr=0.05",
+        "model.learnable=[reporting_fraction]", "model.params.beta_community=[0.3,0.3,0.3,0.3,0.3,0.3,0.3,0.3]",
+        "+model.time_varying.beta_community=7",
+        f"task.calibration_net={{features: {features}, targets: {{beta_community: [0.0, 2.0]}}, hidden: 8}}"]))
+    metrics = calibrate(cfg, tmp_path / "net")
+    history = pd.read_csv(tmp_path / "net" / "loss.csv")["loss"]
+    assert history.iloc[-1] < 0.5 * history.iloc[0]
+    series = metrics["fitted"]["beta_community"]
+    assert len(series) == 8 and all(0 < v < 2 for v in series)
+
+
+def test_nothing_to_fit_and_missing_observations_are_refused(observed, tmp_path):
+    with pytest.raises(ConfigError, match="nothing to fit"):
+        calibrate(compose_config(base_overrides(observed, ["model.learnable=[]"])), tmp_path)
+    with pytest.raises(ConfigError, match="observations reach step 50 but steps=20"):
+        calibrate(compose_config(base_overrides(observed, ["steps=20"])), tmp_path)

@@ -1,0 +1,105 @@
+"""Observation files, the observation model and the losses."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+from lpm_graph.data import ConfigError
+from lpm_graph.model import Trajectory
+from lpm_graph.observation import ObservationModel, load_observations, observation_loss
+
+SERIES = {"cases": {"source": "new_infections", "reporting": "rho", "delay": 2}}
+
+
+def write(tmp_path, frame, name="obs.csv"):
+    path = tmp_path / name
+    frame.to_csv(path, index=False) if name.endswith(".csv") else frame.to_parquet(path, index=False)
+    return path
+
+
+def trajectory(new_infections):
+    x = torch.tensor(new_infections, dtype=torch.float64)
+    series = {"new_infections": torch.stack([x, 3 * x], 1)}  # two replicates, mean 2x
+    by_age = {"new_infections": torch.stack([x, x], 1).unsqueeze(-1).expand(-1, -1, 2)}
+    return Trajectory(series=series, by_age=by_age, compartments=("S",), age_bins=[0, 50])
+
+
+@pytest.mark.parametrize("name", ["obs.csv", "obs.parquet"])
+def test_load_and_predict_with_reporting_and_delay(tmp_path, name):
+    path = write(tmp_path, pd.DataFrame({"step": [1, 2, 3, 5], "cases": [0, None, 4, 7]}), name)
+    obs = load_observations(path, SERIES)
+    assert obs.steps.tolist() == [1, 2, 3, 5] and math.isnan(obs.values["cases"][1])
+    traj = trajectory([1, 2, 3, 4, 5, 6])
+    pred = ObservationModel(SERIES).predict(traj, obs, {"rho": torch.tensor(0.5)})["cases"]
+    # mean over replicates is 2x; step s reads index s-2 (index 0: the seeded infections);
+    # before the delay: 0
+    assert pred.tolist() == [0.0, 0.5 * 2 * 1, 0.5 * 2 * 2, 0.5 * 2 * 4]
+
+
+def test_age_group_source(tmp_path):
+    path = write(tmp_path, pd.DataFrame({"step": [1, 2], "old": [1, 2]}))
+    spec = {"old": {"source": "new_infections", "age_group": "50+"}}
+    obs = load_observations(path, spec)
+    pred = ObservationModel(spec).predict(trajectory([5, 6, 7]), obs, {})["old"]
+    assert pred.tolist() == [6.0, 7.0]
+    with pytest.raises(ConfigError, match="age_group = '30-40' is not an age group"):
+        ObservationModel({"old": {"source": "new_infections", "age_group": "30-40"}}).predict(
+            trajectory([5, 6, 7]), obs, {})
+
+
+@pytest.mark.parametrize("kind", ["mse", "poisson", "negbin"])
+def test_loss_is_minimal_at_the_truth_and_masks_missing(tmp_path, kind):
+    path = write(tmp_path, pd.DataFrame({"step": [1, 2, 3], "cases": [3.0, None, 5.0]}))
+    obs = load_observations(path, SERIES)
+    truth = {"cases": torch.tensor([3.0, 1e6, 5.0], dtype=torch.float64)}  # the masked entry is ignored
+    at_truth = observation_loss(truth, obs, kind)
+    assert torch.isfinite(at_truth)
+    for factor in (0.8, 1.25):
+        off = {"cases": truth["cases"] * factor}
+        assert observation_loss(off, obs, kind) > at_truth
+    if kind in ("mse", "poisson"):
+        assert float(at_truth) == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("frame, match", [
+    (pd.DataFrame({"day": [1], "cases": [1]}), "has no column 'step'"),
+    (pd.DataFrame({"step": [1], "deaths": [1]}), "has no column 'cases'"),
+    (pd.DataFrame({"step": [0, 1], "cases": [1, 1]}), "row 2 has step 0"),
+    (pd.DataFrame({"step": [1, 1], "cases": [1, 1]}), "duplicate steps"),
+    (pd.DataFrame({"step": [1, 2], "cases": [1, -3]}), "negative values"),
+    (pd.DataFrame({"step": [1, 2], "cases": ["1", "many"]}), "row 3 holds 'many'"),
+    (pd.DataFrame({"step": [1.5, 2.0], "cases": [1, 2]}), "must hold integer steps"),
+])
+def test_bad_observation_files_name_the_file_and_column(tmp_path, frame, match):
+    path = write(tmp_path, frame)
+    with pytest.raises(ConfigError, match=match) as info:
+        load_observations(path, SERIES)
+    assert "obs.csv" in str(info.value)
+
+
+def test_missing_and_empty_files(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_observations(tmp_path / "nope.csv", SERIES)
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(ConfigError, match="could not read"):
+        load_observations(tmp_path / "empty.csv", SERIES)
+
+
+def test_dates_map_to_steps(tmp_path):
+    path = write(tmp_path, pd.DataFrame({"date": ["2020-03-02", "2020-03-05"], "cases": [1, 2]}))
+    obs = load_observations(path, SERIES, time_column="date", start_date="2020-03-01")
+    assert obs.steps.tolist() == [1, 4]
+
+
+@pytest.mark.parametrize("spec, match", [
+    ({"cases": {"reporting": 0.5}}, "source is missing"),
+    ({"cases": {"source": "new_infections", "reporting": 1.5}}, "reporting must be in \\[0, 1\\]"),
+    ({"cases": {"source": "new_infections", "delay": -1}}, "delay must be an integer >= 0"),
+    ({"cases": {"source": "new_infections", "lag": 1}}, "unknown keys \\['lag'\\]"),
+])
+def test_bad_observation_model_settings(spec, match):
+    with pytest.raises(ConfigError, match=match):
+        ObservationModel(spec)
