@@ -146,6 +146,10 @@ def _check_edge_store(edge_type: tuple, store, counts: dict[str, int]) -> None:
                 )
     if "edge_weight" in store:
         _check_edge_weight(where, store["edge_weight"], num_edges)
+    if "time" in store:
+        _check_edge_time(where, store["time"], num_edges, store["time_period"] if "time_period" in store else None)
+    elif "time_period" in store:
+        raise PopulationGraphError(f"{where}: has 'time_period' but no per-edge 'time'; set both or neither")
 
 
 def _check_edge_weight(where: str, weight: object, num_edges: int) -> None:
@@ -172,6 +176,33 @@ def _check_edge_weight(where: str, weight: object, num_edges: int) -> None:
         raise PopulationGraphError(f"{where}: edge_weight must be >= 0, got minimum {low}")
 
 
+def _check_edge_time(where: str, time: object, num_edges: int, period: object) -> None:
+    """``time``: the window index of each edge (int, >= 0); ``time_period``: windows per cycle."""
+    if not _is_integer_tensor(time):
+        got = f"dtype {time.dtype}" if isinstance(time, torch.Tensor) else type(time).__name__
+        raise PopulationGraphError(
+            f"{where}: time must be an integer tensor of shape [{num_edges}] (the time window of each "
+            f"edge), got {got}"
+        )
+    if time.dim() != 1 or time.shape[0] != num_edges:
+        raise PopulationGraphError(
+            f"{where}: time must have shape [{num_edges}] (one window index per edge), got {tuple(time.shape)}"
+        )
+    last = int(time.max()) if num_edges else -1
+    if num_edges and int(time.min()) < 0:
+        bad = int((time < 0).nonzero()[0, 0])
+        raise PopulationGraphError(
+            f"{where}: time must be >= 0 (a window index), but edge {bad} has time {int(time[bad])}"
+        )
+    if period is not None:
+        if isinstance(period, torch.Tensor) and period.dim() == 0 and _is_integer_tensor(period):
+            period = int(period)
+        if isinstance(period, bool) or not isinstance(period, int) or period < 1 or period <= last:
+            raise PopulationGraphError(
+                f"{where}: time_period must be an integer > the last time window ({last}), got {period!r}"
+            )
+
+
 def validate_population(
     data: HeteroData, required_person_attrs: Iterable[str] = ("uid", "age")
 ) -> None:
@@ -182,8 +213,11 @@ def validate_population(
     to it, and (where present) a ``uid`` that is a unique, non-negative integer tensor
     of shape [num_nodes]; for every edge type, source and destination node types that
     exist, an integer ``edge_index`` of shape [2, E] whose row 0 indexes the source
-    and row 1 the destination type, and an optional ``edge_weight`` that is a finite,
-    non-negative floating tensor of shape [E].
+    and row 1 the destination type, an optional ``edge_weight`` that is a finite,
+    non-negative floating tensor of shape [E], and an optional ``time`` (time-varying
+    edges: the integer window index >= 0 of each edge, shape [E]) with an optional
+    ``time_period`` (an int greater than the last window; see
+    :class:`~lpm_graph.data.prepare.PreparedPopulation`).
 
     Raises:
         PopulationGraphError: on the first violation found.
