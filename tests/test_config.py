@@ -33,7 +33,14 @@ def saved_population(tmp_path_factory):
 
 @pytest.mark.parametrize("choice", GROUPS["population"])
 def test_population_choices_compose_and_build(choice, saved_population):
-    overrides = {"synthetic": ["population.num_people=300"], "file": [f"population.path={saved_population}"]}
+    overrides = {"synthetic": ["population.num_people=300"], "file": [f"population.path={saved_population}"],
+                 # shipped 300-person samples (data/samples, data/sociopatterns); no cache writes
+                 "tables": ["population.persons=data/samples/tables/persons.csv",
+                            "population.venues=data/samples/tables/venues.csv", "population.cache_dir=null"],
+                 "edgelist": ["population.edges=data/samples/edgelist/contacts.parquet", "population.cache_dir=null"],
+                 "sociopatterns": ["population.path=data/sociopatterns/school_sample.dat", "population.cache_dir=null"],
+                 "networkx": ["population.path=data/samples/network.graphml", "population.cache_dir=null"],
+                 "nyc": ["population.num_people=300", "population.cache_dir=null"]}
     cfg = compose_config([f"population={choice}", *overrides[choice]])
     validate_run_config(cfg)
     data = instantiate(cfg.population, _convert_="all")
