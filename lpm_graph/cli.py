@@ -16,6 +16,7 @@ import lpm_graph.config  # noqa: F401  (registers the structured schemas)
 from lpm_graph.data.validate import ConfigError, PopulationGraphError
 
 PRIMARY_METRIC = {"simulate": "attack_rate", "calibrate": "final_loss"}
+PRIMARY_METRIC["build_population"] = "num_people"
 
 
 def config_dir() -> str:

@@ -132,11 +132,27 @@ def validate_run_config(cfg: DictConfig) -> tuple[RunConfig, Any]:
     return run, task
 
 
+@dataclass
+class BuildPopulationTaskConfig:
+    """``task=build_population``: build the chosen population and store it in the cache."""
+
+    name: str = "build_population"
+    cache_dir: Optional[str] = None  # null: population.cache_dir if set, else data/processed
+
+    def __post_init__(self):
+        if self.cache_dir is not None and not str(self.cache_dir).strip():
+            raise ConfigError("task.cache_dir must be a directory path or null, got an empty string")
+
+
+TASK_SCHEMAS["build_population"] = BuildPopulationTaskConfig
+
+
 def register_configs() -> None:
     """Register the schemas with Hydra's ConfigStore (idempotent)."""
     cs = ConfigStore.instance()
     cs.store(name="lpm_graph_schema", node=RunConfig)
     cs.store(group="task", name="simulate_schema", node=SimulateTaskConfig)
+    cs.store(group="task", name="build_population_schema", node=BuildPopulationTaskConfig)
 
 
 register_configs()

@@ -1,8 +1,11 @@
 """Tasks: pure functions of a composed config and an output folder, returning metrics."""
+from lpm_graph.tasks.build_population import build_population
 from lpm_graph.tasks.calibrate import calibrate
 from lpm_graph.tasks.simulate import simulate
 
 TASKS = {"simulate": simulate, "calibrate": calibrate}
 
 
-__all__ = ["simulate", "calibrate", "TASKS"]
+TASKS["build_population"] = build_population
+
+__all__ = ["simulate", "calibrate", "build_population", "TASKS"]
