@@ -314,23 +314,23 @@ def _merge(key_parts: list[np.ndarray], weight: np.ndarray) -> tuple[list[np.nda
     for span in spans:
         total *= span
     if total < 2**62:
-        key = np.zeros(m, dtype=np.int64)
+        key = torch.zeros(m, dtype=torch.int64)
         for part, span in zip(key_parts, spans):
-            key = key * span + part
-        ordered, order = torch.sort(as_tensor(key), stable=True)
+            key.mul_(span).add_(as_tensor(np.asarray(part, dtype=np.int64)))
+        ordered, order = torch.sort(key, stable=True)
+        del key
         new = torch.ones(m, dtype=torch.bool)
-        new[1:] = ordered[1:] != ordered[:-1]
+        torch.ne(ordered[1:], ordered[:-1], out=new[1:])
         w = as_tensor(np.asarray(weight, dtype=np.float64))[order]
         merged = m - int(new.sum())
         if merged:
             group = torch.cumsum(new, 0) - 1
             w = torch.zeros(m - merged, dtype=torch.float64).index_add_(0, group, w)
             ordered = ordered[new]
-        rest = ordered.numpy()
         parts = []
         for span in reversed(spans):
-            parts.append(rest % span)
-            rest = rest // span
+            parts.append(torch.remainder(ordered, span).numpy())
+            ordered = torch.div(ordered, span, rounding_mode="floor")
         return parts[::-1], w.numpy(), merged
     order = np.lexsort(key_parts[::-1])
     parts = [p[order] for p in key_parts]
@@ -340,6 +340,20 @@ def _merge(key_parts: list[np.ndarray], weight: np.ndarray) -> tuple[list[np.nda
     group = np.cumsum(new) - 1
     summed = np.bincount(group, weights=w)
     return [p[new] for p in parts], summed, m - int(new.sum())
+
+
+def _edge_index(a: torch.Tensor, b: torch.Tensor, directed: bool) -> torch.Tensor:
+    """``[[a], [b]]``, or ``[[a, b], [b, a]]`` for undirected contacts (one allocation)."""
+    m = a.numel()
+    if directed:
+        return torch.stack([a, b])
+    ei = torch.empty((2, 2 * m), dtype=torch.int64)
+    ei[0, :m], ei[0, m:], ei[1, :m], ei[1, m:] = a, b, b, a
+    return ei
+
+
+def _repeat(values: torch.Tensor, directed: bool) -> torch.Tensor:
+    return values if directed else torch.cat([values, values])
 
 
 def add_contacts(data: HeteroData, src: np.ndarray, dst: np.ndarray, *, weight: np.ndarray | None = None,
@@ -394,23 +408,16 @@ def add_contacts(data: HeteroData, src: np.ndarray, dst: np.ndarray, *, weight: 
         parts, wk, merged = _merge(parts, w[sel])
         merged_total += merged
         tk = None if time is None else parts[0]
-        a, b = parts[-2], parts[-1]
-        if directed:
-            ei = np.stack([a, b])
-            wk_all, tk_all = wk, tk
-        else:
-            ei = np.stack([np.concatenate([a, b]), np.concatenate([b, a])])
-            wk_all = np.concatenate([wk, wk])
-            tk_all = None if tk is None else np.concatenate([tk, tk])
+        a, b = as_tensor(parts[-2]), as_tensor(parts[-1])
         store = data[PERSON, rel, PERSON]
-        store.edge_index = as_tensor(np.ascontiguousarray(ei, dtype=np.int64))
+        store.edge_index = _edge_index(a, b, directed)
         if weight is not None or merged:  # unweighted input without merges keeps unit weights implicit
-            store.edge_weight = as_tensor(wk_all.astype(np.float32))
+            store.edge_weight = _repeat(as_tensor(wk).to(torch.float32), directed)
         store.undirected = not directed
-        if tk_all is not None:
-            store.time = as_tensor(np.ascontiguousarray(tk_all, dtype=np.int64))
+        if tk is not None:
+            store.time = _repeat(as_tensor(tk), directed)
             store.time_period = int(period)
-        stored += int(ei.shape[1])
+        stored += int(store.edge_index.shape[1])
     if merged_total and warn_duplicates:
         how = "" if directed else " (undirected: a-b and b-a records are the same contact)"
         warnings.warn(PopulationDataWarning(

@@ -80,12 +80,15 @@ def read_sociopatterns(path: str | os.PathLike) -> Source:
     except UnicodeDecodeError as exc:
         line = raw[:exc.start].count(b"\n") + 1
         raise DataFileError(f"SocioPatterns file {str(p)!r}, line {line}: not valid UTF-8 text") from None
-    first = next((line for line in text.splitlines() if line.strip()), None)
+    first, first_line = None, 0
+    for first_line, line in enumerate(io.StringIO(text), start=1):  # stops at the first non-blank line
+        if line.strip():
+            first = line.rstrip("\r\n")
+            break
     if first is None:
         raise DataFileError(f"SocioPatterns file {str(p)!r}: the file is empty; expected lines 't i j' "
                             "or 't i j Ci Cj'")
     fields = len(first.split())
-    first_line = text.splitlines().index(first) + 1
     if fields not in (3, 5):
         raise DataFileError(f"SocioPatterns file {str(p)!r}, line {first_line}: cannot parse {first[:80]!r}: "
                             f"expected 3 fields 't i j' or 5 fields 't i j Ci Cj', got {fields}")

@@ -35,7 +35,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import torch
 from torch_geometric.data import HeteroData
 
 from lpm_graph.data.assemble import (
