@@ -19,6 +19,26 @@ is drawn from a global stream, so
   the policy's, not noise;
 * replaying a step (gradient checkpointing, resuming) needs no RNG bookkeeping.
 
+Key schedule (``mix(v) = splitmix64(v + golden)``, all arithmetic mod
+:math:`2^{64}`):
+
+.. math::
+
+    b_{i,r} &= \mathrm{splitmix64}(\mathrm{uid}_i \cdot \text{golden}
+               + \mathrm{mix}(\mathrm{mix}(\text{seed}) + r))
+               && \text{once per run} \\
+    s_{t,\text{stream}} &= \mathrm{mix}(\mathrm{mix}(t) + \text{stream})
+               && \text{a Python int per draw} \\
+    w &= \mathrm{splitmix64}(b_{i,r} + s_{t,\text{stream}})
+               && \text{one round per element}
+
+— the SplitMix64 generator's own construction (one finaliser round of a
+seed plus an offset), with the offset a hash of (step, stream) instead of a
+counter.  A ``float64`` draw reads the top 52 bits of :math:`w`; a
+``float32`` draw needs 23 bits, so one word serves two streams: lane 0 reads
+bits 41-63, lane 1 bits 9-31 (:meth:`CounterRNG.uniform_pair`).  Per element
+a float32 pair costs one add, one SplitMix64 round and the bit extraction.
+
 The hashing is integer arithmetic on ``int64`` tensors (wrapping
 multiplication, logical shifts emulated with masks), identical on CPU and CUDA.
 
@@ -27,12 +47,14 @@ returns ``[N, R]`` draws, replicate ``r`` keyed by ``mix(seed, r)``.
 """
 from __future__ import annotations
 
+import sys
 import zlib
 
 import torch
 from torch import Tensor
 
-__all__ = ["CounterRNG", "splitmix64", "stream_id"]
+__all__ = ["CounterRNG", "splitmix64", "stream_id", "hash_words", "words_to_float32", "words_to_float64",
+           "uniform_from_salts", "uniform_pair_from_salts"]
 
 
 def _signed(value: int) -> int:
@@ -73,13 +95,68 @@ def splitmix64(x: Tensor) -> Tensor:
 
 
 def _mix_int(value: int) -> int:
-    """SplitMix64 of a Python int, matching :func:`splitmix64` bit for bit."""
-    return int(splitmix64(torch.tensor([_signed(value + _GOLDEN)], dtype=torch.int64))[0])
+    """``splitmix64(value + golden)`` of a Python int, matching :func:`splitmix64` bit for bit."""
+    mask = (1 << 64) - 1
+    z = (value + _GOLDEN) & mask
+    z = ((z ^ (z >> 30)) * _M1) & mask
+    z = ((z ^ (z >> 27)) * _M2) & mask
+    return _signed(z ^ (z >> 31))
 
 
 def stream_id(name: str) -> int:
     """A stable integer id for a named random stream (CRC32 of the name)."""
     return zlib.crc32(name.encode("utf-8"))
+
+
+def hash_words(base: Tensor, salt: int | Tensor) -> Tensor:
+    r"""The 64-bit words :math:`\mathrm{splitmix64}(b + s)` of a per-agent base and a per-draw salt.
+
+    ``salt`` may be a Python int (a signed 64-bit value) or a 0-dim ``int64``
+    tensor (so that a compiled kernel is not specialised on the step).
+    """
+    return splitmix64(base + salt)
+
+
+_MANT32 = (1 << 23) - 1
+_ONE32_BITS = 0x3F800000                 # bit pattern of 1.0f
+_HALF_ULP_BELOW_ONE = 1.0 - 2.0 ** -24   # exact in float32
+# index of the high 32-bit half of an int64 viewed as two int32
+_HIGH = 1 if sys.byteorder == "little" else 0
+
+
+def words_to_float32(words: Tensor, lane: int = 0) -> Tensor:
+    r"""``float32`` uniforms :math:`(k + 1/2)\,2^{-23}` from 64-bit words.
+
+    Lane 0 takes :math:`k` from bits 41-63 (the top of the word), lane 1 from
+    bits 9-31 (the top of the low half), so one word serves two independent
+    draws.  Eagerly, the two halves are read as ``int32`` and the 23 bits are
+    placed in the mantissa of a float in :math:`[1, 2)`; subtracting
+    :math:`1 - 2^{-24}` is exact (Sterbenz).  Under ``torch.compile`` the same
+    values come from plain integer arithmetic, which fuses.
+    """
+    shift = 41 if lane == 0 else 9
+    if torch.compiler.is_compiling() or not words.is_contiguous():
+        k = (words >> shift) & _MANT32
+        return (k.to(torch.float32) + 0.5) * (2.0 ** -23)
+    half = words.view(torch.int32)[..., _HIGH::2] if lane == 0 else words.view(torch.int32)[..., 1 - _HIGH::2]
+    m = half >> 9
+    m &= _MANT32
+    m |= _ONE32_BITS
+    u = m.view(torch.float32)
+    u -= _HALF_ULP_BELOW_ONE
+    return u
+
+
+def words_to_float64(words: Tensor) -> Tensor:
+    r"""``float64`` uniforms :math:`(k + 1/2)\,2^{-52}` from the top 52 bits of 64-bit words."""
+    return (_shr(words, 12).to(torch.float64) + 0.5) * (2.0 ** -52)
+
+
+def _check_dtype_lane(dtype: torch.dtype, lane: int) -> None:
+    if dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"CounterRNG.uniform: dtype must be torch.float32 or torch.float64, got {dtype}")
+    if lane not in (0, 1):
+        raise ValueError(f"CounterRNG.uniform: lane must be 0 or 1, got {lane!r}")
 
 
 class CounterRNG:
@@ -90,13 +167,13 @@ class CounterRNG:
         seed (int): the base seed. (default: ``0``)
         replicates (int): number of replicate columns ``R``. (default: ``1``)
 
-    The per-agent part of the key,
-    ``mix(uid * golden + mix(mix(seed) + r))`` for replicate ``r``, is computed
-    once at construction; a draw then costs two SplitMix64 rounds per element.
+    The per-agent part of the key, :math:`b_{i,r}` (module docstring), is
+    computed once at construction; a draw then costs one SplitMix64 round per
+    element, and a pair of ``float32`` draws the same (:meth:`uniform_pair`).
 
     Shapes:
         - **uid:** ``[N]``
-        - **output of** :meth:`uniform`: ``[N, R]``
+        - **output of** :meth:`uniform`, :meth:`bits`: ``[N, R]``
     """
 
     def __init__(self, uid: Tensor, seed: int = 0, replicates: int = 1):
@@ -120,27 +197,67 @@ class CounterRNG:
     def device(self) -> torch.device:
         return self._base.device
 
+    @property
+    def base(self) -> Tensor:
+        """The per-(agent, replicate) part of the key, ``int64 [N, R]`` (computed once)."""
+        return self._base
+
     def to(self, device) -> "CounterRNG":
         other = object.__new__(CounterRNG)
         other.seed, other.replicates = self.seed, self.replicates
         other._base = self._base.to(device)
         return other
 
-    def bits(self, step: int, stream: int | str) -> Tensor:
-        """64 random bits per (agent, replicate) as ``int64`` of shape ``[N, R]``."""
+    @staticmethod
+    def salt(step: int, stream: int | str, lane: int = 0) -> int:
+        r"""The per-draw part of the key, :math:`\mathrm{mix}(\mathrm{mix}(t) + s)`, as a signed 64-bit int.
+
+        ``lane=1`` of a ``float64`` draw keys stream :math:`s + 2^{32}` (see :meth:`uniform`).
+        """
         if isinstance(stream, str):
             stream = stream_id(stream)
-        salt = _signed(_signed(int(step) * _STEP_SALT) ^ _signed(int(stream) * _STREAM_SALT))
-        return splitmix64(splitmix64(self._base ^ salt) + _GOLDEN)
+        return _mix_int(_mix_int(int(step)) + int(stream) + (int(lane) << 32))
 
-    def uniform(self, step: int, stream: int | str, dtype: torch.dtype = torch.float32) -> Tensor:
+    def bits(self, step: int, stream: int | str) -> Tensor:
+        """64 random bits per (agent, replicate) as ``int64`` of shape ``[N, R]``."""
+        return hash_words(self._base, self.salt(step, stream))
+
+    def uniform(self, step: int, stream: int | str, dtype: torch.dtype = torch.float32, lane: int = 0) -> Tensor:
         r"""Uniform draws in the open interval ``(0, 1)``, shape ``[N, R]``.
 
-        ``float32`` uses the top 23 bits, ``float64`` the top 52, so that
-        :math:`(k + 1/2) / 2^b` is exact and never rounds to 0 or 1.
+        ``float32`` lane 0 uses the top 23 bits of :meth:`bits`, lane 1 the
+        top 23 bits of its low 32-bit half; ``float64`` uses the top 52 bits
+        (lane 1: of stream :math:`s + 2^{32}`), so that :math:`(k + 1/2) / 2^b`
+        is exact and never rounds to 0 or 1.
         """
-        if dtype not in (torch.float32, torch.float64):
-            raise TypeError(f"CounterRNG.uniform: dtype must be torch.float32 or torch.float64, got {dtype}")
-        nbits = 23 if dtype == torch.float32 else 52
-        top = _shr(self.bits(step, stream), 64 - nbits)
-        return (top.to(dtype) + 0.5) * (2.0 ** -nbits)
+        _check_dtype_lane(dtype, lane)
+        if dtype == torch.float64:
+            words = self.bits(step, stream) if lane == 0 else hash_words(self._base, self.salt(step, stream, 1))
+            return words_to_float64(words)
+        return words_to_float32(self.bits(step, stream), lane)
+
+    def uniform_pair(self, step: int, stream: int | str, dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
+        """Lanes 0 and 1 of :meth:`uniform`: two independent draws, from one hash in ``float32``."""
+        return uniform_pair_from_salts(self._base, self.pair_salts(step, stream, dtype), dtype)
+
+    def pair_salts(self, step: int, stream: int | str, dtype: torch.dtype = torch.float32) -> Tensor:
+        """The salts of :meth:`uniform_pair` as an ``int64`` tensor on the generator's device
+        (one salt for ``float32``, two for ``float64``): the input of
+        :func:`uniform_pair_from_salts`, e.g. inside a compiled kernel."""
+        _check_dtype_lane(dtype, 0)
+        lanes = (0,) if dtype == torch.float32 else (0, 1)
+        return torch.tensor([self.salt(step, stream, lane) for lane in lanes], dtype=torch.int64, device=self.device)
+
+
+def uniform_from_salts(base: Tensor, salts: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Lane 0 of :func:`uniform_pair_from_salts` alone (one hash, lane 1 not extracted)."""
+    w = hash_words(base, salts[0])
+    return words_to_float32(w, 0) if dtype == torch.float32 else words_to_float64(w)
+
+
+def uniform_pair_from_salts(base: Tensor, salts: Tensor, dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
+    """Lanes 0 and 1 of a draw from its salts (:meth:`CounterRNG.pair_salts`): a pure tensor function."""
+    if dtype == torch.float32:
+        w = hash_words(base, salts[0])
+        return words_to_float32(w, 0), words_to_float32(w, 1)
+    return words_to_float64(hash_words(base, salts[0])), words_to_float64(hash_words(base, salts[1]))

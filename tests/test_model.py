@@ -276,3 +276,21 @@ def test_cuda_run_matches_cpu_and_has_gradients(small_population):
     for n in names:
         g = gpu.params[n].grad
         assert g is not None and torch.isfinite(g).all() and g.abs().sum() > 0
+
+
+def test_compiled_step_matches_eager_step(small_population):
+    """model.compile fuses the elementwise step; same draws, same hard events (up to a uniform
+    within rounding of its probability), gradients equal to float32 round-off."""
+    runs = []
+    for compiled in (False, True):
+        model = make_model(learnable=["beta_community", "susceptibility"], checkpoint=True, compile=compiled)
+        traj = model(small_population, steps=25, seed=4, replicates=2)
+        (traj.series["new_infections"].sum() + traj.by_age["new_infections"][:, 3].sum()).backward()
+        runs.append((traj, [p.grad.clone() for p in model.parameters()]))
+    (a, ga), (b, gb) = runs
+    n = small_population["person"].num_nodes
+    assert a.series["S"][-1].min() < 0.9 * n  # an epidemic happened
+    for name in a.series:
+        assert torch.allclose(a.series[name], b.series[name], atol=0.002 * n, rtol=0)
+    for x, y in zip(ga, gb):
+        assert torch.isfinite(y).all() and torch.allclose(x, y, rtol=1e-3, atol=1e-3 * float(x.abs().max()))

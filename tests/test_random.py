@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from lpm_graph.random import CounterRNG, splitmix64, stream_id
+from lpm_graph.random import CounterRNG, hash_words, splitmix64, stream_id, words_to_float32
 
 MASK64 = (1 << 64) - 1
 N = 100_000          # agents in the statistical tests
@@ -255,7 +255,7 @@ def test_splitmix64_published_vector():
     assert int(splitmix64(torch.tensor([gamma]))[0]) == to_signed(0xE220A8397B1DCDAF)
 
 
-def ref_bits(uid: int, seed: int, r: int, step: int, stream: int) -> int:
+def ref_bits(uid: int, seed: int, r: int, step: int, stream: int, lane: int = 0) -> int:
     """The key schedule in unsigned Python ints: every run's draws depend on it,
     so a change (even to another good hash) silently changes all results."""
     gamma = 0x9E3779B97F4A7C15
@@ -264,19 +264,79 @@ def ref_bits(uid: int, seed: int, r: int, step: int, stream: int) -> int:
         return ref_splitmix64(v + gamma)
 
     base = ref_splitmix64(uid * gamma + mix(mix(seed) + r))
-    salt = ((step * 0xD1B54A32D192ED03) ^ (stream * 0xABC98388FB8FAC03)) & MASK64
-    return ref_splitmix64(ref_splitmix64(base ^ salt) + gamma)
+    salt = mix(mix(step) + stream + (lane << 32))
+    return ref_splitmix64(base + salt)
 
 
 def test_bits_and_uniform_match_reference_key_schedule():
     uid = [0, 1, 7, 2**31 + 5, 2**40 + 3]
     seed, reps = 12345, 3
     g = CounterRNG(torch.tensor(uid), seed=seed, replicates=reps)
-    for step, stream in [(0, 0), (1, 2), (365, stream_id("infection")), (10**9, 2**32 - 1)]:
+    for step, stream in [(0, 0), (1, 2), (-1, stream_id("seed")), (365, stream_id("infection")),
+                         (10**9, 2**32 - 1)]:
         want = [[ref_bits(u, seed, r, step, stream) for r in range(reps)] for u in uid]
         assert g.bits(step, stream).tolist() == [[to_signed(v) for v in row] for row in want]
         u = g.uniform(step, stream, torch.float64)
         assert u.tolist() == [[((v >> 12) + 0.5) / 2**52 for v in row] for row in want]
+        # float32: lane 0 reads bits 41-63, lane 1 bits 9-31 of the same word
+        for lane, shift in ((0, 41), (1, 9)):
+            u = g.uniform(step, stream, torch.float32, lane=lane)
+            assert u.double().tolist() == [[(((v >> shift) & (2**23 - 1)) + 0.5) / 2**23 for v in row]
+                                           for row in want]
+        # float64 lane 1 is the word of stream + 2^32
+        want1 = [[ref_bits(u, seed, r, step, stream, lane=1) for r in range(reps)] for u in uid]
+        u = g.uniform(step, stream, torch.float64, lane=1)
+        assert u.tolist() == [[((v >> 12) + 0.5) / 2**52 for v in row] for row in want1]
+
+
+# --------------------------------------------------------------------------- lanes and kernels
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_uniform_pair_is_lane_0_and_lane_1(rng, dtype):
+    a, b = rng.uniform_pair(6, "infection", dtype)
+    assert torch.equal(a, rng.uniform(6, "infection", dtype, lane=0))
+    assert torch.equal(b, rng.uniform(6, "infection", dtype, lane=1))
+    assert a.dtype == b.dtype == dtype and a.shape == b.shape == (N, R)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_lanes_are_uniform_and_uncorrelated(rng, dtype):
+    a, b = rng.uniform_pair(2, "onset", dtype)
+    n = a.numel()
+    assert abs(corr(a, b)) < 5 / math.sqrt(n)
+    # joint uniformity of the two lanes on a 10 x 10 grid (chi2, 99 dof)
+    k = 10
+    cell = (a.flatten().double() * k).long() * k + (b.flatten().double() * k).long()
+    counts = torch.bincount(cell, minlength=k * k).double()
+    e = n / (k * k)
+    stat = float(((counts - e) ** 2 / e).sum())
+    assert abs(stat - (k * k - 1)) < 5 * math.sqrt(2 * (k * k - 1))
+    # lane 1 is also independent of the neighbouring stream and step
+    assert abs(corr(b, rng.uniform(3, "onset", dtype, lane=1))) < 5 / math.sqrt(n)
+
+
+def test_float32_bit_placement_equals_integer_arithmetic(rng):
+    # The eager path places bits in a float's mantissa; the compiled and
+    # strided path converts the integer.  Both must give the same numbers.
+    w = rng.bits(4, "x")
+    for lane, shift in ((0, 41), (1, 9)):
+        fast = words_to_float32(w, lane)
+        arith = (((w >> shift) & (2**23 - 1)).to(torch.float32) + 0.5) * 2.0**-23
+        strided = words_to_float32(torch.stack([w, w], -1)[..., 0], lane)
+        assert not torch.stack([w, w], -1)[..., 0].is_contiguous()
+        assert torch.equal(fast, arith) and torch.equal(strided, arith)
+
+
+def test_tensor_salt_gives_the_same_words(rng):
+    salt = CounterRNG.salt(9, "infection")
+    assert torch.equal(hash_words(rng.base, torch.tensor(salt)), rng.bits(9, "infection"))
+
+
+@pytest.mark.parametrize("lane", [2, -1])
+def test_bad_lane_raises_value_error(rng, lane):
+    with pytest.raises(ValueError, match="lane must be 0 or 1"):
+        rng.uniform(0, "s", lane=lane)
 
 
 # --------------------------------------------------------------------------- bad input
@@ -315,7 +375,10 @@ def test_cuda_matches_cpu_bit_for_bit():
         assert torch.equal(gpu.bits(step, stream).cpu(), cpu.bits(step, stream))
         assert torch.equal(moved.bits(step, stream).cpu(), cpu.bits(step, stream))
         for dtype in (torch.float32, torch.float64):
-            assert torch.equal(gpu.uniform(step, stream, dtype).cpu(), cpu.uniform(step, stream, dtype))
+            for lane in (0, 1):
+                assert torch.equal(gpu.uniform(step, stream, dtype, lane).cpu(), cpu.uniform(step, stream, dtype, lane))
+            pair_gpu, pair_cpu = gpu.uniform_pair(step, stream, dtype), cpu.uniform_pair(step, stream, dtype)
+            assert all(torch.equal(a.cpu(), b) for a, b in zip(pair_gpu, pair_cpu))
     x = torch.randint(-(2**63), 2**63 - 1, (10_000,), dtype=torch.int64)
     assert torch.equal(splitmix64(x.cuda()).cpu(), splitmix64(x))
 
