@@ -40,6 +40,7 @@ from lpm_graph.data.prepare import PreparedPopulation
 from lpm_graph.data.validate import ConfigError
 from lpm_graph.dynamics.sampling import Sampler
 from lpm_graph.dynamics.transmission import Environment
+from lpm_graph.memory import release_free_memory
 from lpm_graph.nn.sparse import SparseAdjacency, spmm
 from lpm_graph.params import ParameterSet, check_domain
 from lpm_graph.random import CounterRNG
@@ -99,6 +100,9 @@ class Trajectory:
                 cols[f"{name}_age_{label}"] = s[:, g].detach().cpu().reshape(-1).numpy()
         return pd.DataFrame(cols)
 
+
+#: steps between returns of freed heap memory to the system (CPU runs; see lpm_graph.memory)
+TRIM_EVERY = 10
 
 _AGE_ADJ: "weakref.WeakKeyDictionary[PreparedPopulation, SparseAdjacency]" = weakref.WeakKeyDictionary()
 
@@ -233,6 +237,8 @@ class PopulationModel(nn.Module):
     def step(self, t: int, state: dict[str, Tensor], values: dict[str, Tensor],
              ctx: StepContext) -> tuple[dict[str, Tensor], dict[str, Tensor], dict[str, Tensor]]:
         """One step in the documented order; returns (new state, series, by-age observables)."""
+        if t % TRIM_EVERY == 0 and ctx.graph.uid.device.type == "cpu":
+            release_free_memory()  # keeps glibc's heap from growing over an unroll (lpm_graph.memory)
         params = self.params.at(t, values)
         env, state = self.environment_at(t, state, params, ctx)
         x = self.disease.infectiousness(state, ctx.graph, params, env)

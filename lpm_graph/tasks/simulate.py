@@ -129,9 +129,17 @@ def _atomic_write(path: Path, write) -> None:
 
 def simulate(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
     """Run ``task=simulate`` for a composed config; write outputs to ``output_dir``; return the summary."""
+    from lpm_graph import memory
+
     t0 = time.perf_counter()
+    validate_run_config(cfg)
+    planned = memory.estimate_config(cfg)  # synthetic populations: known before they are built
+    if planned is not None:
+        memory.check_memory(planned)
     model, graph, data, run, task = build(cfg)
     t_build = time.perf_counter() - t0
+    memory.check_memory(memory.estimate_run(model, graph, run.steps, run.replicates,
+                                            dtype=getattr(torch, run.dtype), device=run.device))
     t1 = time.perf_counter()
     with torch.no_grad():
         traj = model(graph, steps=run.steps, seed=run.seed, replicates=run.replicates, progress=run.progress)
