@@ -294,3 +294,17 @@ def test_compiled_step_matches_eager_step(small_population):
         assert torch.allclose(a.series[name], b.series[name], atol=0.002 * n, rtol=0)
     for x, y in zip(ga, gb):
         assert torch.isfinite(y).all() and torch.allclose(x, y, rtol=1e-3, atol=1e-3 * float(x.abs().max()))
+
+
+def test_flush_denormals_is_scoped(tiny_population):
+    from lpm_graph.model import flush_denormals
+
+    def denormal_survives():
+        return float(torch.tensor([1e-30]) * 1e-10) != 0.0
+
+    assert denormal_survives()
+    with flush_denormals():
+        assert not denormal_survives()
+    assert denormal_survives()
+    make_model(mode="expected")(tiny_population, steps=3)
+    assert denormal_survives(), "a model run must not change the process-wide setting"

@@ -30,6 +30,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from lpm_graph.data.validate import ConfigError
+from lpm_graph.model import flush_denormals
 from lpm_graph.observation import (ObservationModel, file_digest, load_observations, observation_loss,
                                    resolve_data_path)
 from lpm_graph.tasks.simulate import _atomic_write, build, peak_rss_mb
@@ -193,7 +194,8 @@ def calibrate(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
         if not torch.isfinite(loss):
             raise ConfigError(f"task=calibrate: the loss became {float(loss)} at iteration {it}; lower the "
                               "learning rate (task.optimizer.lr) or add bounds (model.bounds)")
-        loss.backward()
+        with flush_denormals():
+            loss.backward()
         optimizer.step()
         history.append(float(loss.detach()))
         bar.set_postfix(loss=f"{history[-1]:.4g}")

@@ -21,14 +21,6 @@ SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sociopatterns" / "schoo
 CONTACT = ("person", "contact", "person")
 
 
-@pytest.fixture(autouse=True)
-def _denormals_back_on():
-    """PopulationModel.forward flushes denormal floats process-wide; later tests (hypothesis
-    float strategies) need the IEEE default back."""
-    yield
-    torch.set_flush_denormal(False)
-
-
 @pytest.fixture(scope="module")
 def sample():
     return from_sociopatterns(SAMPLE, default_age=8.0, class_ages={"Teachers": 40.0})

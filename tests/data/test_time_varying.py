@@ -13,14 +13,6 @@ from lpm_graph.model import PopulationModel
 CONTACT = ("person", "contact", "person")
 
 
-@pytest.fixture(autouse=True)
-def _denormals_back_on():
-    """PopulationModel.forward flushes denormal floats process-wide; later tests (hypothesis
-    float strategies) need the IEEE default back."""
-    yield
-    torch.set_flush_denormal(False)
-
-
 def _graph(time, period=None, n=4):
     d = HeteroData()
     d["person"].num_nodes = n
