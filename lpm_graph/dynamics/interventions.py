@@ -117,6 +117,18 @@ class Vaccination(Intervention):
     :math:`1 - \varepsilon` (``efficacy``, leaky protection).  State ``V``
     (``[N, R]``) marks the vaccinated; draws use stream ``vaccination``.
 
+    With ``priority`` (age groups in order, e.g. oldest first) instead of an
+    allocation, the day's budget :math:`B = bN\Delta t` goes to the first
+    listed group that still has unvaccinated people and what it cannot use
+    spills over to the next: group :math:`g` at position :math:`k` gets
+    :math:`\min\big(r_g, \max(0, B - \sum_{k' < k} r_{g_{k'}})\big)` doses,
+    :math:`r_g` its unvaccinated count (per replicate); unlisted groups get
+    none.  With ``spill_over=True`` an allocation behaves alike: doses a
+    group cannot use (:math:`B a_g > r_g`) go to the groups that still have
+    unvaccinated people, in proportion to their shares (water-filling, at
+    most :math:`G` rounds), so no dose is wasted while anyone with a positive
+    share is left; the default ``False`` keeps :math:`B a_g` per group.
+
     Args:
         daily_fraction (float): doses per day as a fraction of the population.
         allocation (Sequence[float] | str, optional): share per age group
@@ -125,10 +137,15 @@ class Vaccination(Intervention):
             ``None`` gives each group a share equal to its population share.
         efficacy (float | str): reduction of susceptibility in [0, 1]. (default: ``0.9``)
         start (int), end (int): the campaign window ``[start, end)``.
+        priority (Sequence[int], optional): age-group indices in order of
+            priority (``[8, 7, ..., 0]``: oldest first); excludes ``allocation``.
+        spill_over (bool): pass doses a group cannot use on to the other
+            groups by their shares. (default: ``False``)
     """
 
     def __init__(self, daily_fraction: float, allocation: Sequence[float] | str | None = None,
-                 efficacy: float | str = 0.9, start: int = 0, end: int | None = None):
+                 efficacy: float | str = 0.9, start: int = 0, end: int | None = None,
+                 priority: Sequence[int] | None = None, spill_over: bool = False):
         super().__init__(start, end)
         from lpm_graph.params import check_domain
 
@@ -142,6 +159,14 @@ class Vaccination(Intervention):
                 raise _config_error("Vaccination.allocation must have a positive sum")
             allocation = [float(a) for a in allocation]
         self.allocation = allocation
+        if priority is not None:
+            if allocation is not None:
+                raise _config_error("Vaccination takes either allocation or priority, not both")
+            priority = [int(g) for g in priority]
+            if not priority or min(priority) < 0 or len(set(priority)) != len(priority):
+                raise _config_error(f"Vaccination.priority must list distinct age-group indices >= 0, got {priority}")
+        self.priority = priority
+        self.spill_over = bool(spill_over)
         self.efficacy = self._effect("efficacy", efficacy, "probability")
 
     def initial_state(self, graph, params, rng, sampler, dtype) -> dict[str, Tensor]:
@@ -165,6 +190,32 @@ class Vaccination(Intervention):
             raise _config_error(f"Vaccination.allocation has {a.numel()} shares but the model has {G} age groups")
         return a / a.sum()
 
+    def group_doses(self, params, graph, remaining: Tensor, dt: float) -> Tensor:
+        """Doses per age group today, ``[G, R]`` (or ``[G, 1]``), from the unvaccinated counts ``remaining``."""
+        budget = self.daily_fraction * graph.num_people * dt
+        if self.priority is None:
+            shares = self.shares(params, graph, remaining).unsqueeze(1)
+            if not self.spill_over:
+                return budget * shares
+            doses = torch.minimum(budget * shares, remaining)
+            for _ in range(graph.num_age_groups - 1):
+                spare = remaining - doses
+                weight = shares * (spare > 0).to(remaining.dtype)
+                total = weight.sum(0, keepdim=True)
+                leftover = (budget - doses.sum(0, keepdim=True)).clamp_min(0.0)
+                extra = torch.where(total > 0, leftover * weight / total.clamp_min(1e-30), torch.zeros_like(weight))
+                doses = doses + torch.minimum(extra, spare)
+            return doses
+        G = graph.num_age_groups
+        if max(self.priority) >= G:
+            raise _config_error(f"Vaccination.priority names age group {max(self.priority)} but the model has "
+                                f"{G} age groups (0..{G - 1})")
+        order = torch.as_tensor(self.priority, device=remaining.device)
+        r = remaining[order]
+        before = torch.cumsum(r, 0) - r
+        doses = torch.zeros_like(remaining)
+        return doses.index_copy(0, order, torch.minimum(r, (budget - before).clamp_min(0.0)))
+
     def forward(self, t: int, state, params, env: Environment, ctx):
         V = state["V"]
         if self.active(t):
@@ -172,8 +223,8 @@ class Vaccination(Intervention):
             unvaccinated = 1.0 - V
             remaining = torch.zeros(graph.num_age_groups, V.size(1), dtype=V.dtype,
                                     device=V.device).index_add(0, graph.age_group, unvaccinated)
-            doses = self.daily_fraction * graph.num_people * ctx.dt * self.shares(params, graph, V)
-            q_group = torch.where(remaining > 0, doses.unsqueeze(1) / remaining.clamp_min(1e-12),
+            doses = self.group_doses(params, graph, remaining, ctx.dt)
+            q_group = torch.where(remaining > 0, doses / remaining.clamp_min(1e-12),
                                   torch.zeros((), dtype=V.dtype)).clamp(max=1.0)
             q = q_group[graph.age_group]
             u = ctx.rng.uniform(t, "vaccination", V.dtype) if ctx.sampler.stochastic else None
@@ -184,7 +235,8 @@ class Vaccination(Intervention):
 
     def extra_repr(self) -> str:
         return (f"daily_fraction={self.daily_fraction}, allocation={self.allocation!r}, "
-                f"efficacy={self.efficacy!r}, start={self.start}, end={self.end}")
+                f"priority={self.priority}, spill_over={self.spill_over}, efficacy={self.efficacy!r}, "
+                f"start={self.start}, end={self.end}")
 
 
 class Isolation(Intervention):

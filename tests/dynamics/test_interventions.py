@@ -103,3 +103,58 @@ def test_isolation_with_zero_compliance_changes_nothing_and_full_compliance_help
     c = full(small_population, steps=50, seed=3, replicates=3)
     assert torch.equal(a.series["I"], b.series["I"])
     assert (c.series["new_infections"][1:].sum(0) < a.series["new_infections"][1:].sum(0)).all()
+
+
+def test_priority_vaccinates_groups_in_order_and_spills_over(small_population):
+    """Oldest first: the daily budget fills 80+, then 70-79, then 60-69; nobody else is vaccinated."""
+    model = no_transmission_model([Vaccination(daily_fraction=0.02, priority=[8, 7, 6])], mode="expected").double()
+    graph = model.prepare(small_population, dtype=torch.float64)
+    sizes = torch.bincount(graph.age_group, minlength=9).double()
+    budget = 0.02 * graph.num_people
+    for days in (1, 3, 8, 60):
+        V = model(graph, steps=days).final_state["V"][:, 0]
+        per_group = torch.zeros(9, dtype=torch.float64).index_add(0, graph.age_group, V)
+        left = days * budget
+        expected = torch.zeros(9, dtype=torch.float64)
+        for g in (8, 7, 6):
+            expected[g] = min(sizes[g], left)
+            left -= expected[g]
+        assert torch.allclose(per_group, expected, atol=1e-6), (days, per_group, expected)
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: Vaccination(0.01, allocation=[1] * 9, priority=[8]), "either allocation or priority"),
+    (lambda: Vaccination(0.01, priority=[8, 8]), "distinct age-group indices"),
+    (lambda: Vaccination(0.01, priority=[]), "distinct age-group indices"),
+])
+def test_bad_priority_is_refused(make, match):
+    with pytest.raises(ConfigError, match=match):
+        make()
+
+
+def test_priority_beyond_the_age_groups_is_refused(tiny_population):
+    model = no_transmission_model([Vaccination(0.01, priority=[9, 8])])
+    with pytest.raises(ConfigError, match="names age group 9 but the model has 9 age groups"):
+        model(tiny_population, steps=1)
+
+
+def test_spill_over_passes_unusable_doses_on_by_share(small_population):
+    """Allocation 1:1:2 over 60-69, 70-79, 80+ with a budget larger than the 80+ group: without spill-over
+    the surplus of 80+ is lost; with it every dose is used, and the surplus goes 1:1 to the other two."""
+    allocation = [0, 0, 0, 0, 0, 0, 1, 1, 2]
+    kw = dict(daily_fraction=0.1, allocation=allocation)
+    graph = no_transmission_model([]).prepare(small_population, dtype=torch.float64)
+    sizes = torch.bincount(graph.age_group, minlength=9).double()
+    budget = 0.1 * graph.num_people
+    assert sizes[8] < budget / 2 and budget / 2 < min(sizes[6], sizes[7])  # 80+ cannot use its half of day 1
+    per_group = {}
+    for spill in (False, True):
+        model = no_transmission_model([Vaccination(**kw, spill_over=spill)], mode="expected").double()
+        V = model(graph, steps=1).final_state["V"][:, 0]
+        per_group[spill] = torch.zeros(9, dtype=torch.float64).index_add(0, graph.age_group, V)
+    wasted = budget / 2 - sizes[8]
+    quarter = torch.tensor(budget / 4, dtype=torch.float64)
+    assert torch.allclose(per_group[False][6:], torch.stack([quarter, quarter, sizes[8]]))
+    assert torch.allclose(per_group[True][6:], torch.stack([quarter + wasted / 2, quarter + wasted / 2, sizes[8]]))
+    assert float(per_group[True].sum()) == pytest.approx(budget)
+    assert (per_group[True][:6] == 0).all()
