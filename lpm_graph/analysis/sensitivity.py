@@ -1,0 +1,215 @@
+r"""Local sensitivity of outcomes to every parameter, by autograd through the unroll.
+
+For outcomes :math:`O_k(\theta)` (mean over replicates, see
+:mod:`lpm_graph.analysis.outcomes`) and parameters :math:`\theta_j` (every
+element of every chosen ``model.params`` entry: an age-specific vector gives
+one row per age group), one forward run keeps the graph and one backward
+pass per outcome gives the whole row :math:`\partial O_k / \partial \theta`;
+the table also reports the elasticity
+
+.. math::
+
+    \varepsilon_{kj} = \frac{\partial O_k}{\partial \theta_j}\,\frac{\theta_j}{O_k},
+
+the relative change of the outcome per relative change of the parameter
+(unitless; comparable across parameters with different units).
+
+Derivatives are taken with respect to the constrained values (the numbers in
+``model.params``), whatever the model's bounds or learnable set: the values
+enter the run as ``overrides`` that require grad.  In ``model.mode=expected``
+they are exact derivatives of the mean-field outcome; in stochastic mode they
+are the model's surrogate gradients (biased, more so over long horizons: see
+:mod:`lpm_graph.dynamics.sampling`).  ``peak_day`` is differentiated through
+its smooth surrogate (softmax-weighted mean day), as the table says.
+
+:func:`finite_differences` gives the same table from central differences
+with common random numbers (same seed: the counter-based generator hands the
+perturbed run every random number of the unperturbed one); it costs two
+forward runs per parameter element instead of one forward and one backward
+per outcome (``scripts/bench_sensitivity.py`` measures the ratio).
+"""
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from lpm_graph.analysis.outcomes import DESCRIPTIONS, OUTCOMES, age_labels, outcomes, smooth_peak_description
+
+__all__ = ["parameter_elements", "sensitivity", "finite_differences", "plot_sensitivity"]
+
+
+def _resolve(model, parameters: Sequence[str] | None) -> list[str]:
+    from lpm_graph.data.validate import ConfigError
+
+    names = list(model.params.names) if parameters is None else list(parameters)
+    unknown = [n for n in names if n not in model.params]
+    if unknown:
+        raise ConfigError(f"task.parameters names {unknown}, which are not in model.params "
+                          f"(known: {model.params.names})")
+    if not names:
+        raise ConfigError("task.parameters is empty; name at least one entry of model.params (null: all)")
+    return names
+
+
+def parameter_elements(model, names: Sequence[str]) -> list[tuple[str, tuple, str]]:
+    """``(name, index, label)`` for every element of the named parameters.
+
+    Labels name the age group of a per-age vector (``"age 10-20"``) and the days
+    of a time-varying entry (``"days 7-13"``).
+    """
+    out = []
+    labels = age_labels(model.age_bins)
+    G = len(labels)
+    for name in names:
+        value = model.params[name]
+        period = model.params.time_varying.get(name)
+        for index in itertools.product(*(range(n) for n in value.shape)):
+            parts, dims = [], list(value.shape)
+            for d, i in enumerate(index):
+                if d == 0 and period is not None:
+                    last = i == dims[0] - 1
+                    parts.append(f"days {i * period}+" if last else f"days {i * period}-{(i + 1) * period - 1}")
+                elif dims[d] == G:
+                    parts.append(f"age {labels[i]}")
+                else:
+                    parts.append(str(i))
+            out.append((name, tuple(index), ", ".join(parts)))
+    return out
+
+
+def _leaves(model, names, dtype) -> dict[str, Tensor]:
+    values = model.params.as_dict()
+    return {n: values[n].detach().to(dtype).clone().requires_grad_(True) for n in names}
+
+
+def _definitions(names, temperature: float) -> dict[str, str]:
+    return {n: smooth_peak_description(temperature) if n == "peak_day" else DESCRIPTIONS[n] for n in names}
+
+
+def sensitivity(model, graph, *, steps: int, outcome_names: Sequence[str] = OUTCOMES,
+                parameters: Sequence[str] | None = None, seed: int = 0, replicates: int = 1,
+                temperature: float = 0.05, progress: bool = False):
+    """Derivatives and elasticities of each outcome in every parameter element.
+
+    Args:
+        model (PopulationModel): the model, in the mode to differentiate.
+        graph: its prepared population (:meth:`PopulationModel.prepare`).
+        steps (int): days to simulate.
+        outcome_names (Sequence[str]): outcomes (:data:`~lpm_graph.analysis.outcomes.OUTCOMES`).
+        parameters (Sequence[str], optional): ``model.params`` entries; ``None`` for all.
+        seed (int), replicates (int): random numbers and replicate columns.
+        temperature (float): :math:`\\tau` of the smooth ``peak_day``.
+
+    Returns:
+        ``pandas.DataFrame`` with one row per (outcome, parameter element):
+        ``outcome, parameter, element, value, outcome_value, derivative,
+        elasticity, mode, replicates, definition``.
+    """
+    import pandas as pd
+
+    names = _resolve(model, parameters)
+    ref = model.params.raw(model.params.names[0])
+    leaves = _leaves(model, names, ref.dtype)
+    traj = model(graph, steps=steps, seed=seed, replicates=replicates, overrides=leaves, progress=progress)
+    values = {k: v.mean() for k, v in outcomes(traj, outcome_names, graph.num_people, smooth=True,
+                                                temperature=temperature).items()}
+    elements = parameter_elements(model, names)
+    definitions = _definitions(outcome_names, temperature)
+    rows = []
+    for k, name in enumerate(outcome_names):
+        grads = torch.autograd.grad(values[name], [leaves[n] for n in names], retain_graph=k < len(outcome_names) - 1,
+                                    allow_unused=True)
+        grads = {n: torch.zeros_like(leaves[n]) if g is None else g for n, g in zip(names, grads)}
+        o = float(values[name].detach())
+        for pname, index, label in elements:
+            theta = float(leaves[pname].detach()[index]) if index else float(leaves[pname].detach())
+            d = float(grads[pname][index]) if index else float(grads[pname])
+            elasticity = d * theta / o if o != 0 else float("nan")
+            rows.append(dict(outcome=name, parameter=pname, element=label, value=theta, outcome_value=o,
+                             derivative=d, elasticity=elasticity, mode=model.sampler.mode, replicates=replicates,
+                             definition=definitions[name]))
+    return pd.DataFrame(rows)
+
+
+def finite_differences(model, graph, *, steps: int, outcome_names: Sequence[str] = OUTCOMES,
+                       parameters: Sequence[str] | None = None, seed: int = 0, replicates: int = 1,
+                       temperature: float = 0.05, rel_step: float = 1e-6):
+    r"""Central finite differences of the same outcomes, with common random numbers.
+
+    Element :math:`\theta_j` is moved by :math:`\pm h_j`,
+    :math:`h_j = \text{rel\_step}\cdot|\theta_j|` (``rel_step`` itself where
+    :math:`\theta_j = 0`), and :math:`(O(\theta + h_j) - O(\theta - h_j)) / 2h_j`
+    is computed from two runs with the same seed.  Costs ``2 k`` forward runs
+    for ``k`` parameter elements.
+
+    Returns:
+        ``pandas.DataFrame``: ``outcome, parameter, element, value, step, fd,
+        fd_se`` in the row order of :func:`sensitivity`; ``fd_se`` is the
+        standard error of ``fd`` over the replicates' own central differences
+        (``nan`` for one replicate).
+    """
+    import pandas as pd
+
+    names = _resolve(model, parameters)
+    ref = model.params.raw(model.params.names[0])
+    base = {n: v.detach().to(ref.dtype).clone() for n, v in model.params.as_dict().items() if n in names}
+
+    def run(overrides):
+        with torch.no_grad():
+            traj = model(graph, steps=steps, seed=seed, replicates=replicates, overrides=overrides)
+        vals = outcomes(traj, outcome_names, graph.num_people, smooth=True, temperature=temperature)
+        return {k: v.detach().double().cpu() for k, v in vals.items()}
+
+    elements = parameter_elements(model, names)
+    fd = {}
+    for pname, index, label in elements:
+        theta = float(base[pname][index]) if index else float(base[pname])
+        h = rel_step * abs(theta) if theta != 0 else rel_step
+        shifted = []
+        for sign in (1.0, -1.0):
+            v = base[pname].clone()
+            if index:
+                v[index] += sign * h
+            else:
+                v += sign * h
+            shifted.append(run({**base, pname: v}))
+        for name in outcome_names:
+            per_replicate = (shifted[0][name] - shifted[1][name]) / (2 * h)
+            se = float(per_replicate.std() / replicates ** 0.5) if replicates > 1 else float("nan")
+            fd[(name, pname, label)] = dict(value=theta, step=h, fd=float(per_replicate.mean()), fd_se=se)
+    rows = [dict(outcome=name, parameter=p, element=label, **fd[(name, p, label)])
+            for name in outcome_names for p, _, label in elements]
+    return pd.DataFrame(rows)
+
+
+def plot_sensitivity(table, path: Path, title: str = "") -> None:
+    """Horizontal bars of the elasticities, one panel per outcome."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    names = list(dict.fromkeys(table["outcome"]))
+    first = table[table.outcome == names[0]]
+    labels = [p if not e else f"{p} [{e}]" for p, e in zip(first.parameter, first.element)]
+    height = max(3.0, 0.22 * len(labels) + 1.2)
+    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names) + 2.5, height), sharey=True, squeeze=False)
+    y = list(range(len(labels)))
+    for ax, name in zip(axes[0], names):
+        e = table[table.outcome == name].elasticity.to_numpy()
+        ax.barh(y, e, color=["tab:red" if v > 0 else "tab:blue" for v in e])
+        ax.axvline(0, color="black", lw=0.8)
+        ax.set_title(name + (" (smooth)" if name == "peak_day" else ""), fontsize=10)
+        ax.set_xlabel("elasticity dO/dθ·θ/O")
+    axes[0][0].set_yticks(y)
+    axes[0][0].set_yticklabels(labels, fontsize=7)
+    axes[0][0].invert_yaxis()
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
