@@ -17,6 +17,7 @@ from lpm_graph.data.validate import ConfigError, PopulationGraphError
 
 PRIMARY_METRIC = {"simulate": "attack_rate", "calibrate": "final_loss"}
 PRIMARY_METRIC["build_population"] = "num_people"
+PRIMARY_METRIC["analyze"] = "attack_rate"  # of the baseline
 
 
 def config_dir() -> str:

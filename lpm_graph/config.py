@@ -147,11 +147,126 @@ class BuildPopulationTaskConfig:
 TASK_SCHEMAS["build_population"] = BuildPopulationTaskConfig
 
 
+ANALYSES = ("sensitivity", "counterfactuals", "policy")
+SENSITIVITY_MODES = ("expected", "stochastic", "model")
+
+
+@dataclass
+class PolicyConfig:
+    """``task.policy``: a daily vaccine budget allocated across age groups, optimised by gradient."""
+
+    daily_fraction: float = 0.005     # doses per day as a fraction of the population
+    efficacy: float = 0.9             # reduction of susceptibility of the vaccinated
+    start: int = 0                    # campaign window [start, end) in days
+    end: Optional[int] = 60
+    steps: Optional[int] = None       # horizon of objective and evaluation; null: top-level steps
+    period: Optional[int] = 15        # days per allocation phase (time-varying logits); null: one allocation
+    iterations: int = 12              # Adam steps on the allocation logits
+    lr: float = 0.5
+    mode: str = "expected"            # model mode of the optimisation (evaluation is always stochastic)
+    objective: str = "deaths"
+    parameter: str = "vaccine_allocation"  # name given to the learnable logits in model.params
+
+    def __post_init__(self):
+        if not 0 < self.daily_fraction <= 1:
+            raise ConfigError(f"task.policy.daily_fraction must be in (0, 1], got {self.daily_fraction}")
+        if not 0 <= self.efficacy <= 1:
+            raise ConfigError(f"task.policy.efficacy must be a probability in [0, 1], got {self.efficacy}")
+        if self.start < 0 or (self.end is not None and self.end <= self.start):
+            raise ConfigError(f"task.policy.start/end must satisfy 0 <= start < end, got {self.start}, {self.end}")
+        if self.steps is not None and self.steps < 1:
+            raise ConfigError(f"task.policy.steps must be a positive integer or null, got {self.steps}")
+        if self.period is not None and self.period < 1:
+            raise ConfigError(f"task.policy.period must be a positive number of days or null, got {self.period}")
+        if self.iterations < 1:
+            raise ConfigError(f"task.policy.iterations must be a positive integer, got {self.iterations}")
+        if not self.lr > 0:
+            raise ConfigError(f"task.policy.lr must be > 0, got {self.lr}")
+        if self.mode not in ("expected", "stochastic"):
+            raise ConfigError(f"task.policy.mode must be 'expected' or 'stochastic', got {self.mode!r}")
+        from lpm_graph.analysis.outcomes import OUTCOMES
+
+        if self.objective not in OUTCOMES:
+            raise ConfigError(f"task.policy.objective must be one of {list(OUTCOMES)}, got {self.objective!r}")
+        if not self.parameter or not str(self.parameter).isidentifier():
+            raise ConfigError(f"task.policy.parameter must be a parameter name, got {self.parameter!r}")
+
+
+def _default_scenarios() -> list:
+    return [{"name": "baseline", "environment": []}]
+
+
+@dataclass
+class AnalyzeTaskConfig:
+    """``task=analyze``: sensitivity by autograd, counterfactuals and policy evaluation with common random numbers."""
+
+    name: str = "analyze"
+    analyses: list[str] = field(default_factory=lambda: list(ANALYSES))
+    outcomes: list[str] = field(default_factory=lambda: ["attack_rate", "peak_size", "peak_day", "deaths"])
+    replicates: Optional[int] = 4     # replicate columns of stochastic runs; null: top-level replicates
+    parameters: Optional[list[str]] = None  # sensitivity: model.params entries; null: all
+    sensitivity_mode: str = "expected"       # expected | stochastic | model (model.mode)
+    peak_temperature: float = 0.05           # tau of the smooth peak day, a fraction of the peak
+    baseline: str = "baseline"
+    scenarios: list[Any] = field(default_factory=_default_scenarios)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    plot: bool = True
+
+    def __post_init__(self):
+        from lpm_graph.analysis.outcomes import OUTCOMES
+
+        if isinstance(self.policy, dict):
+            try:
+                self.policy = PolicyConfig(**self.policy)
+            except TypeError as e:
+                raise ConfigError(f"task.policy: {e}; known fields: "
+                                  f"{list(PolicyConfig.__dataclass_fields__)}") from None
+        bad = [a for a in self.analyses if a not in ANALYSES]
+        if bad or not self.analyses or len(set(self.analyses)) != len(self.analyses):
+            raise ConfigError(f"task.analyses must be a non-empty list of distinct entries of {list(ANALYSES)}, "
+                              f"got {list(self.analyses)}")
+        bad = [o for o in self.outcomes if o not in OUTCOMES]
+        if bad or not self.outcomes:
+            raise ConfigError(f"task.outcomes must be a non-empty list of {list(OUTCOMES)}, got {list(self.outcomes)}")
+        if self.replicates is not None and self.replicates < 1:
+            raise ConfigError(f"task.replicates must be a positive integer or null, got {self.replicates}")
+        if self.parameters is not None and not self.parameters:
+            raise ConfigError("task.parameters is empty; name model.params entries or null for all")
+        if self.sensitivity_mode not in SENSITIVITY_MODES:
+            raise ConfigError(f"task.sensitivity_mode must be one of {list(SENSITIVITY_MODES)}, "
+                              f"got {self.sensitivity_mode!r}")
+        if not self.peak_temperature > 0:
+            raise ConfigError(f"task.peak_temperature must be > 0, got {self.peak_temperature}")
+        names = []
+        for i, s in enumerate(self.scenarios):
+            if not isinstance(s, dict) or not isinstance(s.get("name"), str) or not s["name"]:
+                raise ConfigError(f"task.scenarios[{i}] must be a mapping with a name and an environment list, "
+                                  f"got {s!r}")
+            env = s.get("environment", [])
+            if not isinstance(env, list) or not all(isinstance(e, dict) and "_target_" in e for e in env):
+                raise ConfigError(f"task.scenarios[{i}].environment ({s['name']}) must be a list of entries with "
+                                  f"_target_ (e.g. lpm_graph.dynamics.VenueClosure), got {env!r}")
+            unknown = set(s) - {"name", "environment"}
+            if unknown:
+                raise ConfigError(f"task.scenarios[{i}] ({s['name']}) has unknown keys {sorted(unknown)}; "
+                                  "use name and environment")
+            names.append(s["name"])
+        if len(set(names)) != len(names):
+            raise ConfigError(f"task.scenarios names must be distinct, got {names}")
+        if "counterfactuals" in self.analyses and self.baseline not in names:
+            raise ConfigError(f"task.baseline {self.baseline!r} is not among task.scenarios {names}; "
+                              "add a scenario with that name (usually environment: [])")
+
+
+TASK_SCHEMAS["analyze"] = AnalyzeTaskConfig
+
+
 def register_configs() -> None:
     """Register the schemas with Hydra's ConfigStore (idempotent)."""
     cs = ConfigStore.instance()
     cs.store(name="lpm_graph_schema", node=RunConfig)
     cs.store(group="task", name="simulate_schema", node=SimulateTaskConfig)
+    cs.store(group="task", name="analyze_schema", node=AnalyzeTaskConfig)
     cs.store(group="task", name="build_population_schema", node=BuildPopulationTaskConfig)
 
 
