@@ -72,8 +72,10 @@ _MASK = {s: (1 << (64 - s)) - 1 for s in (30, 27, 31, 12, 41)}
 
 
 def _shr(x: Tensor, s: int) -> Tensor:
-    """Logical right shift of an int64 tensor (torch's ``>>`` is arithmetic)."""
-    return (x >> s) & _MASK[s]
+    """Logical right shift of an int64 tensor (torch's ``>>`` is arithmetic); one new tensor."""
+    out = x >> s
+    out &= _MASK[s]
+    return out
 
 
 def splitmix64(x: Tensor) -> Tensor:

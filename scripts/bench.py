@@ -299,7 +299,7 @@ def markdown(rows, info, args, command) -> str:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sizes", nargs="+", type=float, default=[1e5, 1e6], help="population sizes")
+    ap.add_argument("--sizes", nargs="*", type=float, default=[1e5, 1e6], help="population sizes (none: only --nyc)")
     ap.add_argument("--nyc", action="store_true", help="also 8.4e6 people (forward; grad only with --nyc-grad)")
     ap.add_argument("--nyc-grad", action="store_true", help="also the grad run at 8.4e6 (memory permitting)")
     ap.add_argument("--compile", choices=["off", "on", "both"], default="both")
