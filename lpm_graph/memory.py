@@ -41,6 +41,8 @@ the CLI prints one line) naming the knobs that shrink a run.
 """
 from __future__ import annotations
 
+import contextlib
+
 import ctypes
 import ctypes.util
 import os
@@ -244,13 +246,11 @@ def available_memory(device: str | torch.device = "cpu") -> int:
         free, _ = torch.cuda.mem_get_info(device)
         return int(free)
     avail = None
-    try:
+    with contextlib.suppress(OSError):  # no /proc/meminfo: fall back below
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemAvailable:"):
                 avail = int(line.split()[1]) * 1024
                 break
-    except OSError:
-        pass
     if avail is None:  # not Linux: total physical memory
         try:
             avail = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")

@@ -107,10 +107,7 @@ def _write_json(path: Path, payload: dict) -> None:
             json.dump(payload, handle, indent=2, sort_keys=True)
         os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        Path(tmp).unlink(missing_ok=True)
         raise
 
 
@@ -191,9 +188,6 @@ def cached_build(source: str, inputs: Mapping[str, str | os.PathLike], options: 
     })
     for old_manifest, _ in stale:
         for stale_file in (old_manifest, old_manifest.with_suffix(".pt")):
-            try:
-                stale_file.unlink()
-            except FileNotFoundError:
-                pass
+            stale_file.unlink(missing_ok=True)
     _LAST[0] = CacheRecord(source, key, target, status, reason, time.perf_counter() - t0)
     return data
