@@ -100,7 +100,7 @@ class VenueTransmission(nn.Module):
     def forward(self, x: Tensor, graph, params, env: Environment, t: int) -> Tensor:
         adj = graph.venue_adjacency(t)
         betas = torch.stack([params[f"beta_{vt}"] * env.scale_of(vt) for vt in graph.venue_types])
-        venue_rate = betas.to(x.dtype)[graph.venue_type_index]
+        venue_rate = betas.to(x.dtype).index_select(0, graph.venue_type_index)
         if self.normalize:
             venue_rate = venue_rate * graph.venue_inv_size.to(x.dtype)
         p = self.pressure(x, adj, venue_scale=venue_rate)
