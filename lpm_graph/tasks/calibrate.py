@@ -14,13 +14,15 @@ iterations; ``task.resume=<checkpoint.pt>`` continues from it and reaches the
 same result, bit for bit, as an uninterrupted run, and refuses a checkpoint
 made with another config or other data.
 
-Outputs: ``fitted_params.json``, ``loss.csv``, ``loss.png``, ``fit.png``
-(observed vs fitted), ``checkpoint.pt``.
+Outputs: ``fitted_params.json``, ``loss.csv`` (per iteration: the loss and
+the value of every fitted parameter after that iteration's optimiser step),
+``loss.png``, ``fit.png`` (observed vs fitted), ``checkpoint.pt``.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -52,6 +54,42 @@ def resume_key(cfg: DictConfig) -> str:
         else:
             c.pop(node, None)
     return hashlib.sha256(json.dumps(c, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _element_names(name: str, shape) -> list[str]:
+    """Column names of a parameter's elements: ``name`` for a scalar, ``name[i]`` (``name[k][g]`` ...) otherwise."""
+    names = [name]
+    for size in shape:
+        names = [f"{n}[{i}]" for n in names for i in range(size)]
+    return names
+
+
+class _ParameterTrace:
+    """The constrained value of every fitted parameter, one row per iteration (columns of ``loss.csv``).
+
+    Fitted parameters are ``model.learnable`` and the targets of a calibration network (its output series).
+    """
+
+    def __init__(self, model, net, features):
+        self._model, self._net, self._features = model, net, features
+        values = self.values()
+        self.columns = [c for name, v in values.items() for c in _element_names(name, v.shape)]
+
+    def values(self) -> dict:
+        with torch.no_grad():
+            out = {n: self._model.params[n] for n in self._model.params.learnable}
+            if self._net is not None:
+                out.update(self._net(self._features))
+        return out
+
+    def row(self) -> list[float]:
+        return [float(x) for v in self.values().values() for x in v.detach().double().cpu().flatten().tolist()]
+
+
+def _loss_csv(history: list[float], trace: list[list[float]], columns: list[str]) -> str:
+    lines = [",".join(["iteration", "loss", *columns])]
+    lines += [",".join([str(i + 1), repr(v), *map(repr, row)]) for i, (v, row) in enumerate(zip(history, trace))]
+    return "\n".join(lines) + "\n"
 
 
 def _plot_loss(history, path: Path) -> None:
@@ -158,7 +196,9 @@ def calibrate(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
     optimizer = instantiate(task.optimizer, _convert_="all")(trainable)
 
     key = resume_key(cfg)
+    tracer = _ParameterTrace(model, net, features)
     history: list[float] = []
+    trace: list[list[float]] = []  # fitted values after each iteration, columns tracer.columns
     start = 0
     if task.resume:
         ckpt = _load_checkpoint(task.resume, key, digest)
@@ -167,6 +207,8 @@ def calibrate(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
             net.load_state_dict(ckpt["net"])
         optimizer.load_state_dict(ckpt["optimizer"])
         history = list(ckpt["history"])
+        # checkpoints written before the parameter trace existed resume with unknown (NaN) earlier values
+        trace = [list(r) for r in ckpt.get("trace") or [[math.nan] * len(tracer.columns)] * len(history)]
         start = int(ckpt["iteration"])
         torch.set_rng_state(ckpt["torch_rng"])
 
@@ -177,7 +219,8 @@ def calibrate(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
         _save_checkpoint(out / "checkpoint.pt", {
             "format": CHECKPOINT_FORMAT, "iteration": iteration, "model": model.state_dict(),
             "net": net.state_dict() if net is not None else None, "optimizer": optimizer.state_dict(),
-            "history": history, "config_key": key, "data_digest": digest, "torch_rng": torch.get_rng_state()})
+            "history": history, "trace": trace, "config_key": key, "data_digest": digest,
+            "torch_rng": torch.get_rng_state()})
 
     def simulate(seed: int, replicates: int):
         overrides = net(features) if net is not None else None
@@ -198,6 +241,7 @@ def calibrate(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
             loss.backward()
         optimizer.step()
         history.append(float(loss.detach()))
+        trace.append(tracer.row())
         bar.set_postfix(loss=f"{history[-1]:.4g}")
         if task.checkpoint_every and (it + 1) % task.checkpoint_every == 0:
             checkpoint(it + 1)
@@ -219,8 +263,7 @@ def calibrate(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
         "peak_rss_mb": round(peak_rss_mb(), 1),
     }
     _atomic_write(out / "fitted_params.json", lambda p: p.write_text(json.dumps(metrics, indent=2) + "\n"))
-    _atomic_write(out / "loss.csv", lambda p: p.write_text(
-        "iteration,loss\n" + "".join(f"{i + 1},{v!r}\n" for i, v in enumerate(history))))
+    _atomic_write(out / "loss.csv", lambda p: p.write_text(_loss_csv(history, trace, tracer.columns)))
     if task.plot:
         _atomic_write(out / "loss.png", lambda p: _plot_loss(history, p))
         _atomic_write(out / "fit.png", lambda p: _plot_fit(obs, pred, p))

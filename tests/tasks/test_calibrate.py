@@ -68,9 +68,23 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(observed, tmp_path):
     resumed = calibrate(stochastic(observed, ["task.iterations=6", f"task.resume={tmp_path / 'first' / 'checkpoint.pt'}"]),
                         tmp_path / "second")
     assert resumed["fitted"] == full["fitted"]
-    a = pd.read_csv(tmp_path / "full" / "loss.csv")
-    b = pd.read_csv(tmp_path / "second" / "loss.csv")
-    assert a["loss"].tolist() == b["loss"].tolist() and len(a) == 6
+    # loss.csv of the resumed run, parameter trace of the first three iterations included, is the same file
+    a = (tmp_path / "full" / "loss.csv").read_text()
+    assert (tmp_path / "second" / "loss.csv").read_text() == a
+    table = pd.read_csv(tmp_path / "full" / "loss.csv")
+    assert list(table.columns) == ["iteration", "loss", "beta_school", "beta_community", "reporting_fraction"]
+    assert len(table) == 6 and table.iteration.tolist() == list(range(1, 7))
+    # in model.params order; the last row holds the fitted values
+    assert {k: table[k].iloc[-1] for k in TRUTH} == {k: full["fitted"][k] for k in TRUTH}
+    # a checkpoint written before loss.csv traced the parameters resumes with NaN for the iterations it covers
+    old = torch.load(tmp_path / "first" / "checkpoint.pt", weights_only=True)
+    del old["trace"]
+    torch.save(old, tmp_path / "old.pt")
+    calibrate(stochastic(observed, ["task.iterations=6", f"task.resume={tmp_path / 'old.pt'}"]), tmp_path / "third")
+    legacy = pd.read_csv(tmp_path / "third" / "loss.csv")
+    assert legacy["loss"].tolist() == table["loss"].tolist()
+    assert legacy[list(TRUTH)].iloc[:3].isna().all().all()
+    assert legacy[list(TRUTH)].iloc[3:].equals(table[list(TRUTH)].iloc[3:])
 
 
 def test_resume_refuses_another_config_or_other_data(observed, tmp_path):
@@ -101,10 +115,15 @@ def test_calibration_network_trains_time_varying_parameters(observed, tmp_path):
         "+model.time_varying.beta_community=7",
         f"task.calibration_net={{features: {features}, targets: {{beta_community: [0.0, 2.0]}}, hidden: 8}}"]))
     metrics = calibrate(cfg, tmp_path / "net")
-    history = pd.read_csv(tmp_path / "net" / "loss.csv")["loss"]
+    table = pd.read_csv(tmp_path / "net" / "loss.csv")
+    history = table["loss"]
     assert history.iloc[-1] < 0.5 * history.iloc[0]
     series = metrics["fitted"]["beta_community"]
     assert len(series) == 8 and all(0 < v < 2 for v in series)
+    # loss.csv traces the network's output series too, one column per element
+    weekly = [f"beta_community[{k}]" for k in range(8)]
+    assert list(table.columns) == ["iteration", "loss", "reporting_fraction", *weekly] and len(table) == 15
+    assert table[weekly].iloc[-1].tolist() == pytest.approx(series, rel=1e-6)
 
 
 def test_nothing_to_fit_and_missing_observations_are_refused(observed, tmp_path):
