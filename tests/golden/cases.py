@@ -1,0 +1,161 @@
+"""Golden cases: small fixed-seed runs of the shipped configurations.
+
+One place for the case definitions, imported by ``scripts/make_golden.py``
+(which records ``tests/golden/<case>.parquet``) and by
+``tests/test_golden.py`` (which compares a fresh run with it, bit for bit).
+
+Each case is a task and a list of Hydra overrides on top of the shipped
+``conf/``; :func:`run_case` composes it as the CLI does, calls the task
+function with an output folder under a work directory, and reads back the
+output file that the golden file records:
+
+* ``simulate`` cases: ``trajectory.parquet`` (the whole frame);
+* ``calibrate``: ``loss.csv`` (loss and every learnable parameter after each
+  iteration);
+* ``analyze_sensitivity``: ``sensitivity.csv``.
+
+Every case runs with one intra-op thread (``threads=1``) on the CPU in the
+shipped float32, without progress bars or plots.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+GOLDEN_DIR = Path(__file__).resolve().parent
+CONF_DIR = str(GOLDEN_DIR.parents[1] / "conf")
+
+#: overrides of every case: one thread, no progress bar, no plots
+COMMON = ("threads=1", "progress=false", "task.plot=false")
+
+#: the file each task writes that its golden file records
+OUTPUT = {"simulate": "trajectory.parquet", "calibrate": "loss.csv", "analyze": "sensitivity.csv"}
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    task: str  # simulate | calibrate | analyze
+    overrides: tuple[str, ...]
+
+    @property
+    def output(self) -> str:
+        """The task's output file that the golden file records."""
+        return OUTPUT[self.task]
+
+    @property
+    def golden_path(self) -> Path:
+        return GOLDEN_DIR / f"{self.name}.parquet"
+
+
+_SMALL = ("population.num_people=3000", "steps=40", "replicates=2", "seed=3",
+          "model.params.initial_infected_fraction=0.01")
+_CONTACT = ("population=sociopatterns", "population.path=data/sociopatterns/school_sample.dat",
+            "population.cache_dir=null", "model=contact", "model.params.beta_contact=5", "steps=40", "replicates=2",
+            "seed=3")
+_INTERVENTIONS = (
+    "model.environment=["
+    "{_target_: lpm_graph.dynamics.VenueClosure, venue_type: school, start: 5, end: 25},"
+    "{_target_: lpm_graph.dynamics.Vaccination, daily_fraction: 0.01, start: 0, end: 30},"
+    "{_target_: lpm_graph.dynamics.Isolation, compliance: 0.5, effectiveness: 0.8, start: 3}]",
+)
+
+
+def _cases() -> list[Case]:
+    cases = []
+    for name, base in (("seir", ("model=seir", *_SMALL)), ("seird", ("model=seird", *_SMALL)),
+                       ("contact", _CONTACT), ("interventions", ("model=seird", *_SMALL, *_INTERVENTIONS))):
+        cases.append(Case(f"{name}_stochastic", "simulate", (*base, "model.mode=stochastic")))
+        cases.append(Case(f"{name}_expected", "simulate", (*base, "model.mode=expected")))
+    cases += [
+        # steps stay at the task's 100: the shipped observations cover days 1..100
+        Case("calibrate", "calibrate", ("task=calibrate", "population.num_people=2000", "task.iterations=5",
+                                        "task.checkpoint_every=0", "seed=3")),
+        # sensitivity only (the task's model is seird; sensitivity runs in expected mode)
+        Case("analyze_sensitivity", "analyze", ("task=analyze", "task.analyses=[sensitivity]",
+                                                "population.num_people=2000", "steps=40", "seed=3")),
+    ]
+    return cases
+
+
+CASES: dict[str, Case] = {c.name: c for c in _cases()}
+
+
+def compose_case(case: Case):
+    """The composed config of a case (shipped ``conf/`` plus the case's overrides), as the CLI composes it."""
+    from hydra import compose, initialize_config_dir
+
+    import lpm_graph.config  # noqa: F401  (registers the structured schemas)
+
+    overrides = [*case.overrides, *COMMON]
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose(config_name="config", overrides=overrides)
+
+
+def read_output(path: Path) -> pd.DataFrame:
+    """An output file as a frame.
+
+    CSV: pandas parses the shortest-repr floats the tasks write exactly (pandas >= 3 always does; its
+    ``float_precision`` option is deprecated); only empty cells are missing values.
+    """
+    if path.suffix == ".parquet":
+        return pd.read_parquet(path)
+    exact = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
+    return pd.read_csv(path, keep_default_na=False, na_values=[""], **exact)
+
+
+def run_case(case: Case, workdir: str | os.PathLike) -> dict[str, pd.DataFrame]:
+    """Run a case with outputs in ``workdir/<case name>``; return ``{output file name: frame}``.
+
+    The intra-op thread count the task sets (``threads=1``) is restored afterwards.
+    """
+    from lpm_graph.tasks import analyze, calibrate, simulate
+
+    task = {"simulate": simulate, "calibrate": calibrate, "analyze": analyze}[case.task]
+    cfg = compose_case(case)
+    out = Path(workdir) / case.name
+    threads = torch.get_num_threads()
+    try:
+        task(cfg, out)
+    finally:
+        torch.set_num_threads(threads)
+    return {case.output: read_output(out / case.output)}
+
+
+def column_differences(golden: pd.DataFrame, new: pd.DataFrame) -> dict[str, str]:
+    """``{column: how it differs}`` for every column of ``golden`` that ``new`` lacks or does not equal exactly.
+
+    Numeric columns report the largest absolute difference (NaN counts as equal to NaN only); other columns
+    the number of differing rows.  A different row count or dtype is reported as such.
+    """
+    out = {}
+    if len(golden) != len(new):
+        out["(rows)"] = f"{len(golden)} rows in the golden file, {len(new)} now"
+    for col in golden.columns:
+        if col not in new.columns:
+            out[col] = "missing"
+            continue
+        a, b = golden[col], new[col]
+        notes = [f"dtype {a.dtype} -> {b.dtype}"] if a.dtype != b.dtype else []
+        if len(a) == len(b):
+            if pd.api.types.is_numeric_dtype(a) and pd.api.types.is_numeric_dtype(b):
+                x, y = a.to_numpy(dtype=np.float64), b.to_numpy(dtype=np.float64)
+                nan_mismatch = int((np.isnan(x) != np.isnan(y)).sum())
+                both = ~(np.isnan(x) | np.isnan(y))
+                if (x[both] != y[both]).any():
+                    with np.errstate(invalid="ignore"):
+                        notes.append(f"largest absolute difference {np.nanmax(np.abs(x[both] - y[both])):.6g}")
+                if nan_mismatch:
+                    notes.append(f"NaN in one but not the other in {nan_mismatch} rows")
+            else:
+                differ = int((~((a.to_numpy() == b.to_numpy()) | (a.isna().to_numpy() & b.isna().to_numpy()))).sum())
+                if differ:
+                    notes.append(f"{differ} rows differ")
+        if notes:
+            out[col] = "; ".join(notes)
+    return out
