@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from lpm_graph.data.validate import ConfigError
+from lpm_graph.errors import ConfigError
 
 __all__ = ["CalibrationNet", "load_features"]
 

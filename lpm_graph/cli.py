@@ -13,7 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 import lpm_graph.config  # noqa: F401  (registers the structured schemas)
-from lpm_graph.data.validate import ConfigError, PopulationGraphError
+from lpm_graph.errors import ConfigError, PopulationGraphError
 
 PRIMARY_METRIC = {"simulate": "attack_rate", "calibrate": "final_loss"}
 PRIMARY_METRIC["build_population"] = "num_people"

@@ -17,7 +17,7 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from lpm_graph.data.validate import ConfigError
+from lpm_graph.errors import ConfigError
 
 __all__ = ["RunConfig", "SimulateTaskConfig", "validate_run_config", "register_configs", "TASK_SCHEMAS"]
 

@@ -1,50 +1,52 @@
-r"""Memory needed by a run, estimated before anything large is allocated.
+r"""Memory needed by a run, estimated from what the model declares, before anything large is allocated.
 
-:func:`estimate_memory` adds up what a run holds at its peak from the sizes
-that decide it — people :math:`N`, membership/contact edges :math:`E`,
-venues :math:`V`, steps :math:`T`, replicate columns :math:`R`, compartments
-:math:`C`, bytes per value :math:`b` — and the mode (forward only, or
-forward + backward with or without per-step checkpointing):
+The estimate adds up, from the model's declarations (:mod:`lpm_graph.core`)
+and the graph's sizes, what a run allocates beyond what the process already
+holds — nothing is a constant fitted on one machine.  With :math:`b` bytes
+per value, :math:`R` replicates, :math:`T` steps, :math:`N_\tau` nodes of
+type :math:`\tau`:
 
-=========================  ==================================================
-part                       bytes
-=========================  ==================================================
-runtime                    the interpreter with torch, PyG, Hydra, pandas
-                           loaded (~0.4 GiB measured; CPU runs only)
-population                 the ``HeteroData`` graph kept during the run:
-                           :math:`12N + 32E + 16V` (ids, ages, edges and
-                           their reverse as ``int64``)
-layouts                    the prepared CSR layouts (``int32``, and their
-                           transposes): :math:`2(8E + 4(N + V)) + 32N + 12V`
-build                      transient, while the layouts are built (COO
-                           coalescing): :math:`90E`; not concurrent with the
-                           run
-state + step               the compartments and one step's temporaries:
-                           :math:`(3C + 16)\,N R b`
-saved for backward         per step: :math:`C\,N R b` with checkpointing
-                           (the state each step starts from), else
-                           :math:`(C + 6)\,N R b`; the backward adds one
-                           step's recomputation, :math:`26\,N R b`
-=========================  ==================================================
-
-The coefficients were measured on synthetic populations (peak RSS of a fresh
-process with ``MALLOC_MMAP_THRESHOLD_=131072``, i.e. without glibc's heap
-growth, which :func:`release_free_memory` keeps in check during a run), and
-``tests/test_memory.py`` checks the estimate against the measured peak RSS of
-small runs in fresh processes.
+=======================  =====================================================
+part                     bytes
+=======================  =====================================================
+population               the ``HeteroData``: its tensors (when built), or
+                         from the population spec before it is built
+layouts                  the CSR layouts and transposes the processes read
+                         (:meth:`Graph.nbytes`), or :math:`2(4E + 4n + bE)`
+                         per edge type from edge counts
+build                    transient while a layout is built (COO indices,
+                         coalescing, sorting): :math:`(48 + 2b)E` for the
+                         largest; not concurrent with the run
+state                    the declared state, twice (the step's input and
+                         output): :math:`2 \sum_s N_{\tau(s)} R\, |s|\, b`
+step                     one step's fields, events and the largest
+                         process's declared workspace
+                         (:meth:`Process.workspace`), :math:`[N, R]` each,
+                         plus the random-number keys (8 bytes per node and
+                         replicate of every node type that draws)
+saved_for_backward       gradient runs: per step the state (checkpointed:
+                         each step's input is all autograd keeps), else the
+                         state, fields, events and workspace of every step
+backward                 gradient runs: one step's fields, events and
+                         workspace twice (recomputed values and their
+                         gradients)
+trajectory               the observables, :math:`2(T + 1)\,(\text{series} +
+                         \text{groups})\, R\, b`
+=======================  =====================================================
 
 :func:`check_memory` compares an estimate with what the device has free —
 ``MemAvailable`` of ``/proc/meminfo`` (and the cgroup limit, if lower) on the
 CPU, ``torch.cuda.mem_get_info`` on a GPU — and raises
-:class:`InsufficientMemoryError` (a :class:`~lpm_graph.data.ConfigError`, so
+:class:`~lpm_graph.errors.InsufficientMemoryError` (a ``ConfigError``, so
 the CLI prints one line) naming the knobs that shrink a run.
+``BENCHMARKS.md`` ("Memory estimate") compares estimates with measured peaks.
 """
 from __future__ import annotations
 
 import contextlib
-
 import ctypes
 import ctypes.util
+import math
 import os
 import sys
 from dataclasses import dataclass, field
@@ -52,33 +54,18 @@ from pathlib import Path
 
 import torch
 
-from lpm_graph.data.validate import ConfigError
+from lpm_graph.errors import InsufficientMemoryError
 
-__all__ = ["MemoryEstimate", "InsufficientMemoryError", "estimate_memory", "estimate_run", "estimate_config",
-           "available_memory", "check_memory", "release_free_memory", "RUNTIME_BYTES"]
+__all__ = ["MemoryEstimate", "InsufficientMemoryError", "estimate_run", "estimate_model", "estimate_config",
+           "available_memory", "check_memory", "release_free_memory", "current_rss"]
 
 GiB = 2**30
 MiB = 2**20
 
-#: RSS of a process with torch, torch_geometric, hydra and pandas imported (measured: 386-398 MiB).
-RUNTIME_BYTES = 420 * MiB
-#: transient bytes per edge while the CSR layouts are built (measured: ~88 B per membership edge).
-BUILD_BYTES_PER_EDGE = 90
-#: one step's temporaries, in [N, R] tensors beyond 3 copies of the state (old, new, events).
-STEP_TEMPORARIES = 16
-#: tensors of [N, R] autograd keeps per step without checkpointing, beyond the state.
-SAVED_PER_STEP = 6
-#: one step recomputed in the backward with its gradients, in [N, R] tensors.
-BACKWARD_TEMPORARIES = 26
-
-
-class InsufficientMemoryError(ConfigError):
-    """A run is estimated not to fit in the memory of its device."""
-
 
 @dataclass
 class MemoryEstimate:
-    """Peak bytes of a run, by part (see the module docstring); ``total`` is the peak."""
+    """Bytes a run adds at its peak, by part (module docstring); ``total`` is the peak."""
 
     device: str
     parts: dict[str, int] = field(default_factory=dict)
@@ -94,134 +81,108 @@ class MemoryEstimate:
         return f"{self.total / GiB:.2f} GiB on {self.device} ({parts} GiB)"
 
 
-def estimate_memory(num_people: int, num_edges: int, steps: int, replicates: int = 1, *, num_venues: int = 0,
-                    compartments: int = 4, dtype: torch.dtype = torch.float32, grad: bool = False,
-                    checkpoint: bool = False, device: str = "cpu", with_population: bool = True,
-                    with_runtime: bool = True) -> MemoryEstimate:
-    """Estimate the peak memory of a run.
+def current_rss() -> int:
+    """Resident bytes of this process now (Linux; 0 elsewhere)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _numel(shape) -> int:
+    return int(math.prod(shape)) if shape else 1
+
+
+def estimate_model(model, num_nodes: dict[str, int], num_edges: dict, steps: int, replicates: int = 1, *,
+                   group_sizes: dict[str, int] | None = None, dtype: torch.dtype = torch.float32,
+                   grad: bool = False, device: str = "cpu", population_bytes: int = 0,
+                   layout_bytes: int | None = None, build: bool = True) -> MemoryEstimate:
+    """Estimate a run of ``model`` from node counts per type and edge counts per edge type.
 
     Args:
-        num_people (int): :math:`N`.
-        num_edges (int): person-venue membership plus person-person contact edges :math:`E`.
-        steps (int): :math:`T`.
-        replicates (int): :math:`R`.
-        num_venues (int): :math:`V`.
-        compartments (int): state tensors per person, e.g. 4 for SEIR, 5 for
-            SEIRD, one more per intervention state such as ``V``.
+        model (Model): the model (its declarations are read).
+        num_nodes (dict): node type -> count.
+        num_edges (dict): edge type -> count (edges the processes read).
+        steps (int), replicates (int): :math:`T`, :math:`R`.
+        group_sizes (dict): grouping -> number of groups (for grouped observables).
         dtype: floating type of the state.
-        grad (bool): a forward + backward (calibration, sensitivity) run.
-        checkpoint (bool): per-step checkpointing in a grad run.
-        device (str): ``"cpu"`` or ``"cuda[:i]"``; on a GPU the runtime and
-            the ``HeteroData`` stay in host memory and are not counted.
-        with_population (bool): count the ``HeteroData`` graph and the layout
-            build (False when the graph is already built and its memory already
-            in use).
-        with_runtime (bool): count the interpreter and libraries.
+        grad (bool): a forward + backward run (calibration, sensitivity).
+        device (str): on a GPU the ``HeteroData`` stays in host memory and is not counted.
+        population_bytes (int): bytes of the ``HeteroData`` still to be allocated.
+        layout_bytes (int, optional): bytes of the layouts (if known); else from ``num_edges``.
+        build (bool): count the transient of building the layouts.
     """
-    n, e, v, t, r = int(num_people), int(num_edges), int(num_venues), int(steps), int(replicates)
     b = torch.empty((), dtype=dtype).element_size()
-    c = int(compartments)
-    nr = n * r * b
+    r = int(replicates)
+    nr = {nt: n * r * b for nt, n in num_nodes.items()}
+
+    def per_node(nt: str, count: float = 1.0) -> int:
+        return int(count * nr.get(nt, 0))
+
+    state = sum(per_node(s.node_type, _numel(s.shape)) for s in model.state_specs.values())
+    fields = sum(per_node(f.scope) for f in model.field_specs.values() if f.per_node)
+    events = sum(per_node(k.split(".", 1)[0]) for k in model.event_keys)
+    workspace = max([0, *(sum(per_node(nt, c) for nt, c in p.workspace().items()) for p in model.order)])
+    keys = sum(8 * num_nodes.get(nt, 0) * r for nt in {nt for p in model.order for nt, _ in p.streams()})
+    step = fields + events + workspace + keys
+    if layout_bytes is None:
+        layout_bytes = 0
+        for et, e in num_edges.items():
+            n = num_nodes.get(et[0], 0) + num_nodes.get(et[2], 0)
+            layout_bytes += 2 * (4 * e + 4 * n + b * e)
+    largest = max([0, *num_edges.values()])
+    groups = sum((group_sizes or {}).get(g, 0) for o in model.observables.values() for g in o.by)
     cuda = str(device).startswith("cuda")
     parts = {
-        "runtime": RUNTIME_BYTES if with_runtime and not cuda else 0,
-        "population": 12 * n + 32 * e + 16 * v if with_population and not cuda else 0,
-        "layouts": 2 * (8 * e + 4 * (n + v)) + 32 * n + 12 * v + 8 * n * r,
-        "build": BUILD_BYTES_PER_EDGE * e if with_population else 0,
-        "state": (3 * c + STEP_TEMPORARIES) * nr + 2 * 8 * n * r,
+        "population": 0 if cuda else int(population_bytes),
+        "layouts": int(layout_bytes),
+        "build": (48 + 2 * b) * largest if build else 0,
+        "state": 2 * state,
+        "step": step,
         "saved_for_backward": 0,
         "backward": 0,
-        "trajectory": 2 * (t + 1) * (c + 3 + 2 * 9) * r * b,
+        "trajectory": 2 * (steps + 1) * (len(model.observables) + groups) * r * b,
     }
     if grad:
-        parts["saved_for_backward"] = t * (c if checkpoint else c + SAVED_PER_STEP) * nr
-        parts["backward"] = BACKWARD_TEMPORARIES * nr
-    run_peak = parts["state"] + parts["saved_for_backward"] + parts["backward"] + parts["trajectory"]
-    # the layout build and the run are not concurrent: the peak is the larger of the two
-    if parts["build"] > run_peak:
-        peak = ("runtime", "population", "layouts", "build")
-    else:
-        peak = ("runtime", "population", "layouts", "state", "saved_for_backward", "backward", "trajectory")
-    mode = ("forward + backward" + (" (checkpointed)" if checkpoint else "")) if grad else "forward"
-    desc = f"{n:,} people, {e:,} edges, {t} steps, {r} replicate(s), {mode}"
+        per_step = state if model.use_checkpoint else state + fields + events + workspace
+        parts["saved_for_backward"] = steps * per_step
+        parts["backward"] = 2 * (fields + events + workspace)
+    run = ("state", "step", "saved_for_backward", "backward", "trajectory")
+    peak = ("population", "layouts", "build") if parts["build"] > sum(parts[p] for p in run) else (
+        "population", "layouts", *run)
+    mode = ("forward + backward" + (" (checkpointed)" if model.use_checkpoint else "")) if grad else "forward"
+    nodes = ", ".join(f"{n:,} {nt}" for nt, n in num_nodes.items())
+    desc = f"{nodes}; {sum(num_edges.values()):,} edges; {steps} steps, {r} replicate(s), {mode}"
     return MemoryEstimate(device=str(device), parts=parts, peak_parts=peak, description=desc)
 
 
-def _num_edges(graph) -> int:
-    e = graph.venue_adj.num_edges if graph.venue_adj is not None else 0
-    e += sum(a.num_edges for a in graph.contacts.values())
-    for _, layouts in getattr(graph, "contact_windows", {}).values():
-        e += sum(a.num_edges for a in layouts.values())
-    return e
-
-
 def estimate_run(model, graph, steps: int, replicates: int = 1, *, grad: bool = False,
-                 dtype: torch.dtype = torch.float32, device: str = "cpu",
-                 population_built: bool = True) -> MemoryEstimate:
-    """:func:`estimate_memory` for a model and a :class:`~lpm_graph.data.prepare.PreparedPopulation`.
-
-    With ``population_built`` (the default) the graph and its layouts already
-    exist, so only the run's own memory is left to allocate; the estimate
-    still reports their size.
-    """
-    from lpm_graph.dynamics.interventions import Intervention
-
-    # interventions with state of their own (vaccinated, ...) add one [N, R] tensor each
-    compartments = len(model.compartments) + sum(
-        1 for m in model.environment if type(m).initial_state is not Intervention.initial_state)
-    est = estimate_memory(graph.num_people, _num_edges(graph), steps, replicates, num_venues=graph.num_venues,
-                          compartments=compartments, dtype=dtype, grad=grad,
-                          checkpoint=bool(getattr(model, "use_checkpoint", False)), device=device,
-                          with_population=not population_built)
-    if population_built:
-        est.parts["layouts_built"] = est.parts.pop("layouts")
-        est.parts["runtime"] = 0
-        est.peak_parts = tuple(p for p in est.peak_parts if p not in ("runtime", "layouts", "population", "build"))
+                 dtype: torch.dtype = torch.float32, device: str = "cpu") -> MemoryEstimate:
+    """:func:`estimate_model` for a prepared graph: the graph and its layouts exist already, so only
+    the run's own memory is left to allocate."""
+    num_edges = {}
+    est = estimate_model(model, dict(graph.num_nodes), num_edges, steps, replicates, group_sizes=graph.group_sizes(),
+                         dtype=dtype, grad=grad, device=device, layout_bytes=0, build=False)
+    est.description = est.description.replace("; 0 edges", f"; {graph.num_edges():,} edges")
     return est
 
 
-def expected_memberships(spec) -> float:
-    """Expected venue memberships per person of a synthetic population spec (household and
-    community always; school and workplace by age, enrolment and employment)."""
-    ages = spec.age_distribution
-    edges = torch.tensor(ages.bin_edges, dtype=torch.float64)
-    w = torch.tensor(ages.weights, dtype=torch.float64)
-    w = w / w.sum()
+def estimate_config(cfg, model, grad: bool = False) -> MemoryEstimate | None:
+    """Estimate a composed run config before its population is built (``None`` if the population's
+    source cannot say its size without being built)."""
+    from lpm_graph.data.estimate import population_size
 
-    def share(lo: float, hi: float) -> float:  # share of integer ages lo..hi inclusive
-        a, b = edges[:-1], edges[1:]
-        overlap = (torch.minimum(b, torch.tensor(hi + 1.0)) - torch.maximum(a, torch.tensor(float(lo)))).clamp_min(0)
-        return float((w * overlap / (b - a)).sum())
-
-    school = share(spec.school.min_age, spec.school.max_age) * spec.school.enrolment
-    work = share(spec.workplace.min_age, spec.workplace.max_age) * spec.workplace.employment_rate
-    return 2.0 + school + work
-
-
-def estimate_config(cfg, grad: bool = False) -> MemoryEstimate | None:
-    """Estimate a composed run config before the population is built.
-
-    Known only for the synthetic generator (``population.num_people``); other
-    populations return ``None`` and are checked once built (:func:`estimate_run`).
-    """
-    from omegaconf import OmegaConf
-
-    pop = cfg.get("population")
-    if pop is None or "num_people" not in pop or not str(pop.get("_target_", "")).endswith("generate_population"):
+    size = population_size(cfg.get("population"))
+    if size is None:
         return None
-    from lpm_graph.data.synthetic import SyntheticPopulationSpec
-
-    kwargs = {k: v for k, v in OmegaConf.to_container(pop, resolve=True).items() if not k.startswith("_")}
-    spec = SyntheticPopulationSpec.from_config(**kwargs)
-    n = spec.num_people
-    e = int(round(n * expected_memberships(spec)))
-    v = int(n / 2.5 + n / 2000 + n / 500 * 0.2 + n * 0.04)  # households, communities, schools, workplaces (approx.)
-    model = cfg.get("model", {})
-    compartments = 5 if (model.get("disease", {}) or {}).get("fatality") else 4
-    compartments += sum(1 for m in (model.get("environment") or []) if "Vaccination" in str(m.get("_target_", "")))
-    return estimate_memory(n, e, int(cfg.steps), int(cfg.replicates), num_venues=v, compartments=compartments,
-                           dtype=getattr(torch, str(cfg.get("dtype", "float32"))), grad=grad,
-                           checkpoint=bool(model.get("checkpoint", False)), device=str(cfg.get("device", "cpu")))
+    req = model.requirements()
+    read = set(req.edge_types) | {et for stack in req.stacks for et in stack}
+    num_edges = {et: size.edges.get(et, 0) for et in read}
+    num_nodes = {nt: size.nodes.get(nt, 0) for nt in req.attributes}
+    return estimate_model(model, num_nodes, num_edges, int(cfg.steps), int(cfg.replicates),
+                          group_sizes=model.group_sizes(), dtype=getattr(torch, str(cfg.get("dtype", "float32"))),
+                          grad=grad, device=str(cfg.get("device", "cpu")), population_bytes=size.bytes)
 
 
 def _cgroup_available() -> int | None:
@@ -264,7 +225,7 @@ def check_memory(estimate: MemoryEstimate, available: int | None = None, headroo
     """Raise :class:`InsufficientMemoryError` if ``estimate`` exceeds ``headroom`` x the available memory.
 
     Args:
-        estimate: from :func:`estimate_memory`, :func:`estimate_run` or :func:`estimate_config`.
+        estimate: from :func:`estimate_model`, :func:`estimate_run` or :func:`estimate_config`.
         available (int, optional): bytes available; measured on the estimate's
             device if omitted (:func:`available_memory`).
         headroom (float): fraction of the available memory a run may plan to use.

@@ -38,7 +38,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
 from lpm_graph.data.prepare import PreparedPopulation
-from lpm_graph.data.validate import ConfigError
+from lpm_graph.errors import ConfigError
 from lpm_graph.dynamics.sampling import Sampler
 from lpm_graph.dynamics.transmission import Environment
 from lpm_graph.memory import release_free_memory

@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from lpm_graph.data.validate import ConfigError
+from lpm_graph.errors import ConfigError
 
 __all__ = ["Observations", "load_observations", "ObservationModel", "observation_loss", "LOSSES",
            "resolve_data_path", "file_digest"]

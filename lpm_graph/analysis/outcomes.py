@@ -57,7 +57,7 @@ def smooth_peak_description(temperature: float) -> str:
 
 def check_outcomes(names, compartments) -> None:
     """Raise ``ConfigError`` for an unknown outcome or one the model cannot produce."""
-    from lpm_graph.data.validate import ConfigError
+    from lpm_graph.errors import ConfigError
 
     unknown = [n for n in names if n not in OUTCOMES]
     if unknown:

@@ -43,7 +43,7 @@ __all__ = ["parameter_elements", "sensitivity", "finite_differences", "plot_sens
 
 
 def _resolve(model, parameters: Sequence[str] | None) -> list[str]:
-    from lpm_graph.data.validate import ConfigError
+    from lpm_graph.errors import ConfigError
 
     names = list(model.params.names) if parameters is None else list(parameters)
     unknown = [n for n in names if n not in model.params]

@@ -17,7 +17,8 @@ from lpm_graph.data.synthetic import (
     SyntheticPopulationSpec,
     generate_population,
 )
-from lpm_graph.data.validate import ConfigError, PopulationGraphError, validate_population
+from lpm_graph.data.validate import validate_population
+from lpm_graph.errors import ConfigError, PopulationGraphError
 from lpm_graph.data.readers import DataFileError, MissingInputError, PopulationDataWarning
 from lpm_graph.data.assemble import attribute_values, original_ids
 from lpm_graph.data.cache import cached_build

@@ -35,7 +35,7 @@ from pathlib import Path
 from torch_geometric.data import HeteroData
 
 from lpm_graph.data.io import PopulationFileError, load_population, save_population
-from lpm_graph.data.validate import ConfigError
+from lpm_graph.errors import ConfigError
 
 __all__ = ["CacheRecord", "cached_build", "file_digest", "last_record", "cache_key", "DEFAULT_CACHE_DIR"]
 

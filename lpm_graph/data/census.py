@@ -41,7 +41,8 @@ from torch_geometric.data import HeteroData
 from lpm_graph.data.cache import cached_build
 from lpm_graph.data.readers import DataFileError, resolve_input
 from lpm_graph.data.synthetic import MEMBER_OF, REV_MEMBER_OF, generate_population
-from lpm_graph.data.validate import ConfigError, validate_population
+from lpm_graph.data.validate import validate_population
+from lpm_graph.errors import ConfigError
 
 __all__ = [
     "CensusMarginals",

@@ -60,7 +60,8 @@ from lpm_graph.data.readers import (
     resolve_input,
 )
 from lpm_graph.data.tables import _default_age, _read_venues, _str_option, assemble_tables, read_person_table
-from lpm_graph.data.validate import ConfigError, validate_population
+from lpm_graph.data.validate import validate_population
+from lpm_graph.errors import ConfigError
 
 __all__ = ["EdgeRecords", "read_edges", "from_edgelist", "to_edgelist", "contact_graph"]
 

@@ -23,7 +23,8 @@ from pathlib import Path
 import torch
 from torch_geometric.data import HeteroData
 
-from lpm_graph.data.validate import PopulationGraphError, validate_population
+from lpm_graph.data.validate import validate_population
+from lpm_graph.errors import PopulationFileError, PopulationGraphError
 
 __all__ = [
     "FORMAT_TAG",
@@ -37,10 +38,6 @@ FORMAT_TAG = "lpm_graph.population"
 FORMAT_VERSION = 1
 
 _PLAIN = (bool, int, float, str)
-
-
-class PopulationFileError(PopulationGraphError):
-    """A file is not a readable population file; the message names the path and the fix."""
 
 
 def _plain_attrs(where: str, items) -> dict:

@@ -40,7 +40,8 @@ from lpm_graph.data.edgelist import contact_graph, read_edges
 from lpm_graph.data.readers import DataFileError, resolve_input, table_source
 from lpm_graph.data.synthetic import MEMBER_OF
 from lpm_graph.data.tables import _default_age, assemble_tables, read_person_table
-from lpm_graph.data.validate import ConfigError, validate_population
+from lpm_graph.data.validate import validate_population
+from lpm_graph.errors import ConfigError
 
 __all__ = ["from_networkx", "to_networkx", "read_graph", "GRAPH_FORMATS"]
 

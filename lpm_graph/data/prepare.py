@@ -34,7 +34,8 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from lpm_graph.data.validate import PopulationGraphError, validate_population
+from lpm_graph.data.validate import validate_population
+from lpm_graph.errors import PopulationGraphError
 from lpm_graph.nn.sparse import SparseAdjacency
 
 __all__ = ["PreparedPopulation", "age_groups"]

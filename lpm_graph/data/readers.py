@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lpm_graph.data.validate import PopulationGraphError
+from lpm_graph.errors import DataFileError, MissingInputError, PopulationDataWarning, PopulationGraphError
 
 __all__ = [
     "DataFileError",
@@ -54,24 +54,6 @@ COMPRESSED = (".gz", ".bz2", ".zst", ".lz4")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 
 
-class DataFileError(PopulationGraphError):
-    """An input file cannot become a population graph.
-
-    The message names the file, the row and/or column at fault and what was expected.
-    Raised before any part of the graph is built.
-    """
-
-
-class MissingInputError(DataFileError, FileNotFoundError):
-    """An input file does not exist (also a ``FileNotFoundError``)."""
-
-
-class PopulationDataWarning(UserWarning):
-    """Input records were merged or dropped by a documented rule; the message gives counts.
-
-    Issued for duplicate edges (merged, weights summed), self-loops (dropped) and
-    repeated SocioPatterns records (merged). Not an error: the graph is built.
-    """
 
 
 def resolve_input(path: str | os.PathLike, what: str) -> Path:

@@ -51,7 +51,8 @@ from lpm_graph.data.readers import (
     resolve_input,
 )
 from lpm_graph.data.tables import _default_age
-from lpm_graph.data.validate import ConfigError, validate_population
+from lpm_graph.data.validate import validate_population
+from lpm_graph.errors import ConfigError
 
 __all__ = ["read_sociopatterns", "from_sociopatterns", "DURATION_UNITS"]
 

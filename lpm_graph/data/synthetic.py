@@ -26,7 +26,7 @@ import torch
 from omegaconf import OmegaConf
 from torch_geometric.data import HeteroData
 
-from lpm_graph.data.validate import ConfigError
+from lpm_graph.errors import ConfigError
 
 __all__ = [
     "ADULT_AGE",

@@ -60,7 +60,8 @@ from lpm_graph.data.readers import (
     read_table,
 )
 from lpm_graph.data.synthetic import MEMBER_OF
-from lpm_graph.data.validate import ConfigError, validate_population
+from lpm_graph.data.validate import validate_population
+from lpm_graph.errors import ConfigError
 
 __all__ = ["PersonTable", "read_person_table", "from_tables", "to_tables", "write_tables"]
 

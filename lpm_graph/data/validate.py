@@ -10,20 +10,14 @@ costs a few passes over its tensors and no Python loop over nodes or edges.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import torch
 from torch_geometric.data import HeteroData
 
-__all__ = ["ConfigError", "PopulationGraphError", "validate_population"]
+from lpm_graph.errors import ConfigError, PopulationGraphError
 
-
-class ConfigError(ValueError):
-    """A configuration value is invalid; the message names it by its dotted config path."""
-
-
-class PopulationGraphError(ValueError):
-    """A population graph violates the schema; the message names the offending type/attribute."""
+__all__ = ["validate_graph", "validate_population"]
 
 
 _INTEGER_DTYPES = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
@@ -203,21 +197,21 @@ def _check_edge_time(where: str, time: object, num_edges: int, period: object) -
             )
 
 
-def validate_population(
-    data: HeteroData, required_person_attrs: Iterable[str] = ("uid", "age")
-) -> None:
-    """Check the structural contract of a population graph; raise one clear error or return None.
+def validate_graph(data: HeteroData, required: Mapping[str, Iterable[str]] | None = None) -> dict[str, int]:
+    """Check the structure of any heterogeneous graph; return the node count of every node type.
 
-    Checks: a ``person`` node type with every attribute in ``required_person_attrs``;
-    for every node type, a known node count, node attributes of first dimension equal
-    to it, and (where present) a ``uid`` that is a unique, non-negative integer tensor
-    of shape [num_nodes]; for every edge type, source and destination node types that
-    exist, an integer ``edge_index`` of shape [2, E] whose row 0 indexes the source
-    and row 1 the destination type, an optional ``edge_weight`` that is a finite,
-    non-negative floating tensor of shape [E], and an optional ``time`` (time-varying
-    edges: the integer window index >= 0 of each edge, shape [E]) with an optional
+    Checks, for every node type, a known node count, node attributes of first
+    dimension equal to it, and (where present) a ``uid`` that is a unique,
+    non-negative integer tensor of shape [num_nodes]; for every edge type,
+    source and destination node types that exist, an integer ``edge_index``
+    of shape [2, E] whose row 0 indexes the source and row 1 the destination
+    type, an optional ``edge_weight`` that is a finite, non-negative floating
+    tensor of shape [E], and an optional ``time`` (time-varying edges: the
+    integer window index >= 0 of each edge, shape [E]) with an optional
     ``time_period`` (an int greater than the last window; see
-    :class:`~lpm_graph.data.prepare.PreparedPopulation`).
+    :class:`~lpm_graph.core.graph.Graph`).  ``required`` names, per node
+    type, the attributes a model reads (e.g. ``{'person': ['uid', 'age']}``);
+    a missing node type or attribute is an error that says which.
 
     Raises:
         PopulationGraphError: on the first violation found.
@@ -227,17 +221,21 @@ def validate_population(
             f"a population graph must be a torch_geometric.data.HeteroData, got {type(data).__name__}"
         )
     node_types = list(data.node_types)
-    if "person" not in node_types:
-        raise PopulationGraphError(
-            f"the graph has no 'person' node type; node types present: {sorted(node_types)}"
-        )
-    person = data["person"]
-    missing = [attr for attr in required_person_attrs if attr not in person]
-    if missing:
-        raise PopulationGraphError(
-            f"node type 'person' is missing required attribute(s) {missing}; "
-            f"required: {list(required_person_attrs)}, present: {sorted(person.keys())}"
-        )
+    for node_type, attrs in dict(required or {}).items():
+        if node_type not in node_types:
+            raise PopulationGraphError(
+                f"the graph has no {node_type!r} node type, which the model reads; node types present: "
+                f"{sorted(node_types)}"
+            )
+        store = data[node_type]
+        missing = [a for a in attrs if a not in store]
+        if missing:
+            raise PopulationGraphError(
+                f"node type {node_type!r} is missing attribute(s) {missing} that the model reads; "
+                f"present: {sorted(store.keys())}"
+                + ("; give every node a stable id, e.g. data[%r].uid = torch.arange(n)" % node_type
+                   if "uid" in missing else "")
+            )
     counts: dict[str, int] = {}
     for node_type in node_types:
         store = data[node_type]
@@ -245,3 +243,16 @@ def validate_population(
         _check_node_store(node_type, store, counts[node_type])
     for edge_type in data.edge_types:
         _check_edge_store(edge_type, data[edge_type], counts)
+    return counts
+
+
+def validate_population(
+    data: HeteroData, required_person_attrs: Iterable[str] = ("uid", "age")
+) -> None:
+    """Check a population graph as the importers build it: :func:`validate_graph` with a
+    ``person`` node type that has every attribute in ``required_person_attrs``.
+
+    Raises:
+        PopulationGraphError: on the first violation found.
+    """
+    validate_graph(data, {"person": tuple(required_person_attrs)})

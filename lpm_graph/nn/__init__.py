@@ -1,7 +1,21 @@
-"""Interaction layers: one PyG ``MessagePassing`` per file, usable on their own."""
-from lpm_graph.nn.contact_infection import ContactInfection
-from lpm_graph.nn.sparse import LinearAggregation, SparseAdjacency, spmm
-from lpm_graph.nn.venue_infection import VenueInfection
-from lpm_graph.nn.venue_pressure import VenuePressure
+"""Interaction layers: PyG ``MessagePassing`` layers, one per file, usable in any PyG model.
 
-__all__ = ["VenuePressure", "VenueInfection", "ContactInfection", "SparseAdjacency", "spmm", "LinearAggregation"]
+:class:`WeightedSum` is every linear interaction; the names below it read
+better at an epidemic's call sites and are the same class:
+
+* ``VenuePressure``: person → venue, infectious pressure inside each venue;
+* ``VenueInfection``: venue → person, force of infection from one's venues;
+* ``ContactInfection``: person → person, force of infection along contacts.
+
+With ``VenuePressure`` then ``VenueInfection`` on one membership edge type,
+a venue of :math:`k` members costs :math:`2k` edges instead of the
+:math:`k^2` of a person–person clique.
+"""
+from lpm_graph.nn.sparse import SparseAdjacency, spmm
+from lpm_graph.nn.weighted_sum import WeightedSum
+
+VenuePressure = WeightedSum
+VenueInfection = WeightedSum
+ContactInfection = WeightedSum
+
+__all__ = ["WeightedSum", "VenuePressure", "VenueInfection", "ContactInfection", "SparseAdjacency", "spmm"]

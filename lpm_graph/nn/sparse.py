@@ -16,9 +16,19 @@ so a backward step costs about one forward step and autograd keeps no per-edge
 tensor.  (``torch.sparse``'s own backward for CSR is 40-60x slower here and,
 with differentiable values, tries to allocate a dense ``N x N`` gradient.)
 
-The edge weights are constants of the layout.  To learn per-edge weights, use
-the layers' ``edge_index``/``edge_weight`` path, which goes through PyG's
-``message``/``aggregate``.
+**Edge values that change during a run.**  The layout's own weights are
+constants.  ``spmm(adj, x, values)`` multiplies with other values on the same
+sparsity pattern (in CSR order, e.g. contact weights a behaviour scales), and
+when they require grad their gradient is the sampled dense-dense product
+(SDDMM)
+
+.. math::
+
+    \frac{\partial L}{\partial a_e} = \sum_f \Big(\frac{\partial L}{\partial \mathbf{Y}}\Big)_{\mathrm{dst}(e), f}
+    \, \mathbf{X}_{\mathrm{src}(e), f},
+
+computed on the edges only: no per-edge tensor is kept between the forward
+and the backward (the values and ``x`` are inputs anyway).
 
 The aggregation is a plain sum, linear in the messages: a sum of secret
 shares is the share of the sum, which is what secure aggregation relies on.
@@ -29,10 +39,8 @@ import warnings
 
 import torch
 from torch import Tensor
-from torch_geometric.nn import MessagePassing
-from torch_geometric.nn.aggr import SumAggregation
 
-__all__ = ["SparseAdjacency", "spmm", "LinearAggregation"]
+__all__ = ["SparseAdjacency", "spmm"]
 
 _INT32_MAX = 2**31 - 1
 
@@ -77,6 +85,8 @@ class SparseAdjacency:
                             "build one with SparseAdjacency.from_edge_index(edge_index, edge_weight, size)")
         self.csr, self.csr_t = csr, csr_t
         self._by_dtype: dict[torch.dtype, tuple[Tensor, Tensor]] = {csr.dtype: (csr, csr_t)}
+        self._rows: Tensor | None = None
+        self._t_order: Tensor | None = None
 
     @classmethod
     def from_edge_index(cls, edge_index: Tensor, edge_weight: Tensor | None = None,
@@ -130,13 +140,61 @@ class SparseAdjacency:
         out = SparseAdjacency.__new__(SparseAdjacency)
         out.csr, out.csr_t = self.csr_t, self.csr
         out._by_dtype = {k: (b, a) for k, (a, b) in self._by_dtype.items()}
+        out._rows = out._t_order = None
         return out
+
+    @property
+    def values(self) -> Tensor:
+        """The stored weights in CSR order, ``[num_edges]``."""
+        return self.csr.values()
+
+    def rows(self) -> Tensor:
+        """Destination (row) index of every stored entry, in CSR order (``int64``, built once)."""
+        if self._rows is None:
+            crow = self.csr.crow_indices().to(torch.int64)
+            counts = crow[1:] - crow[:-1]
+            self._rows = torch.repeat_interleave(torch.arange(self.shape[0], device=crow.device), counts)
+        return self._rows
+
+    def transpose_order(self) -> Tensor:
+        """For every entry of :math:`\\mathbf{A}^\\top` in its CSR order, the index of the same edge in
+        :math:`\\mathbf{A}`'s CSR order: ``values[transpose_order()]`` are the transpose's values."""
+        if self._t_order is None:
+            rows, cols = self.rows(), self.csr.col_indices().to(torch.int64)
+            self._t_order = torch.argsort(cols * max(1, self.shape[0]) + rows, stable=True)
+        return self._t_order
+
+    def positions(self, edge_index: Tensor) -> Tensor:
+        """The CSR position of each edge of a ``[2, E]`` ``edge_index`` (row 0 source, row 1
+        destination) in this layout, so that per-edge values ``w`` become ``values[positions] += w``
+        (:meth:`values_from_edges`).  Raises if an edge is not in the layout."""
+        src, dst = edge_index.to(torch.int64)
+        num_src = max(1, self.shape[1])
+        keys = self.rows() * num_src + self.csr.col_indices().to(torch.int64)
+        query = dst * num_src + src
+        pos = torch.searchsorted(keys, query)
+        inside = pos < keys.numel()
+        found = inside & (keys[pos.clamp_max(max(0, keys.numel() - 1))] == query) if keys.numel() else inside
+        if not bool(found.all()):
+            bad = int((~found).nonzero()[0])
+            raise ValueError(f"SparseAdjacency.positions: edge {bad} ({int(src[bad])} -> {int(dst[bad])}) "
+                             "is not in this layout")
+        return pos
+
+    def values_from_edges(self, edge_index: Tensor, weight: Tensor) -> Tensor:
+        """Per-edge ``weight`` (``[E]``, in ``edge_index`` order) as values in this layout's CSR order,
+        duplicate edges summed; differentiable in ``weight``."""
+        pos = self.positions(edge_index)
+        return torch.zeros(self.num_edges, dtype=weight.dtype, device=weight.device).index_add(0, pos, weight)
 
     def to(self, device=None, dtype: torch.dtype | None = None) -> "SparseAdjacency":
         csr, csr_t = self.csr, self.csr_t
         if dtype is not None and dtype != csr.dtype:
             csr, csr_t = self.layouts(dtype)
-        return SparseAdjacency(csr.to(device), csr_t.to(device))
+        out = SparseAdjacency(csr.to(device), csr_t.to(device))
+        if device is None or torch.device(device) == self.csr.device:
+            out._rows, out._t_order = self._rows, self._t_order
+        return out
 
     def layouts(self, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
         """The CSR pair with values of ``dtype``, converted once and cached."""
@@ -175,8 +233,42 @@ class _CSRMatmul(torch.autograd.Function):
         return grad_x, None, None
 
 
-def spmm(adj: SparseAdjacency, x: Tensor) -> Tensor:
+class _CSRMatmulValues(torch.autograd.Function):
+    """``A(v) @ X`` with values ``v`` on a fixed pattern: backward ``A(v)^T G`` for ``X`` and the SDDMM
+    ``sum_f G[dst(e), f] X[src(e), f]`` for ``v``."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, values: Tensor, adj: "SparseAdjacency") -> Tensor:
+        csr = _sparse_csr(adj.csr.crow_indices(), adj.csr.col_indices(), values, adj.csr.shape)
+        ctx.adj = adj
+        ctx.save_for_backward(x, values)
+        return torch.sparse.mm(csr, x)
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        x, values = ctx.saved_tensors
+        adj = ctx.adj
+        grad_out = grad_out.contiguous()
+        grad_x = grad_v = None
+        if ctx.needs_input_grad[0]:
+            t = adj.csr_t
+            csr_t = _sparse_csr(t.crow_indices(), t.col_indices(), values[adj.transpose_order()], t.shape)
+            grad_x = torch.sparse.mm(csr_t, grad_out)
+        if ctx.needs_input_grad[1]:
+            src = adj.csr.col_indices().to(torch.int64)
+            grad_v = (grad_out.index_select(0, adj.rows()) * x.index_select(0, src)).sum(1)
+        return grad_x, grad_v, None
+
+
+def spmm(adj: SparseAdjacency, x: Tensor, values: Tensor | None = None) -> Tensor:
     r"""Sparse product :math:`\mathbf{A}\mathbf{X}` with a sparse backward.
+
+    Args:
+        adj: the layout.
+        x: the input, ``[num_src]`` or ``[num_src, *]``.
+        values (Tensor, optional): edge values ``[num_edges]`` in ``adj``'s CSR
+            order (see :meth:`SparseAdjacency.values_from_edges`) to use
+            instead of the stored weights; differentiable (module docstring).
 
     Shapes:
         - **x:** ``[num_src]`` or ``[num_src, *]``
@@ -186,69 +278,19 @@ def spmm(adj: SparseAdjacency, x: Tensor) -> Tensor:
     if x.size(0) != num_src:
         raise ValueError(f"spmm: x has {x.size(0)} rows but the adjacency has {num_src} source nodes "
                          f"(shape [num_dst, num_src] = {list(adj.shape)})")
+    trailing = x.shape[1:]
+    x2 = x.reshape(num_src, trailing.numel()).contiguous()  # not -1: ambiguous when num_src == 0
+    if values is not None:
+        if values.shape != (adj.num_edges,):
+            raise ValueError(f"spmm: values must have shape [{adj.num_edges}] (one per stored edge, CSR order), "
+                             f"got {tuple(values.shape)}")
+        if values.device != x.device or adj.csr.device != x.device:
+            raise ValueError(f"spmm: x is on {x.device}, values on {values.device}, the adjacency on "
+                             f"{adj.csr.device}; move them to one device with .to(device)")
+        out = _CSRMatmulValues.apply(x2, values.to(x.dtype), adj)
+        return out.reshape(num_dst, *trailing)
     csr, csr_t = adj.layouts(x.dtype)
     if csr.device != x.device:
         raise ValueError(f"spmm: x is on {x.device} but the adjacency is on {csr.device}; move one with .to(device)")
-    trailing = x.shape[1:]
-    x2 = x.reshape(num_src, trailing.numel()).contiguous()  # not -1: ambiguous when num_src == 0
     out = _CSRMatmul.apply(x2, csr, csr_t)
     return out.reshape(num_dst, *trailing)
-
-
-class LinearAggregation(MessagePassing):
-    r"""Base of the interaction layers: :math:`y_i = c_i \sum_j w_{ji} x_j`.
-
-    Subclasses document their own meaning.  Given a :class:`SparseAdjacency`
-    the sum runs through :meth:`message_and_aggregate` (fused CSR product);
-    given an ``edge_index`` it runs through :meth:`message` and PyG's
-    aggregation, which also allows differentiable ``edge_weight``.
-    """
-
-    def __init__(self, **kwargs):
-        kwargs.setdefault("aggr", "add")
-        # Nodes are always dim 0 (x is ``[N]`` or ``[N, *]``); PyG's default
-        # node_dim=-2 does not exist for a 1-D x.
-        kwargs.setdefault("node_dim", 0)
-        super().__init__(**kwargs)
-
-    def _aggregate_linear(self, x: Tensor, edge_index, edge_weight: Tensor | None,
-                          num_dst: int | None, scale: Tensor | None) -> Tensor:
-        """:math:`c \\odot (A x)`; ``num_dst`` (``edge_index`` path) defaults to the largest destination + 1."""
-        name = type(self).__name__
-        if isinstance(edge_index, SparseAdjacency):
-            if edge_weight is not None:
-                raise ValueError(f"{name}: edge_weight is part of a SparseAdjacency; build it with "
-                                 "SparseAdjacency.from_edge_index(edge_index, edge_weight, size) or pass "
-                                 "an edge_index tensor to use per-call (learnable) weights")
-            if not isinstance(self.aggr_module, SumAggregation):
-                raise ValueError(f"{name}: the fused SparseAdjacency path computes a sum; with aggr="
-                                 f"{self.aggr!r} pass an edge_index tensor instead")
-            out = self.propagate(edge_index.csr, x=(x, None), adj=edge_index, edge_weight=None)
-        elif isinstance(edge_index, Tensor):
-            if edge_index.dim() != 2 or edge_index.size(0) != 2 or edge_index.is_floating_point():
-                raise ValueError(f"{name}: edge_index must be an integer tensor of shape [2, E] "
-                                 f"(row 0 source, row 1 destination), got {edge_index.dtype} "
-                                 f"{tuple(edge_index.shape)}")
-            if edge_weight is not None and edge_weight.shape != (edge_index.size(1),):
-                raise ValueError(f"{name}: edge_weight must have shape [{edge_index.size(1)}], "
-                                 f"got {tuple(edge_weight.shape)}")
-            if num_dst is None:
-                num_dst = int(edge_index[1].max()) + 1 if edge_index.numel() else 0
-            out = self.propagate(edge_index, x=(x, None), edge_weight=edge_weight, adj=None,
-                                 size=(x.size(0), num_dst))
-        else:
-            raise TypeError(f"{name}: edge_index must be a [2, E] tensor or a SparseAdjacency, "
-                            f"got {type(edge_index).__name__}")
-        if scale is not None:
-            out = out * (scale.view(-1, *([1] * (out.dim() - 1))) if scale.dim() == 1 else scale)
-        return out
-
-    def message(self, x_j: Tensor, edge_weight: Tensor | None) -> Tensor:
-        if edge_weight is None:
-            return x_j
-        return x_j * edge_weight.view(-1, *([1] * (x_j.dim() - 1)))
-
-    def message_and_aggregate(self, adj_t, x, adj=None, edge_weight=None) -> Tensor:
-        # ``adj_t`` is ``adj.csr``; ``adj`` also carries the transpose for the
-        # backward.  Weights are baked into ``adj`` (``edge_weight`` is None).
-        return spmm(adj, x[0])

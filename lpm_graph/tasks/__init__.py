@@ -1,12 +1,31 @@
-"""Tasks: pure functions of a composed config and an output folder, returning metrics."""
-from lpm_graph.tasks.analyze import analyze
-from lpm_graph.tasks.build_population import build_population
-from lpm_graph.tasks.calibrate import calibrate
-from lpm_graph.tasks.simulate import simulate
+"""Tasks: functions of a composed config and an output folder, returning metrics.
 
-TASKS = {"simulate": simulate, "calibrate": calibrate}
+Each task lives in its own module, imported only when it runs (:func:`get`).
+"""
+from __future__ import annotations
 
-TASKS["build_population"] = build_population
-TASKS["analyze"] = analyze
+import importlib
 
-__all__ = ["simulate", "calibrate", "build_population", "analyze", "TASKS"]
+#: task name -> (module, function)
+TASKS = {
+    "simulate": ("lpm_graph.tasks.simulate", "simulate"),
+    "calibrate": ("lpm_graph.tasks.calibrate", "calibrate"),
+    "analyze": ("lpm_graph.tasks.analyze", "analyze"),
+    "build_population": ("lpm_graph.tasks.build_population", "build_population"),
+    "plan": ("lpm_graph.tasks.plan", "plan"),
+}
+
+
+def get(name: str):
+    """The task function ``name``."""
+    module, function = TASKS[name]
+    return getattr(importlib.import_module(module), function)
+
+
+def __getattr__(name: str):
+    if name in TASKS:
+        return get(name)
+    raise AttributeError(f"module 'lpm_graph.tasks' has no attribute {name!r}")
+
+
+__all__ = ["TASKS", "get", *TASKS]

@@ -43,7 +43,7 @@ from lpm_graph.analysis.outcomes import age_labels, check_outcomes
 from lpm_graph.analysis.policy import optimise_allocation, plot_policies, population_share_logits
 from lpm_graph.analysis.sensitivity import plot_sensitivity, sensitivity
 from lpm_graph.config import validate_run_config
-from lpm_graph.data.validate import ConfigError
+from lpm_graph.errors import ConfigError
 from lpm_graph.dynamics import Vaccination
 from lpm_graph.tasks.simulate import _atomic_write, _instantiate, build, config_hash, peak_rss_mb, summarize
 

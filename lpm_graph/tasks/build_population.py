@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from lpm_graph.config import validate_run_config
 from lpm_graph.data import cache
-from lpm_graph.data.validate import PopulationGraphError
+from lpm_graph.errors import PopulationGraphError
 
 __all__ = ["build_population", "population_summary"]
 

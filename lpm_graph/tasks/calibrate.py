@@ -31,7 +31,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from lpm_graph.data.validate import ConfigError
+from lpm_graph.errors import ConfigError
 from lpm_graph.model import flush_denormals
 from lpm_graph.observation import (ObservationModel, file_digest, load_observations, observation_loss,
                                    resolve_data_path)

@@ -1,21 +1,25 @@
-"""``task=simulate``: a forward run and its outputs.
+"""``task=simulate``: a forward run and its outputs, for any model.
 
-:func:`simulate` is a pure function of the composed config and an output
-folder: it builds the model (checking its parameters), then the population
-(checking it), runs the model, writes
+:func:`simulate` builds the model (checking its wiring and parameters), checks
+the memory the run needs, builds the population (checking it), runs the
+model and writes what the model declares:
 
 * ``trajectory.parquet`` (or ``.csv``): one row per (step, replicate) with
-  compartment counts, new infections and deaths, by age group too;
-* ``summary.json``: peak, peak day, attack rate, deaths, runtimes, the config
-  hash and the parameter values;
-* ``epidemic_curves.png``: compartments and daily new infections;
+  every observable, and every grouped observable per group
+  (``new_infections_age_0-10``);
+* ``summary.json``: every outcome (mean and sd over replicates), node
+  counts, runtimes, the config hash and the parameter values;
+* ``trajectory.png``: one panel per observable panel (compartments, new
+  infections, deaths; opinions ...), mean over replicates with the range of
+  the replicates shaded;
 
-and returns the summary (the CLI returns its ``attack_rate`` to sweepers).
+and returns the summary (the CLI returns its ``metric`` to sweepers).
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import resource
 import sys
@@ -29,7 +33,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from lpm_graph.config import validate_run_config
 
-__all__ = ["simulate", "config_hash", "build", "summarize", "plot_trajectory"]
+__all__ = ["simulate", "config_hash", "build", "build_model", "summarize", "plot_trajectory", "atomic_write",
+           "instantiate_config", "peak_rss_mb", "rounded"]
 
 
 def config_hash(cfg: DictConfig) -> str:
@@ -37,7 +42,8 @@ def config_hash(cfg: DictConfig) -> str:
     return hashlib.sha256(OmegaConf.to_yaml(cfg, resolve=True).encode()).hexdigest()[:16]
 
 
-def _instantiate(node, what: str):
+def instantiate_config(node):
+    """``hydra.utils.instantiate`` that re-raises our own errors (config values) unwrapped."""
     try:
         return instantiate(node, _convert_="all")
     except InstantiationException as e:
@@ -53,78 +59,109 @@ def peak_rss_mb() -> float:
     return rss / 1024 if sys.platform != "darwin" else rss / 2**20
 
 
-def build(cfg: DictConfig):
-    """Validate the config, then build (model, prepared graph, run settings, task settings).
+def rounded(value, digits: int = 7):
+    """Floats rounded to ``digits`` significant digits (float32 precision), recursively."""
+    if isinstance(value, float):
+        if not math.isfinite(value) or value == 0:
+            return value
+        return float(f"{value:.{digits}g}")
+    if isinstance(value, dict):
+        return {k: rounded(v, digits) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [rounded(v, digits) for v in value]
+    return value
 
-    The model is built first: its parameter checks are instant, the population
-    build is not.
+
+def build_model(cfg: DictConfig, run, node=None):
+    """The model of ``cfg.model`` (or ``node``), built and checked, on the run's device and dtype."""
+    model = instantiate_config(cfg.model if node is None else node)
+    return model.to(device=run.device, dtype=getattr(torch, run.dtype))
+
+
+def build(cfg: DictConfig, grad: bool = False):
+    """Validate the config, then build (model, prepared graph, data, run settings, task settings).
+
+    The model is built first (its checks are instant), then the memory the
+    run needs is checked where the population's size is known from its
+    config, then the population is built and the run checked again.
     """
+    from lpm_graph import memory
+
     run, task = validate_run_config(cfg)
     if run.threads:
         torch.set_num_threads(run.threads)
     dtype = getattr(torch, run.dtype)
-    model = _instantiate(cfg.model, "model")
-    data = _instantiate(cfg.population, "population")
-    graph = model.prepare(data)
+    model = instantiate_config(cfg.model)
+    planned = memory.estimate_config(cfg, model, grad=grad)
+    if planned is not None:
+        memory.check_memory(planned)
+    data = instantiate_config(cfg.population)
+    graph = model.prepare(data, dtype)
     model = model.to(device=run.device, dtype=dtype)
     return model, graph.to(run.device), data, run, task
 
 
-def summarize(traj, num_people: int) -> dict:
-    """Outcome metrics averaged over replicates."""
-    s = {k: v.detach().double().cpu() for k, v in traj.series.items()}
-    infectious = s["I"].mean(1)
-    attack = 1.0 - s["S"][-1] / num_people
-    out = {
-        "num_people": num_people,
-        "steps": traj.steps,
-        "replicates": traj.replicates,
-        "peak_infectious": float(infectious.max()),
-        "peak_day": int(infectious.argmax()),
-        "attack_rate": float(attack.mean()),
-        "attack_rate_sd": float(attack.std()) if traj.replicates > 1 else 0.0,
-        "total_infections": float((num_people - s["S"][-1]).mean()),
-    }
-    if "D" in s:
-        out["deaths"] = float(s["D"][-1].mean())
+def summarize(traj, model) -> dict:
+    """Every outcome of the model: mean (and sd over replicates) of each."""
+    out = {"num_nodes": dict(traj.num_nodes), "steps": traj.steps, "replicates": traj.replicates, "outcomes": {}}
+    for name, outcome in model.outcomes.items():
+        v = outcome(traj).detach().double().cpu()
+        out["outcomes"][name] = {"mean": float(v.mean()), "sd": float(v.std()) if v.numel() > 1 else 0.0,
+                                 "unit": outcome.unit, "definition": outcome.description}
+        out[name] = float(v.mean())
     return out
 
 
 def plot_trajectory(traj, path: Path, title: str = "") -> None:
-    """Compartments over time and daily new infections (mean, min-max band over replicates)."""
+    """One panel per observable panel: mean over replicates, the replicates' range shaded."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(8, 7), sharex=True)
-    days = torch.arange(traj.steps + 1).numpy()
-    for c in traj.compartments:
-        v = traj.series[c].detach().double().cpu()
-        ax1.plot(days, v.mean(1).numpy(), label=c)
-        if traj.replicates > 1:
-            ax1.fill_between(days, v.min(1).values.numpy(), v.max(1).values.numpy(), alpha=0.2)
-    ax1.set_ylabel("people")
-    ax1.legend(loc="center right")
-    ax1.set_title(title or "epidemic curves")
-    new = traj.series["new_infections"].detach().double().cpu()
-    ax2.bar(days[1:], new.mean(1).numpy()[1:], width=1.0, color="tab:red", alpha=0.7, label="new infections")
-    ax2.set_xlabel("day")
-    ax2.set_ylabel("new infections per day")
-    ax2.legend()
+    panels: dict[str, list] = {}
+    for name, o in traj.observables.items():
+        panels.setdefault(o.panel or o.kind, []).append((name, o))
+    n = len(panels)
+    fig, axes = plt.subplots(n, 1, figsize=(8, 2.6 * n + 0.8), sharex=True, squeeze=False)
+    steps = torch.arange(traj.steps + 1).numpy()
+    for ax, (panel, items) in zip(axes[:, 0], panels.items()):
+        units = sorted({o.unit for _, o in items if o.unit})
+        for name, o in items:
+            v = traj.series[name].detach().double().cpu()
+            mean = v.mean(1).numpy()
+            if o.style == "bar":
+                ax.bar(steps[1:], mean[1:], width=1.0, alpha=0.7, label=name)
+            else:
+                line, = ax.plot(steps, mean, label=name)
+                if traj.replicates > 1:
+                    ax.fill_between(steps, v.min(1).values.numpy(), v.max(1).values.numpy(), alpha=0.2,
+                                    color=line.get_color())
+        ax.set_ylabel(", ".join(units) if units else panel)
+        ax.set_title(panel, fontsize=10, loc="left")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    axes[-1, 0].set_xlabel("step (day)")
+    note = (f"lines: mean of {traj.replicates} replicates; shaded: their min-max range"
+            if traj.replicates > 1 else "one replicate")
+    fig.suptitle(f"{title}\n{note}" if title else note, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
+    """Write through a temporary file in the same folder, then rename: a reader never sees half a file."""
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
     try:
         write(tmp)
         os.replace(tmp, path)
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        tmp.unlink(missing_ok=True)
+
+
+def nodes_title(traj, seed: int) -> str:
+    counts = ", ".join(f"{n:,} {nt}" for nt, n in traj.num_nodes.items())
+    return f"{counts}; seed {seed}"
 
 
 def simulate(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
@@ -132,14 +169,10 @@ def simulate(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
     from lpm_graph import memory
 
     t0 = time.perf_counter()
-    validate_run_config(cfg)
-    planned = memory.estimate_config(cfg)  # synthetic populations: known before they are built
-    if planned is not None:
-        memory.check_memory(planned)
     model, graph, data, run, task = build(cfg)
     t_build = time.perf_counter() - t0
-    memory.check_memory(memory.estimate_run(model, graph, run.steps, run.replicates,
-                                            dtype=getattr(torch, run.dtype), device=run.device))
+    memory.check_memory(memory.estimate_run(model, graph, run.steps, run.replicates, dtype=getattr(torch, run.dtype),
+                                            device=run.device))
     t1 = time.perf_counter()
     with torch.no_grad():
         traj = model(graph, steps=run.steps, seed=run.seed, replicates=run.replicates, progress=run.progress)
@@ -149,7 +182,7 @@ def simulate(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
 
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    summary = summarize(traj, graph.num_people)
+    summary = summarize(traj, model)
     summary.update({
         "seed": run.seed,
         "device": run.device,
@@ -162,15 +195,14 @@ def simulate(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
     })
     frame = traj.to_frame()
     if task.trajectory_format == "parquet":
-        _atomic_write(out / "trajectory.parquet", lambda p: frame.to_parquet(p, index=False))
+        atomic_write(out / "trajectory.parquet", lambda p: frame.to_parquet(p, index=False))
     else:
-        _atomic_write(out / "trajectory.csv", lambda p: frame.to_csv(p, index=False))
+        atomic_write(out / "trajectory.csv", lambda p: frame.to_csv(p, index=False))
     if task.plot:
-        _atomic_write(out / "epidemic_curves.png",
-                      lambda p: plot_trajectory(traj, p, f"{graph.num_people:,} people, seed {run.seed}"))
+        atomic_write(out / "trajectory.png", lambda p: plot_trajectory(traj, p, nodes_title(traj, run.seed)))
     if task.save_population:
         from lpm_graph.data import save_population
 
         save_population(data, out / "population.pt")
-    _atomic_write(out / "summary.json", lambda p: p.write_text(json.dumps(summary, indent=2) + "\n"))
+    atomic_write(out / "summary.json", lambda p: p.write_text(json.dumps(rounded(summary), indent=2) + "\n"))
     return summary

@@ -54,15 +54,15 @@ class Case:
 
 
 _SMALL = ("population.num_people=3000", "steps=40", "replicates=2", "seed=3",
-          "model.params.initial_infected_fraction=0.01")
+          "model.params.seir.initial_infected_fraction=0.01")
 _CONTACT = ("population=sociopatterns", "population.path=data/sociopatterns/school_sample.dat",
-            "population.cache_dir=null", "model=contact", "model.params.beta_contact=5", "steps=40", "replicates=2",
+            "population.cache_dir=null", "model=contact", "model.params.contact.beta=5", "steps=40", "replicates=2",
             "seed=3")
 _INTERVENTIONS = (
     "model.environment=["
-    "{_target_: lpm_graph.dynamics.VenueClosure, venue_type: school, start: 5, end: 25},"
-    "{_target_: lpm_graph.dynamics.Vaccination, daily_fraction: 0.01, start: 0, end: 30},"
-    "{_target_: lpm_graph.dynamics.Isolation, compliance: 0.5, effectiveness: 0.8, start: 3}]",
+    "{_target_: lpm_graph.models.epidemic.VenueClosure, venue_type: school, start: 5, end: 25},"
+    "{_target_: lpm_graph.models.epidemic.Vaccination, daily_fraction: 0.01, start: 0, end: 30},"
+    "{_target_: lpm_graph.models.epidemic.Isolation, compliance: 0.5, effectiveness: 0.8, start: 3}]",
 )
 
 
@@ -114,9 +114,9 @@ def run_case(case: Case, workdir: str | os.PathLike) -> dict[str, pd.DataFrame]:
 
     The intra-op thread count the task sets (``threads=1``) is restored afterwards.
     """
-    from lpm_graph.tasks import analyze, calibrate, simulate
+    from lpm_graph import tasks
 
-    task = {"simulate": simulate, "calibrate": calibrate, "analyze": analyze}[case.task]
+    task = tasks.get(case.task)
     cfg = compose_case(case)
     out = Path(workdir) / case.name
     threads = torch.get_num_threads()

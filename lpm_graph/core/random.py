@@ -1,21 +1,21 @@
-r"""Counter-based random numbers keyed by (seed, step, stream, agent uid).
+r"""Counter-based random numbers keyed by (seed, replicate, step, stream, node type, uid).
 
 Every random draw of a simulation is a pure function
 
 .. math::
 
-    u = \mathrm{U}(\text{seed}, t, \text{stream}, \text{uid}) \in (0, 1)
+    u = \mathrm{U}(\text{seed}, r, t, \text{stream}, \text{node type}, \text{uid}) \in (0, 1)
 
 computed by hashing the key with the SplitMix64 finaliser (Steele, Lea and
 Flood, *Fast splittable pseudorandom number generators*, OOPSLA 2014), a
 bijective 64-bit mixer that passes BigCrush when applied to a counter.  Nothing
 is drawn from a global stream, so
 
-* the draw of an agent does not depend on where it sits in the node order, on
+* the draw of a node does not depend on where it sits in the node order, on
   the device, or on how the graph is split across processes (layout
   invariance);
 * two runs that differ only in a policy read the same numbers for the same
-  (step, stream, agent) — common random numbers — so outcome differences are
+  (step, stream, node) — common random numbers — so outcome differences are
   the policy's, not noise;
 * replaying a step (gradient checkpointing, resuming) needs no RNG bookkeeping.
 
@@ -25,8 +25,8 @@ Key schedule (``mix(v) = splitmix64(v + golden)``, all arithmetic mod
 .. math::
 
     b_{i,r} &= \mathrm{splitmix64}(\mathrm{uid}_i \cdot \text{golden}
-               + \mathrm{mix}(\mathrm{mix}(\text{seed}) + r))
-               && \text{once per run} \\
+               + \mathrm{mix}(\mathrm{mix}(\text{seed}) + r) + \kappa_\text{type})
+               && \text{once per run and node type} \\
     s_{t,\text{stream}} &= \mathrm{mix}(\mathrm{mix}(t) + \text{stream})
                && \text{a Python int per draw} \\
     w &= \mathrm{splitmix64}(b_{i,r} + s_{t,\text{stream}})
@@ -34,10 +34,28 @@ Key schedule (``mix(v) = splitmix64(v + golden)``, all arithmetic mod
 
 — the SplitMix64 generator's own construction (one finaliser round of a
 seed plus an offset), with the offset a hash of (step, stream) instead of a
-counter.  A ``float64`` draw reads the top 52 bits of :math:`w`; a
-``float32`` draw needs 23 bits, so one word serves two streams: lane 0 reads
-bits 41-63, lane 1 bits 9-31 (:meth:`CounterRNG.uniform_pair`).  Per element
-a float32 pair costs one add, one SplitMix64 round and the bit extraction.
+counter.  The node-type key is :math:`\kappa = \mathrm{mix}(\mathrm{crc32}(\text{type}))`
+for every node type except ``person``, whose key is 0: the schedule of
+version 0.1, which knew only people, so that its streams keep their values.
+A ``float64`` draw reads the top 52 bits of :math:`w`; a ``float32`` draw
+needs 23 bits, so one word serves two streams: lane 0 reads bits 41-63,
+lane 1 bits 9-31 (:meth:`CounterRNG.uniform_pair`).  Per element a float32
+pair costs one add, one SplitMix64 round and the bit extraction.
+
+**Rare probabilities.** A 23-bit uniform cannot decide an event of
+probability below :math:`2^{-24} \approx 6\cdot 10^{-8}`, and decides one of
+probability :math:`p` with an error of up to half a cell of :math:`2^{-23}`,
+i.e. a relative bias of :math:`1/(2^{24} p)` (1.2% at :math:`p = 10^{-5}`).
+The remaining 18 bits of the word (9-bit tails of both halves) refine the
+cell: :func:`refinement` turns them into an offset :math:`j` within the cell
+so that :math:`u - j` is a uniform on a grid of :math:`2^{-41}`, and
+:meth:`~lpm_graph.core.sampling.Sampler.bernoulli` fires when
+:math:`u - p < j`.  An event of probability :math:`p` then fires with
+probability :math:`p` to within :math:`2^{-42}` absolute — a relative error
+below :math:`3\cdot 10^{-4}` at :math:`p = 10^{-9}`.  The two lanes of a
+word share these bits; their events are dependent only when both lanes fall
+in the cell of their own probability at once (probability :math:`2^{-46}`).
+``float64`` draws have 52 bits and need no refinement.
 
 The hashing is integer arithmetic on ``int64`` tensors (wrapping
 multiplication, logical shifts emulated with masks), identical on CPU and CUDA.
@@ -53,8 +71,8 @@ import zlib
 import torch
 from torch import Tensor
 
-__all__ = ["CounterRNG", "splitmix64", "stream_id", "hash_words", "words_to_float32", "words_to_float64",
-           "uniform_from_salts", "uniform_pair_from_salts"]
+__all__ = ["CounterRNG", "splitmix64", "stream_id", "type_key", "hash_words", "words_to_float32",
+           "words_to_float64", "refinement", "uniform_from_salts", "uniform_pair_from_salts"]
 
 
 def _signed(value: int) -> int:
@@ -129,6 +147,15 @@ def stream_id(name: str) -> int:
     return zlib.crc32(name.encode("utf-8"))
 
 
+#: the node type whose key is 0 (the only node type of the version-0.1 schedule)
+PERSON = "person"
+
+
+def type_key(node_type: str) -> int:
+    r"""The node-type part :math:`\kappa` of the per-node key: 0 for ``person``, else ``mix(crc32(type))``."""
+    return 0 if node_type == PERSON else _mix_int(stream_id(node_type))
+
+
 def hash_words(base: Tensor, salt: int | Tensor) -> Tensor:
     r"""The 64-bit words :math:`\mathrm{splitmix64}(b + s)` of a per-agent base and a per-draw salt.
 
@@ -173,6 +200,34 @@ def words_to_float64(words: Tensor) -> Tensor:
     return (_shr(words, 12).to(torch.float64) + 0.5) * (2.0 ** -52)
 
 
+_TAIL9 = (1 << 9) - 1
+#: 2^-24 - 2^-42: centre of a 2^-23 cell minus half a 2^-41 sub-cell
+_REFINE_OFFSET = 2.0 ** -24 - 2.0 ** -42
+
+
+def refinement(words: Tensor) -> Tensor:
+    r"""The sub-cell offsets :math:`j \in (-2^{-24}, 2^{-24})` of the ``float32`` lanes of 64-bit words.
+
+    From the 18 bits that neither lane reads (bits 32-40 and 0-8),
+    :math:`s \in [0, 2^{18})`, :math:`j = 2^{-24} - (s + 1/2)\,2^{-41}`.
+    A lane's uniform :math:`u = (k + 1/2)\,2^{-23}` (:func:`words_to_float32`)
+    and :math:`j` together stand for the 41-bit uniform :math:`u - j`, so an
+    event fires exactly when :math:`u - p < j` (module docstring).  Shared by
+    both lanes of a word.
+    """
+    if torch.compiler.is_compiling() or not words.is_contiguous():
+        s = (((words >> 32) & _TAIL9) << 9) | (words & _TAIL9)
+        return _REFINE_OFFSET - s.to(torch.float32) * (2.0 ** -41)
+    halves = words.view(torch.int32)
+    s = halves[..., _HIGH::2] & _TAIL9
+    s <<= 9
+    s |= halves[..., 1 - _HIGH::2] & _TAIL9
+    j = s.to(torch.float32)
+    j *= -(2.0 ** -41)
+    j += _REFINE_OFFSET
+    return j
+
+
 def _check_dtype_lane(dtype: torch.dtype, lane: int) -> None:
     if dtype not in (torch.float32, torch.float64):
         raise TypeError(f"CounterRNG.uniform: dtype must be torch.float32 or torch.float64, got {dtype}")
@@ -181,12 +236,15 @@ def _check_dtype_lane(dtype: torch.dtype, lane: int) -> None:
 
 
 class CounterRNG:
-    r"""Uniform draws as a pure function of (seed, step, stream, uid).
+    r"""Uniform draws as a pure function of (seed, replicate, step, stream, node type, uid).
 
     Args:
-        uid (Tensor): stable agent ids, ``int64`` of shape ``[N]``, non-negative.
+        uid (Tensor): stable node ids, ``int64`` of shape ``[N]``, non-negative.
         seed (int): the base seed. (default: ``0``)
         replicates (int): number of replicate columns ``R``. (default: ``1``)
+        node_type (str): the node type the ids belong to; keys the draws
+            (:func:`type_key`), so that two node types with the same ids draw
+            different numbers. (default: ``"person"``)
 
     The per-agent part of the key, :math:`b_{i,r}` (module docstring), is
     computed once at construction; a draw then costs one SplitMix64 round per
@@ -197,7 +255,7 @@ class CounterRNG:
         - **output of** :meth:`uniform`, :meth:`bits`: ``[N, R]``
     """
 
-    def __init__(self, uid: Tensor, seed: int = 0, replicates: int = 1):
+    def __init__(self, uid: Tensor, seed: int = 0, replicates: int = 1, node_type: str = PERSON):
         if not isinstance(uid, Tensor) or uid.dim() != 1 or uid.is_floating_point():
             raise TypeError(
                 "CounterRNG: 'uid' must be a 1-D integer tensor of agent ids, "
@@ -209,8 +267,10 @@ class CounterRNG:
             raise ValueError(f"CounterRNG: 'replicates' must be >= 1, got {replicates}")
         self.seed = int(seed)
         self.replicates = int(replicates)
+        self.node_type = str(node_type)
+        kappa = type_key(self.node_type)
         rep_keys = torch.tensor(
-            [_mix_int(_mix_int(self.seed) + r) for r in range(self.replicates)],
+            [_signed(_mix_int(_mix_int(self.seed) + r) + kappa) for r in range(self.replicates)],
             dtype=torch.int64, device=uid.device)
         self._base = splitmix64(uid.to(torch.int64).unsqueeze(1) * _GOLDEN + rep_keys)
 
@@ -225,7 +285,7 @@ class CounterRNG:
 
     def to(self, device) -> "CounterRNG":
         other = object.__new__(CounterRNG)
-        other.seed, other.replicates = self.seed, self.replicates
+        other.seed, other.replicates, other.node_type = self.seed, self.replicates, self.node_type
         other._base = self._base.to(device)
         return other
 

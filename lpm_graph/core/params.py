@@ -1,8 +1,13 @@
-r"""Named model parameters :math:`\theta`: values, bounds, transforms, time variation.
+r"""Named model parameters :math:`\theta`: declarations, values, bounds, transforms, time variation.
 
-A :class:`ParameterSet` holds every number the step stack reads by name
-(``beta_household``, ``infectious_period``, an age-specific ``fatality``
-vector, a weekly ``beta_community`` multiplier ...).
+**Declared, namespaced.** Every process declares the parameters it reads
+as :class:`ParamSpec` (name, domain, shape, unit, default), under its own
+namespace: ``seir.infectious_period``, ``transmission.beta_household``.  Two
+processes of the same kind (two pathogens) therefore never collide.  The
+model checks every configured value against its declaration — domain,
+shape, a default or a value present — before any simulation work.
+
+A :class:`ParameterSet` holds the values by their dotted names:
 
 * **Learnable or fixed.** Learnable entries are ``nn.Parameter`` (gradients
   flow to them through the whole unroll); fixed ones are buffers, so
@@ -12,26 +17,24 @@ vector, a weekly ``beta_community`` multiplier ...).
   :math:`\theta = lo + (hi - lo)\,\sigma(\phi)`; with ``[lo, null]`` by
   :math:`\theta = lo + \operatorname{softplus}(\phi)`; without bounds
   :math:`\theta = \phi`.  An optimiser then never leaves the bounds.
-* **Time variation.** ``time_varying={'beta_community': 7}`` makes the value
-  a list with one entry per 7 steps; step :math:`t` reads entry
-  :math:`\min(\lfloor t/7 \rfloor, K-1)`.  Entries may themselves be
-  per-age-group lists.
-
-Each module of the step stack declares the parameters it reads and their
-domain in ``param_domains`` (e.g. ``{'fatality': 'probability'}``); the model
-checks the values against the domains when it is built, before any
-simulation work, and reports the offending config field.
+* **Time variation.** ``time_varying={'transmission.beta_community': 7}``
+  makes the value a list with one entry per 7 steps; step :math:`t` reads
+  entry :math:`\min(\lfloor t/7 \rfloor, K-1)`.  Entries may themselves be
+  per-group lists.
 """
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["ParameterSet", "DOMAINS", "check_domain"]
+from lpm_graph.errors import ConfigError
+
+__all__ = ["ParamSpec", "ParameterSet", "DOMAINS", "check_domain", "check_shape", "flatten_params", "GROUP"]
 
 #: name -> (predicate, description) of the accepted values
 DOMAINS: dict[str, tuple] = {
@@ -40,6 +43,60 @@ DOMAINS: dict[str, tuple] = {
     "positive": (lambda v: math.isfinite(v) and v > 0, "a finite number > 0"),
     "probability": (lambda v: 0.0 <= v <= 1.0, "a probability in [0, 1]"),
 }
+
+#: a dimension of a parameter's shape with one entry per group of the declaring process's grouping
+GROUP = "group"
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """A parameter a process reads.
+
+    Args:
+        name (str): local name; the model knows it as ``<process name>.<name>``.
+        domain (str): one of :data:`DOMAINS`. (default: ``"real"``)
+        shape (tuple): dimensions, each an ``int`` or :data:`GROUP` (one entry
+            per group of ``grouping``); ``()`` for a scalar. (default: ``()``)
+        scalar_ok (bool): a single number is accepted for a non-scalar shape
+            and broadcast. (default: ``True``)
+        grouping (str, optional): the grouping (``Model(groupings=...)``) that
+            :data:`GROUP` dimensions refer to.
+        default (optional): value when the config gives none; ``None``: the
+            config must give one.
+        unit (str): e.g. ``"days"``, ``"1/day"``, ``"probability"``.
+        doc (str): one line.
+    """
+
+    name: str
+    domain: str = "real"
+    shape: tuple = ()
+    scalar_ok: bool = True
+    grouping: str | None = None
+    default: object = None
+    unit: str = ""
+    doc: str = ""
+
+    def describe_shape(self, group_sizes: Mapping[str, int] | None = None) -> str:
+        if not self.shape:
+            return "scalar"
+        dims = [str((group_sizes or {}).get(self.grouping, f"#{self.grouping}")) if d == GROUP else str(d)
+                for d in self.shape]
+        full = f"[{', '.join(dims)}]"
+        if self.grouping and GROUP in self.shape:
+            full += f" (one per {self.grouping} group)"
+        return ("scalar or " + full) if self.scalar_ok else full
+
+
+def flatten_params(values: Mapping | None, prefix: str = "") -> dict[str, object]:
+    """``{'seir': {'infectious_period': 5}}`` (and dotted keys) to ``{'seir.infectious_period': 5}``."""
+    out: dict[str, object] = {}
+    for key, value in dict(values or {}).items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten_params(value, name + "."))
+        else:
+            out[name] = value
+    return out
 
 
 def _flatten(value) -> list[float]:
@@ -50,27 +107,61 @@ def _flatten(value) -> list[float]:
     return [float(value)]
 
 
-def _config_error(msg: str):
-    from lpm_graph.data.validate import ConfigError
-
-    return ConfigError(msg)
-
-
 def check_domain(name: str, value, domain: str, where: str = "model.params") -> None:
     """Raise ``ConfigError`` naming ``where.name[i]`` if a value is outside ``domain``."""
     if domain not in DOMAINS:
-        raise _config_error(f"{where}.{name}: unknown domain {domain!r}; use one of {sorted(DOMAINS)}")
+        raise ConfigError(f"{where}.{name}: unknown domain {domain!r}; use one of {sorted(DOMAINS)}")
     accept, text = DOMAINS[domain]
     try:
         values = _flatten(value)
     except (TypeError, ValueError):
-        raise _config_error(f"{where}.{name} must be a number or a list of numbers, got {value!r}") from None
+        raise ConfigError(f"{where}.{name} must be a number or a list of numbers, got {value!r}") from None
     if not values:
-        raise _config_error(f"{where}.{name} is empty; give a number or one value per age group")
+        raise ConfigError(f"{where}.{name} is empty; give a number or a list of numbers")
     for i, v in enumerate(values):
         if not accept(v):
             idx = f"[{i}]" if len(values) > 1 or isinstance(value, (list, tuple)) else ""
-            raise _config_error(f"{where}.{name}{idx} must be {text}, got {v}")
+            raise ConfigError(f"{where}.{name}{idx} must be {text}, got {v}")
+
+
+def _shape_of(value) -> tuple[int, ...]:
+    if isinstance(value, Tensor):
+        return tuple(value.shape)
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        inner = {_shape_of(v) for v in value}
+        if len(inner) > 1:
+            raise ConfigError(f"a ragged list {value!r}: every entry must have the same length")
+        return (len(value), *(inner.pop() if inner else ()))
+    return ()
+
+
+def check_shape(full_name: str, spec: ParamSpec, value, group_sizes: Mapping[str, int], process: str,
+                time_varying: bool = False) -> None:
+    """Raise ``ConfigError`` if ``value`` does not fit ``spec.shape`` (a leading time axis if time-varying).
+
+    Group dimensions whose size is not known yet (the grouping is read from
+    the graph) are checked when the graph is prepared.
+    """
+    shape = _shape_of(value)
+    if time_varying:
+        if not shape:
+            raise ConfigError(f"model.params.{full_name} is time-varying: give a list with one value per period")
+        shape = shape[1:]
+    expected = []
+    for d in spec.shape:
+        expected.append(group_sizes.get(spec.grouping) if d == GROUP else int(d))
+    ok = shape == () and spec.scalar_ok or (len(shape) == len(expected)
+                                              and all(e is None or e == s for e, s in zip(expected, shape)))
+    if not ok:
+        got = "a scalar" if shape == () else f"shape {list(shape)}"
+        raise ConfigError(f"model.params.{full_name} is {got} but process {process!r} reads it as "
+                          f"{spec.describe_shape(group_sizes)}" + (f" [{spec.unit}]" if spec.unit else "")
+                          + "; give " + ("one number" if not spec.shape else spec.describe_shape(group_sizes)))
+
+
+def _storage(name: str) -> str:
+    """``nn.ParameterDict`` and buffer names cannot hold dots."""
+    return name.replace(".", "__")
 
 
 class ParameterSet(nn.Module):
@@ -104,8 +195,8 @@ class ParameterSet(nn.Module):
                             ("model.time_varying", time_varying)):
             unknown = sorted(set(names) - set(values))
             if unknown:
-                raise _config_error(f"{what} names {unknown}, which are not in model.params "
-                                    f"(known: {sorted(values)})")
+                raise ConfigError(f"{what} names {unknown}, which are not in model.params "
+                                  f"(known: {sorted(values)})")
         self.names = list(values)
         self.learnable = [n for n in self.names if n in set(learnable)]
         self.bounds = bounds
@@ -116,17 +207,17 @@ class ParameterSet(nn.Module):
             t = torch.as_tensor(value if isinstance(value, (list, tuple)) else float(value), dtype=dtype)
             if name in time_varying:
                 if time_varying[name] < 1:
-                    raise _config_error(f"model.time_varying.{name} must be a period of >= 1 steps, "
+                    raise ConfigError(f"model.time_varying.{name} must be a period of >= 1 steps, "
                                         f"got {time_varying[name]}")
                 if t.dim() == 0:
-                    raise _config_error(f"model.params.{name} is time-varying: give a list with one value per "
+                    raise ConfigError(f"model.params.{name} is time-varying: give a list with one value per "
                                         f"{time_varying[name]} steps")
             if name in bounds:
                 t = self._unconstrain(name, t)
             if name in self.learnable:
-                self._params[name] = nn.Parameter(t)
+                self._params[_storage(name)] = nn.Parameter(t)
             else:
-                self.register_buffer(f"fixed_{name}", t)
+                self.register_buffer(f"fixed_{_storage(name)}", t)
 
     # -- transforms ----------------------------------------------------------
     def _bounds(self, name: str) -> tuple[float, float | None]:
@@ -134,13 +225,13 @@ class ParameterSet(nn.Module):
         lo = float(lo)
         hi = None if hi is None else float(hi)
         if hi is not None and not hi > lo:
-            raise _config_error(f"model.bounds.{name} must be [lo, hi] with hi > lo, got {[lo, hi]}")
+            raise ConfigError(f"model.bounds.{name} must be [lo, hi] with hi > lo, got {[lo, hi]}")
         return lo, hi
 
     def _unconstrain(self, name: str, value: Tensor) -> Tensor:
         lo, hi = self._bounds(name)
         if (value < lo).any() or (hi is not None and (value > hi).any()):
-            raise _config_error(f"model.params.{name} = {value.tolist()} is outside model.bounds.{name} = {[lo, hi]}")
+            raise ConfigError(f"model.params.{name} = {value.tolist()} is outside model.bounds.{name} = {[lo, hi]}")
         eps = 1e-6
         if hi is None:
             z = (value - lo).clamp_min(eps)
@@ -159,10 +250,11 @@ class ParameterSet(nn.Module):
     # -- access --------------------------------------------------------------
     def raw(self, name: str) -> Tensor:
         """The stored tensor: the ``nn.Parameter`` (unconstrained) or the fixed buffer."""
-        if name in self._params:
-            return self._params[name]
+        key = _storage(name)
+        if key in self._params:
+            return self._params[key]
         try:
-            return getattr(self, f"fixed_{name}")
+            return getattr(self, f"fixed_{key}")
         except AttributeError:
             raise KeyError(f"parameter {name!r} is not defined; known: {self.names}") from None
 

@@ -1,0 +1,52 @@
+"""The error and warning types of lpm_graph, in one place.
+
+Every error a user can act on is one of these; the CLI prints it as one line
+``lpm-graph: error: <message>`` and exits with status 2.  Messages name the
+config field, file, node type, process or parameter at fault and the fix.
+
+==========================  ==================================================
+type                        raised for
+==========================  ==================================================
+:class:`ConfigError`        a config value, or the wiring of a model's
+                            processes (a read with no producer, two owners
+                            of one state, a missing or ill-shaped parameter)
+:class:`InsufficientMemoryError`  a run estimated not to fit in memory
+:class:`PopulationGraphError`     a graph that breaks the schema a model needs
+:class:`DataFileError`      a malformed input file (names file, row, column)
+:class:`MissingInputError`  an input file that does not exist
+:class:`PopulationFileError`  a saved population that cannot be loaded
+:class:`PopulationDataWarning`  records merged or dropped by an importer
+==========================  ==================================================
+"""
+from __future__ import annotations
+
+__all__ = ["ConfigError", "InsufficientMemoryError", "PopulationGraphError", "DataFileError", "MissingInputError",
+           "PopulationFileError", "PopulationDataWarning"]
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names it by its dotted config path."""
+
+
+class InsufficientMemoryError(ConfigError):
+    """A run is estimated not to fit in the memory of its device."""
+
+
+class PopulationGraphError(ValueError):
+    """A population graph violates the schema; the message names the offending type/attribute."""
+
+
+class DataFileError(PopulationGraphError):
+    """An input file is malformed; the message names the file, and the row and column where known."""
+
+
+class MissingInputError(DataFileError, FileNotFoundError):
+    """An input file does not exist."""
+
+
+class PopulationFileError(PopulationGraphError):
+    """A saved population file cannot be read back."""
+
+
+class PopulationDataWarning(UserWarning):
+    """An importer merged or dropped records; the message says which and how many."""

@@ -1,0 +1,342 @@
+r"""SEIR(D) disease progression, the epidemic's state update :math:`f`, and what people emit.
+
+Each person is in one compartment, held as one-hot indicator states
+``S, E, I, R`` (and ``D``) of shape ``[N, R]`` (R replicates), owned by
+:class:`SEIR`.  One step of length :math:`\Delta t`, for person :math:`i` in
+group :math:`a(i)` (age group by default):
+
+.. math::
+
+    p^{\mathrm{inf}}_i &= 1 - \exp(-\sigma_{a(i)}\, e_\sigma\, \lambda_i\, \Delta t)
+        && S \to E \\
+    p^{\mathrm{onset}}_i &= 1 - \exp(-\Delta t / T^{E}_{a(i)}) && E \to I \\
+    p^{\mathrm{end}}_i &= 1 - \exp(-\Delta t / T^{I}_{a(i)})
+        && I \to R \text{ (or } D \text{ w.p. } \mu_{a(i)}\text{)}
+
+with force of infection :math:`\lambda_i` (field ``person.force_of_infection``,
+the sum of the interactions), relative susceptibility :math:`\sigma`, the
+environment's susceptibility factor :math:`e_\sigma` (field
+``person.susceptibility_factor``, e.g. from vaccination), exposed and
+infectious periods :math:`T^E, T^I` (days) and infection fatality
+:math:`\mu`.  The time in a compartment is geometric in steps of
+:math:`\Delta t` with success probability :math:`p = 1 - e^{-\Delta t/T}`,
+so its mean is :math:`\Delta t / (1 - e^{-\Delta t / T})` (5.52 days for
+:math:`T = 5`, :math:`\Delta t = 1`), not :math:`T`.  Transitions are drawn
+with :class:`~lpm_graph.core.sampling.Sampler` from the counter-based
+uniforms (:class:`~lpm_graph.core.random.CounterRNG`): infection and onset
+are lanes 0 and 1 of stream ``infection``, removal and death lanes 0 and 1
+of stream ``removal`` (in ``float32`` one 64-bit hash per pair); all happen
+from the compartments at the start of the step.
+
+The elementwise work is one pure function, :func:`seir_update`, which
+``torch.compile`` can fuse into a single pass over the people
+(:meth:`SEIR.compile_kernel`, ``Model(compile=True)``).  Rates are turned
+into probabilities on the per-group vectors before they are gathered per
+person.
+
+:class:`Infectiousness` (an emission) writes what each person sends into
+the interactions, :math:`x_i = I_i\,\iota_{a(i)}\,e_\iota`: its infectious
+indicator, relative infectiousness and the environment's factor (field
+``person.infectiousness_factor``, e.g. isolation).
+"""
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import Tensor
+
+from lpm_graph.core.graph import Requirements
+from lpm_graph.core.observe import Observable, Outcome
+from lpm_graph.core.params import GROUP, ParamSpec
+from lpm_graph.core.process import Output, Process, StepContext
+from lpm_graph.core.random import uniform_from_salts, uniform_pair_from_salts
+from lpm_graph.core.state import EventSpec, FieldSpec, Read, StateSpec
+from lpm_graph.errors import ConfigError
+
+__all__ = ["SEIR", "Infectiousness", "seir_update", "per_person"]
+
+
+def per_person(value: Tensor, group: Tensor | None, dtype: torch.dtype) -> Tensor:
+    """A scalar stays a scalar; a per-group vector becomes ``[N, 1]`` (one ``index_select``)."""
+    value = value.to(dtype)
+    return value if value.dim() == 0 else value.index_select(0, group).unsqueeze(1)
+
+
+def seir_update(S: Tensor, E: Tensor, I: Tensor, R: Tensor, D: Tensor | None, lam: Tensor, age_group: Tensor,
+                susceptibility: Tensor, env_susceptibility: Tensor | float, p_onset: Tensor, p_end: Tensor,
+                mu: Tensor | None, dt: float, keys: tuple[Tensor, Tensor, Tensor] | None,
+                sampler) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    r"""The elementwise part of one SEIR(D) step: draws, events, new compartments.
+
+    A pure tensor function (no Python state, no step number: the step enters
+    through the salts in ``keys``), so ``torch.compile`` fuses it — the
+    per-age-group gathers, the hashing of the random numbers, the sampling and
+    the update — into one loop over people (:meth:`SEIR.compile_kernel`).
+
+    Args:
+        S, E, I, R, D: compartments ``[N, R]`` (``D`` ``None`` without fatality).
+        lam: force of infection ``[N, R]``.
+        age_group: age group of each person ``[N]``.
+        susceptibility: :math:`\sigma`, scalar or ``[G]``.
+        env_susceptibility: the environment's factor :math:`e_\sigma`, a number or ``[N, R]``.
+        p_onset, p_end: per-step onset and removal probabilities, scalar or ``[G]``.
+        mu: fatality among the removed, scalar or ``[G]`` (``None`` without ``D``).
+        dt: step length.
+        keys: ``(base, infection salts, removal salts)`` of the counter-based
+            generator (:meth:`~lpm_graph.core.random.CounterRNG.pair_salts`), or
+            ``None`` in expected mode.
+        sampler: the :class:`~lpm_graph.core.sampling.Sampler`.
+    """
+    dtype = S.dtype
+    coef = per_person(susceptibility * -dt, age_group, dtype)
+    if not (isinstance(env_susceptibility, (int, float)) and env_susceptibility == 1):
+        coef = coef * env_susceptibility
+    p_inf = -torch.expm1(lam * coef)
+    if keys is None:
+        u_inf = u_onset = u_end = u_death = None
+    else:
+        base, salt_infection, salt_removal = keys
+        u_inf, u_onset = uniform_pair_from_salts(base, salt_infection, dtype)
+        if mu is None:
+            u_end, u_death = uniform_from_salts(base, salt_removal, dtype), None
+        else:
+            u_end, u_death = uniform_pair_from_salts(base, salt_removal, dtype)
+    new_inf = S * sampler(p_inf, u_inf)
+    new_onset = E * sampler(per_person(p_onset, age_group, dtype).expand_as(E), u_onset)
+    removed = I * sampler(per_person(p_end, age_group, dtype).expand_as(I), u_end)
+    events = {"new_infections": new_inf, "new_onsets": new_onset, "new_removals": removed}
+    # in place on fresh sums: autograd saves neither (one temporary less each)
+    out = {"S": S - new_inf, "E": (E + new_inf).sub_(new_onset), "I": (I + new_onset).sub_(removed)}
+    if mu is not None:
+        died = removed * sampler(per_person(mu, age_group, dtype).expand_as(I), u_death)
+        events["new_deaths"] = died
+        out["R"], out["D"] = R + (removed - died), D + died
+    else:
+        out["R"] = R + removed
+    return out, events
+
+
+class SEIR(Process):
+    """Age-structured SEIR / SEIRD progression (module docstring).
+
+    Args:
+        fatality (bool): add compartment ``D`` with fatality ``fatality``
+            among those leaving ``I``. (default: ``False``)
+        initial_compartment (str): where the initially infected start,
+            ``"E"`` or ``"I"``. (default: ``"I"``)
+        grouping (str, optional): the grouping of people that per-group
+            parameters and grouped observables use (``model.groupings``);
+            ``None``: scalar parameters only. (default: ``"age"``)
+        node_type (str): the node type of the hosts. (default: ``"person"``)
+        prefix (str): prefix of the compartment names, so that two pathogens
+            can share a population (``flu_S``). (default: none)
+        force (str): the field read as force of infection.
+        susceptibility_factor (str): the field read as the environment's
+            susceptibility factor (optional: 1 without a writer).
+        name (str): the process name and parameter namespace. (default: ``"seir"``)
+
+    Parameters (``model.params.<name>``): ``exposed_period``,
+    ``infectious_period`` (days), ``susceptibility``,
+    ``initial_infected_fraction`` and, with ``fatality``, ``fatality``; each
+    a scalar or one value per group.
+    """
+
+    role = "update"
+    default_name = "seir"
+
+    def __init__(self, fatality: bool = False, initial_compartment: str = "I", grouping: str | None = "age",
+                 node_type: str = "person", prefix: str = "", force: str = "person.force_of_infection",
+                 susceptibility_factor: str = "person.susceptibility_factor", name: str | None = None):
+        super().__init__(name)
+        if initial_compartment not in ("E", "I"):
+            raise ConfigError(f"SEIR.initial_compartment must be 'E' or 'I', got {initial_compartment!r}")
+        self.fatality = bool(fatality)
+        self.initial_compartment = initial_compartment
+        self.grouping = grouping
+        self.node_type = node_type
+        self.prefix = prefix
+        self.force = force
+        self.susceptibility_factor = susceptibility_factor
+        self.compartments = ("S", "E", "I", "R", "D") if self.fatality else ("S", "E", "I", "R")
+        self._update = seir_update
+
+    def key(self, compartment: str) -> str:
+        return f"{self.node_type}.{self.prefix}{compartment}"
+
+    def event(self, name: str) -> str:
+        return f"{self.node_type}.{self.prefix}{name}"
+
+    # -- declarations --------------------------------------------------------
+    def state_specs(self):
+        docs = {"S": "susceptible", "E": "exposed (infected, not yet infectious)", "I": "infectious",
+                "R": "recovered", "D": "dead"}
+        return [StateSpec(self.node_type, f"{self.prefix}{c}", "indicator", init=None, unit="people", doc=docs[c])
+                for c in self.compartments]
+
+    def event_specs(self):
+        names = ["new_infections", "new_onsets", "new_removals"] + (["new_deaths"] if self.fatality else [])
+        return [EventSpec(self.node_type, f"{self.prefix}{n}", "people") for n in names]
+
+    def param_specs(self):
+        shape = (GROUP,) if self.grouping else ()
+        g = self.grouping
+        specs = [
+            ParamSpec("exposed_period", "positive", shape, grouping=g, unit="days", doc="mean time exposed"),
+            ParamSpec("infectious_period", "positive", shape, grouping=g, unit="days", doc="mean time infectious"),
+            ParamSpec("susceptibility", "nonnegative", shape, grouping=g, unit="relative",
+                      doc="relative susceptibility"),
+            ParamSpec("initial_infected_fraction", "probability", shape, grouping=g, unit="probability",
+                      doc="probability of being infected at step 0"),
+        ]
+        if self.fatality:
+            specs.append(ParamSpec("fatality", "probability", shape, grouping=g, unit="probability",
+                                   doc="probability of death on leaving I"))
+        return specs
+
+    def reads(self):
+        return [*(self.key(c) for c in self.compartments), Read(self.force, optional=True, default=0.0),
+                Read(self.susceptibility_factor, optional=True, default=1.0)]
+
+    def streams(self):
+        return [(self.node_type, self.stream(s)) for s in ("seed", "infection", "removal")]
+
+    def observables(self):
+        by = (self.grouping,) if self.grouping else ()
+        out = [Observable(f"{self.prefix}{c}", self.key(c), "count", panel="compartments", unit="people")
+               for c in self.compartments]
+        out.append(Observable(f"{self.prefix}new_infections", self.event("new_infections"), "sum", by=by,
+                              panel="new infections", style="bar", unit="people per day"))
+        if self.fatality:
+            out.append(Observable(f"{self.prefix}new_deaths", self.event("new_deaths"), "sum", by=by,
+                                  panel="deaths", style="bar", unit="people per day"))
+        return out
+
+    def outcomes(self):
+        p = self.prefix
+        out = [Outcome(f"{p}attack_rate", f"{p}S", "final", normalize=True, complement=True,
+                       doc="1 - S_T/N (fraction ever infected)"),
+               Outcome(f"{p}total_infections", f"{p}S", "final", complement=True, unit="people",
+                       doc="N - S_T (people ever infected)"),
+               Outcome(f"{p}peak_size", f"{p}I", "max", unit="people", doc="max_t I_t (people)"),
+               Outcome(f"{p}peak_day", f"{p}I", "argmax", unit="days", doc="argmax_t I_t (days)")]
+        if self.fatality:
+            out.append(Outcome(f"{p}deaths", f"{p}D", "final", unit="people", doc="D_T (people)"))
+        return out
+
+    def _groups(self, ctx: StepContext) -> Tensor | None:
+        return ctx.graph.group_index(self.grouping) if self.grouping in ctx.graph.groupings else None
+
+    # -- running -------------------------------------------------------------
+    def init(self, ctx: StepContext) -> Output:
+        """Seed infections with probability ``initial_infected_fraction`` per person (stream ``seed``, step -1)."""
+        n, r, dtype = ctx.graph.num_nodes[self.node_type], ctx.replicates, ctx.dtype
+        frac = self.value(ctx, "initial_infected_fraction").to(dtype)
+        p = per_person(frac, self._groups(ctx), dtype).expand(n, r) if frac.dim() else frac.expand(n, r)
+        u = ctx.rng(self.node_type).uniform(-1, self.stream("seed"), dtype) if ctx.stochastic else None
+        seeded = ctx.sampler(p, u)
+        zero = torch.zeros(n, r, dtype=dtype, device=ctx.graph.device)
+        comp = {self.key(c): zero for c in self.compartments}
+        comp[self.key("S")] = 1.0 - seeded
+        comp[self.key(self.initial_compartment)] = seeded
+        return Output(state=comp, events={self.event("new_infections"): 1.0 - comp[self.key("S")]})
+
+    def forward(self, ctx: StepContext, state: dict[str, Tensor], fields: dict[str, Tensor]) -> Output:
+        """One step: the new compartments and per-person events ``new_infections``, ``new_onsets``,
+        ``new_removals`` (and ``new_deaths``), each ``[N, R]``."""
+        S = state[self.key("S")]
+        dtype = S.dtype
+        dt = ctx.dt
+        # Rates become probabilities on the per-group vectors [G]; the kernel gathers them per person.
+        p_onset = -torch.expm1(-dt / self.value(ctx, "exposed_period"))
+        p_end = -torch.expm1(-dt / self.value(ctx, "infectious_period"))
+        mu = self.value(ctx, "fatality") if self.fatality else None
+        keys = None
+        if ctx.stochastic:
+            rng = ctx.rng(self.node_type)
+            keys = (rng.base, rng.pair_salts(ctx.t, self.stream("infection"), dtype),
+                    rng.pair_salts(ctx.t, self.stream("removal"), dtype))
+        lam = fields.get(self.force, 0.0)
+        comps, events = self._update(S, state[self.key("E")], state[self.key("I")], state[self.key("R")],
+                                     state.get(self.key("D")), lam, self._groups(ctx),
+                                     self.value(ctx, "susceptibility"), fields.get(self.susceptibility_factor, 1.0),
+                                     p_onset, p_end, mu, float(dt), keys, ctx.sampler)
+        return Output(state={self.key(c): v for c, v in comps.items()},
+                      events={self.event(n): v for n, v in events.items()})
+
+    def compile_kernel(self, enabled: bool = True) -> None:
+        """Run :func:`seir_update` through ``torch.compile`` (one fused loop) or, with
+        ``enabled=False``, eagerly.
+
+        The first call of each population size compiles; a gradient run
+        compiles a few more variants in its first steps, as the compartments
+        start to require gradients one by one, so the recompile limit is
+        raised to 64.  Hard events agree with the eager kernel except where a
+        uniform lies within rounding of its probability (the fused ``expm1``
+        may differ in the last bit).
+        """
+        if enabled:
+            import torch._dynamo
+
+            cfg = torch._dynamo.config
+            name = "recompile_limit" if hasattr(cfg, "recompile_limit") else "cache_size_limit"
+            setattr(cfg, name, max(getattr(cfg, name), 64))
+            compiled = torch.compile(seir_update)
+
+            def update(*args):
+                # Dynamo reads ``.grad`` of its (non-leaf) tensor inputs when it traces,
+                # which warns; nothing here uses ``.grad``.
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message="The .grad attribute of a Tensor that is not a leaf",
+                                            category=UserWarning)
+                    return compiled(*args)
+
+            self._update = update
+        else:
+            self._update = seir_update
+
+    def extra_repr(self) -> str:
+        return (f"name={self.name!r}, compartments={self.compartments}, "
+                f"initial_compartment={self.initial_compartment!r}, grouping={self.grouping!r}")
+
+
+class Infectiousness(Process):
+    r"""What each host emits into the interactions: :math:`x_i = I_i\,\iota_{a(i)}\,e_\iota`.
+
+    Args:
+        source (str): the infectious indicator state. (default: ``"person.I"``)
+        target (str): the field written. (default: ``"person.infectiousness"``)
+        factor (str): the environment's factor read, optional (1 without a
+            writer). (default: ``"person.infectiousness_factor"``)
+        grouping (str, optional): grouping of per-group values. (default: ``"age"``)
+        name (str): the process name. (default: ``"infectiousness"``)
+
+    Parameters: ``relative`` (relative infectiousness :math:`\iota`, a scalar
+    or one value per group; default 1).
+    """
+
+    role = "emission"
+    default_name = "infectiousness"
+
+    def __init__(self, source: str = "person.I", target: str = "person.infectiousness",
+                 factor: str = "person.infectiousness_factor", grouping: str | None = "age", name: str | None = None):
+        super().__init__(name)
+        self.source, self.target, self.factor, self.grouping = source, target, factor, grouping
+        self.node_type = target.split(".", 1)[0]
+
+    def param_specs(self):
+        return [ParamSpec("relative", "nonnegative", (GROUP,) if self.grouping else (), grouping=self.grouping,
+                          default=1.0, unit="relative", doc="relative infectiousness")]
+
+    def reads(self):
+        return [self.source, Read(self.factor, optional=True, default=1.0)]
+
+    def field_specs(self):
+        return [FieldSpec(self.node_type, self.target.split(".", 1)[1], doc="infectiousness sent to contacts")]
+
+    def forward(self, ctx: StepContext, state: dict[str, Tensor], fields: dict[str, Tensor]) -> Output:
+        infectious = state[self.source]
+        groups = ctx.graph.group_index(self.grouping) if self.grouping in ctx.graph.groupings else None
+        x = infectious * per_person(self.value(ctx, "relative"), groups, infectious.dtype)
+        ei = fields.get(self.factor, 1.0)
+        return Output(fields={self.target: x if isinstance(ei, (int, float)) and ei == 1 else x * ei})
