@@ -3,10 +3,18 @@
 The top-level schema :class:`RunConfig` is registered in Hydra's ConfigStore
 as ``lpm_graph_schema`` and sits first in ``conf/config.yaml``'s defaults, so
 Hydra type-checks ``seed``, ``steps``, ``device`` ... at composition and
-:func:`validate_run_config` checks their values.  Group configs build objects
-through ``_target_``; those objects validate their own arguments when built
-(the synthetic population through ``SyntheticPopulationSpec``, the model
-through its parameter domains) — objects never read the config.
+:func:`validate_run_config` checks their values; each task's schema is
+registered as ``task/<name>_schema`` and sits first in its config, so a
+wrong type (``task.iterations=abc``) is refused at composition too.  Group
+configs build objects through ``_target_``; those objects validate their own
+arguments when built (the synthetic population through
+``SyntheticPopulationSpec``, the model through its processes' declarations)
+— objects never read the config.
+
+Settings of a task that depend on the model — what ``task=calibrate`` fits
+and to which observations, which scenarios and policies ``task=analyze``
+compares — live in ``conf/task_model/<task>_<model>.yaml``, which the
+defaults list picks for the chosen task and model.
 """
 from __future__ import annotations
 
@@ -19,9 +27,11 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from lpm_graph.errors import ConfigError
 
-__all__ = ["RunConfig", "SimulateTaskConfig", "validate_run_config", "register_configs", "TASK_SCHEMAS"]
+__all__ = ["RunConfig", "SimulateTaskConfig", "CalibrateTaskConfig", "AnalyzeTaskConfig", "PolicyConfig",
+           "BuildPopulationTaskConfig", "PlanTaskConfig", "validate_run_config", "register_configs", "TASK_SCHEMAS"]
 
 DTYPES = ("float32", "float64")
+LOSSES = ("mse", "poisson", "negbin")
 
 
 @dataclass
@@ -54,8 +64,6 @@ class CalibrateTaskConfig:
     plot: bool = True
 
     def __post_init__(self):
-        from lpm_graph.observation import LOSSES
-
         if self.iterations < 1:
             raise ConfigError(f"task.iterations must be a positive integer, got {self.iterations}")
         if self.replicates < 1:
@@ -74,7 +82,141 @@ class CalibrateTaskConfig:
                 raise ConfigError(f"task.calibration_net is missing {sorted(missing)}")
 
 
-TASK_SCHEMAS = {"simulate": SimulateTaskConfig, "calibrate": CalibrateTaskConfig}
+@dataclass
+class BuildPopulationTaskConfig:
+    """``task=build_population``: build the chosen population and store it in the cache."""
+
+    name: str = "build_population"
+    cache_dir: Optional[str] = None  # null: population.cache_dir if set, else data/processed
+
+    def __post_init__(self):
+        if self.cache_dir is not None and not str(self.cache_dir).strip():
+            raise ConfigError("task.cache_dir must be a directory path or null, got an empty string")
+
+
+@dataclass
+class PlanTaskConfig:
+    """``task=plan``: build the model, print its step order, parameters and observables; run nothing."""
+
+    name: str = "plan"
+
+
+ANALYSES = ("sensitivity", "counterfactuals", "policy")
+SENSITIVITY_MODES = ("expected", "stochastic", "model")
+
+
+def _check_processes(where: str, entries) -> None:
+    if not isinstance(entries, list) or not all(isinstance(e, dict) and "_target_" in e for e in entries):
+        raise ConfigError(f"{where} must be a list of processes with _target_ (e.g. "
+                          f"lpm_graph.models.epidemic.VenueClosure), got {entries!r}")
+
+
+@dataclass
+class PolicyConfig:
+    """``task.policy``: policy parameters of environment processes optimised by gradient, then compared
+    with reference policies on common random numbers."""
+
+    objective: str = MISSING              # an outcome of the model
+    parameters: list[str] = MISSING       # dotted names of the policy parameters
+    environment: list[Any] = field(default_factory=list)  # the policy's processes (added to model.environment)
+    time_varying: dict[str, int] = field(default_factory=dict)  # policy parameters with one value per period
+    references: dict[str, Any] = field(default_factory=dict)   # name -> environment processes of a reference
+    reference: Optional[str] = None       # the policy differences are paired against; null: the first reference
+    maximize: bool = False
+    steps: Optional[int] = None           # horizon of objective and evaluation; null: top-level steps
+    iterations: int = 12                  # Adam steps on the policy parameters
+    lr: float = 0.5
+    mode: str = "expected"                # model mode of the optimisation (evaluation is always stochastic)
+
+    def __post_init__(self):
+        if not self.parameters:
+            raise ConfigError("task.policy.parameters is empty: name the policy parameters to optimise")
+        _check_processes("task.policy.environment", list(self.environment))
+        for name, entries in dict(self.references).items():
+            _check_processes(f"task.policy.references.{name}", list(entries))
+        if self.reference is not None and self.reference not in self.references:
+            raise ConfigError(f"task.policy.reference {self.reference!r} is not among task.policy.references "
+                              f"{list(self.references)}")
+        if self.steps is not None and self.steps < 1:
+            raise ConfigError(f"task.policy.steps must be a positive integer or null, got {self.steps}")
+        if self.iterations < 1:
+            raise ConfigError(f"task.policy.iterations must be a positive integer, got {self.iterations}")
+        if not self.lr > 0:
+            raise ConfigError(f"task.policy.lr must be > 0, got {self.lr}")
+        if self.mode not in ("expected", "stochastic"):
+            raise ConfigError(f"task.policy.mode must be 'expected' or 'stochastic', got {self.mode!r}")
+        for name, period in dict(self.time_varying).items():
+            if name not in self.parameters or not isinstance(period, int) or period < 1:
+                raise ConfigError(f"task.policy.time_varying.{name} must be a period >= 1 of a policy parameter, "
+                                  f"got {period!r}")
+
+
+def _default_scenarios() -> list:
+    return [{"name": "baseline", "environment": []}]
+
+
+@dataclass
+class AnalyzeTaskConfig:
+    """``task=analyze``: sensitivity by autograd, counterfactuals and policy evaluation with common random numbers."""
+
+    name: str = "analyze"
+    analyses: list[str] = field(default_factory=lambda: list(ANALYSES))
+    outcomes: Optional[list[str]] = None     # outcomes of the model to report; null: all it declares
+    replicates: Optional[int] = 4     # replicate columns of stochastic runs; null: top-level replicates
+    parameters: Optional[list[str]] = None  # sensitivity: model.params entries; null: all
+    sensitivity_mode: str = "expected"       # expected | stochastic | model (model.mode)
+    peak_temperature: float = 0.05           # tau of a smooth argmax outcome, a fraction of the peak
+    baseline: str = "baseline"
+    scenarios: list[Any] = field(default_factory=_default_scenarios)
+    policy: Optional[Any] = None
+    plot: bool = True
+
+    def __post_init__(self):
+        if isinstance(self.policy, dict):
+            try:
+                self.policy = PolicyConfig(**self.policy)
+            except TypeError as e:
+                raise ConfigError(f"task.policy: {e}; known fields: "
+                                  f"{list(PolicyConfig.__dataclass_fields__)}") from None
+        bad = [a for a in self.analyses if a not in ANALYSES]
+        if bad or not self.analyses or len(set(self.analyses)) != len(self.analyses):
+            raise ConfigError(f"task.analyses must be a non-empty list of distinct entries of {list(ANALYSES)}, "
+                              f"got {list(self.analyses)}")
+        if "policy" in self.analyses and self.policy is None:
+            raise ConfigError("task.analyses includes 'policy' but task.policy is not set for this model "
+                              "(conf/task_model/analyze_<model>.yaml); set task.policy or drop 'policy'")
+        if self.outcomes is not None and not self.outcomes:
+            raise ConfigError("task.outcomes is empty; name outcomes of the model or null for all")
+        if self.replicates is not None and self.replicates < 1:
+            raise ConfigError(f"task.replicates must be a positive integer or null, got {self.replicates}")
+        if self.parameters is not None and not self.parameters:
+            raise ConfigError("task.parameters is empty; name model.params entries or null for all")
+        if self.sensitivity_mode not in SENSITIVITY_MODES:
+            raise ConfigError(f"task.sensitivity_mode must be one of {list(SENSITIVITY_MODES)}, "
+                              f"got {self.sensitivity_mode!r}")
+        if not self.peak_temperature > 0:
+            raise ConfigError(f"task.peak_temperature must be > 0, got {self.peak_temperature}")
+        names = []
+        for i, s in enumerate(self.scenarios):
+            if not isinstance(s, dict) or not isinstance(s.get("name"), str) or not s["name"]:
+                raise ConfigError(f"task.scenarios[{i}] must be a mapping with a name and an environment list, "
+                                  f"got {s!r}")
+            _check_processes(f"task.scenarios[{i}].environment ({s['name']})", s.get("environment", []))
+            _check_processes(f"task.scenarios[{i}].behavior ({s['name']})", s.get("behavior", []))
+            unknown = set(s) - {"name", "environment", "behavior"}
+            if unknown:
+                raise ConfigError(f"task.scenarios[{i}] ({s['name']}) has unknown keys {sorted(unknown)}; "
+                                  "use name, environment and behavior")
+            names.append(s["name"])
+        if len(set(names)) != len(names):
+            raise ConfigError(f"task.scenarios names must be distinct, got {names}")
+        if "counterfactuals" in self.analyses and self.baseline not in names:
+            raise ConfigError(f"task.baseline {self.baseline!r} is not among task.scenarios {names}; "
+                              "add a scenario with that name (usually environment: [])")
+
+
+TASK_SCHEMAS = {"simulate": SimulateTaskConfig, "calibrate": CalibrateTaskConfig, "analyze": AnalyzeTaskConfig,
+                "build_population": BuildPopulationTaskConfig, "plan": PlanTaskConfig}
 
 
 @dataclass
@@ -88,6 +230,7 @@ class RunConfig:
     dtype: str = "float32"
     threads: Optional[int] = None
     progress: bool = True
+    metric: Optional[str] = None
     population: Any = MISSING
     model: Any = MISSING
     task: Any = MISSING
@@ -105,12 +248,15 @@ class RunConfig:
         if self.dtype not in DTYPES:
             raise ConfigError(f"dtype must be one of {list(DTYPES)}, got {self.dtype!r}")
         if self.threads is not None and self.threads < 1:
-            raise ConfigError(f"threads must be a positive integer or null (torch's default), got {self.threads}")
+            raise ConfigError(f"threads must be a positive integer or null (the default), got {self.threads}")
+
+
+TOP_LEVEL = ("seed", "steps", "replicates", "device", "dtype", "threads", "progress", "metric")
 
 
 def validate_run_config(cfg: DictConfig) -> tuple[RunConfig, Any]:
     """Check the top-level values and the task's; returns ``(run, task)`` dataclasses."""
-    top = {k: cfg[k] for k in ("seed", "steps", "replicates", "device", "dtype", "threads", "progress") if k in cfg}
+    top = {k: cfg[k] for k in TOP_LEVEL if k in cfg}
     run = RunConfig(**top, population=None, model=None, task=None)
     for group in ("population", "model", "task"):
         if group not in cfg or cfg[group] is None:
@@ -132,142 +278,12 @@ def validate_run_config(cfg: DictConfig) -> tuple[RunConfig, Any]:
     return run, task
 
 
-@dataclass
-class BuildPopulationTaskConfig:
-    """``task=build_population``: build the chosen population and store it in the cache."""
-
-    name: str = "build_population"
-    cache_dir: Optional[str] = None  # null: population.cache_dir if set, else data/processed
-
-    def __post_init__(self):
-        if self.cache_dir is not None and not str(self.cache_dir).strip():
-            raise ConfigError("task.cache_dir must be a directory path or null, got an empty string")
-
-
-TASK_SCHEMAS["build_population"] = BuildPopulationTaskConfig
-
-
-ANALYSES = ("sensitivity", "counterfactuals", "policy")
-SENSITIVITY_MODES = ("expected", "stochastic", "model")
-
-
-@dataclass
-class PolicyConfig:
-    """``task.policy``: a daily vaccine budget allocated across age groups, optimised by gradient."""
-
-    daily_fraction: float = 0.005     # doses per day as a fraction of the population
-    efficacy: float = 0.9             # reduction of susceptibility of the vaccinated
-    start: int = 0                    # campaign window [start, end) in days
-    end: Optional[int] = 60
-    steps: Optional[int] = None       # horizon of objective and evaluation; null: top-level steps
-    period: Optional[int] = 15        # days per allocation phase (time-varying logits); null: one allocation
-    iterations: int = 12              # Adam steps on the allocation logits
-    lr: float = 0.5
-    mode: str = "expected"            # model mode of the optimisation (evaluation is always stochastic)
-    objective: str = "deaths"
-    parameter: str = "vaccine_allocation"  # name given to the learnable logits in model.params
-
-    def __post_init__(self):
-        if not 0 < self.daily_fraction <= 1:
-            raise ConfigError(f"task.policy.daily_fraction must be in (0, 1], got {self.daily_fraction}")
-        if not 0 <= self.efficacy <= 1:
-            raise ConfigError(f"task.policy.efficacy must be a probability in [0, 1], got {self.efficacy}")
-        if self.start < 0 or (self.end is not None and self.end <= self.start):
-            raise ConfigError(f"task.policy.start/end must satisfy 0 <= start < end, got {self.start}, {self.end}")
-        if self.steps is not None and self.steps < 1:
-            raise ConfigError(f"task.policy.steps must be a positive integer or null, got {self.steps}")
-        if self.period is not None and self.period < 1:
-            raise ConfigError(f"task.policy.period must be a positive number of days or null, got {self.period}")
-        if self.iterations < 1:
-            raise ConfigError(f"task.policy.iterations must be a positive integer, got {self.iterations}")
-        if not self.lr > 0:
-            raise ConfigError(f"task.policy.lr must be > 0, got {self.lr}")
-        if self.mode not in ("expected", "stochastic"):
-            raise ConfigError(f"task.policy.mode must be 'expected' or 'stochastic', got {self.mode!r}")
-        from lpm_graph.analysis.outcomes import OUTCOMES
-
-        if self.objective not in OUTCOMES:
-            raise ConfigError(f"task.policy.objective must be one of {list(OUTCOMES)}, got {self.objective!r}")
-        if not self.parameter or not str(self.parameter).isidentifier():
-            raise ConfigError(f"task.policy.parameter must be a parameter name, got {self.parameter!r}")
-
-
-def _default_scenarios() -> list:
-    return [{"name": "baseline", "environment": []}]
-
-
-@dataclass
-class AnalyzeTaskConfig:
-    """``task=analyze``: sensitivity by autograd, counterfactuals and policy evaluation with common random numbers."""
-
-    name: str = "analyze"
-    analyses: list[str] = field(default_factory=lambda: list(ANALYSES))
-    outcomes: list[str] = field(default_factory=lambda: ["attack_rate", "peak_size", "peak_day", "deaths"])
-    replicates: Optional[int] = 4     # replicate columns of stochastic runs; null: top-level replicates
-    parameters: Optional[list[str]] = None  # sensitivity: model.params entries; null: all
-    sensitivity_mode: str = "expected"       # expected | stochastic | model (model.mode)
-    peak_temperature: float = 0.05           # tau of the smooth peak day, a fraction of the peak
-    baseline: str = "baseline"
-    scenarios: list[Any] = field(default_factory=_default_scenarios)
-    policy: PolicyConfig = field(default_factory=PolicyConfig)
-    plot: bool = True
-
-    def __post_init__(self):
-        from lpm_graph.analysis.outcomes import OUTCOMES
-
-        if isinstance(self.policy, dict):
-            try:
-                self.policy = PolicyConfig(**self.policy)
-            except TypeError as e:
-                raise ConfigError(f"task.policy: {e}; known fields: "
-                                  f"{list(PolicyConfig.__dataclass_fields__)}") from None
-        bad = [a for a in self.analyses if a not in ANALYSES]
-        if bad or not self.analyses or len(set(self.analyses)) != len(self.analyses):
-            raise ConfigError(f"task.analyses must be a non-empty list of distinct entries of {list(ANALYSES)}, "
-                              f"got {list(self.analyses)}")
-        bad = [o for o in self.outcomes if o not in OUTCOMES]
-        if bad or not self.outcomes:
-            raise ConfigError(f"task.outcomes must be a non-empty list of {list(OUTCOMES)}, got {list(self.outcomes)}")
-        if self.replicates is not None and self.replicates < 1:
-            raise ConfigError(f"task.replicates must be a positive integer or null, got {self.replicates}")
-        if self.parameters is not None and not self.parameters:
-            raise ConfigError("task.parameters is empty; name model.params entries or null for all")
-        if self.sensitivity_mode not in SENSITIVITY_MODES:
-            raise ConfigError(f"task.sensitivity_mode must be one of {list(SENSITIVITY_MODES)}, "
-                              f"got {self.sensitivity_mode!r}")
-        if not self.peak_temperature > 0:
-            raise ConfigError(f"task.peak_temperature must be > 0, got {self.peak_temperature}")
-        names = []
-        for i, s in enumerate(self.scenarios):
-            if not isinstance(s, dict) or not isinstance(s.get("name"), str) or not s["name"]:
-                raise ConfigError(f"task.scenarios[{i}] must be a mapping with a name and an environment list, "
-                                  f"got {s!r}")
-            env = s.get("environment", [])
-            if not isinstance(env, list) or not all(isinstance(e, dict) and "_target_" in e for e in env):
-                raise ConfigError(f"task.scenarios[{i}].environment ({s['name']}) must be a list of entries with "
-                                  f"_target_ (e.g. lpm_graph.dynamics.VenueClosure), got {env!r}")
-            unknown = set(s) - {"name", "environment"}
-            if unknown:
-                raise ConfigError(f"task.scenarios[{i}] ({s['name']}) has unknown keys {sorted(unknown)}; "
-                                  "use name and environment")
-            names.append(s["name"])
-        if len(set(names)) != len(names):
-            raise ConfigError(f"task.scenarios names must be distinct, got {names}")
-        if "counterfactuals" in self.analyses and self.baseline not in names:
-            raise ConfigError(f"task.baseline {self.baseline!r} is not among task.scenarios {names}; "
-                              "add a scenario with that name (usually environment: [])")
-
-
-TASK_SCHEMAS["analyze"] = AnalyzeTaskConfig
-
-
 def register_configs() -> None:
     """Register the schemas with Hydra's ConfigStore (idempotent)."""
     cs = ConfigStore.instance()
     cs.store(name="lpm_graph_schema", node=RunConfig)
-    cs.store(group="task", name="simulate_schema", node=SimulateTaskConfig)
-    cs.store(group="task", name="analyze_schema", node=AnalyzeTaskConfig)
-    cs.store(group="task", name="build_population_schema", node=BuildPopulationTaskConfig)
+    for name, schema in TASK_SCHEMAS.items():
+        cs.store(group="task", name=f"{name}_schema", node=schema)
 
 
 register_configs()

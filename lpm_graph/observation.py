@@ -6,16 +6,19 @@ observed series (daily cases, deaths, admissions ...).  Empty cells are
 missing values: they are masked out of the loss, never filled.
 
 **Observation model.**  Observed series :math:`k` is a reported, delayed copy
-of a simulated series :math:`x_k` (``new_infections``, ``new_deaths``, a
-compartment):
+of a series :math:`x_k` the model observes (any declared observable —
+``new_infections``, ``new_deaths``, a compartment, an opinion variance — or
+one group of a grouped one):
 
 .. math::
 
     \hat y_k(t) = \rho_k\; \bar x_k(t - d_k)
 
-with reporting fraction :math:`\rho_k` (a number or the name of a model
-parameter, so it can be calibrated), an integer delay :math:`d_k` in steps,
-and :math:`\bar x` the mean over replicate columns.
+with reporting fraction :math:`\rho_k` (a number, or the name of a model
+parameter in the ``observation`` namespace, e.g.
+``observation.reporting_fraction``, so it can be calibrated), an integer
+delay :math:`d_k` in steps, and :math:`\bar x` the mean over replicate
+columns.
 
 **Losses** (``loss``): ``mse`` — the squared error of each series divided by
 its mean squared observation (so series of different scale weigh alike),
@@ -26,7 +29,6 @@ negative log-likelihood with dispersion :math:`k` (variance
 """
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,10 +36,11 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from lpm_graph.data.cache import file_digest
 from lpm_graph.errors import ConfigError
 
 __all__ = ["Observations", "load_observations", "ObservationModel", "observation_loss", "LOSSES",
-           "resolve_data_path", "file_digest"]
+           "resolve_data_path"]
 
 LOSSES = ("mse", "poisson", "negbin")
 
@@ -56,15 +59,6 @@ def resolve_data_path(path: str | Path) -> Path:
         if p.parts and p.parts[0] == "data" and (base / Path(*p.parts[1:])).exists():
             return base / Path(*p.parts[1:])
     return p
-
-
-def file_digest(path: str | Path) -> str:
-    """SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass
@@ -163,59 +157,70 @@ def load_observations(path: str | Path, series: Mapping[str, object], time_colum
 
 
 class ObservationModel:
-    """Maps a simulated :class:`~lpm_graph.model.Trajectory` to predicted observations.
+    """Maps a simulated :class:`~lpm_graph.core.observe.Trajectory` to predicted observations.
 
     Args:
-        series (Mapping[str, Mapping]): per observed column, ``source`` (a
-            trajectory series), ``reporting`` (number in [0, 1] or parameter
-            name; default 1) and ``delay`` (steps >= 0; default 0).
+        series (Mapping[str, Mapping]): per observed column, ``source`` (an
+            observable of the model), optionally ``by`` and ``group`` (a
+            grouping and one of its groups: ``by: age, group: 0-10``),
+            ``reporting`` (number in [0, 1] or parameter name; default 1) and
+            ``delay`` (steps >= 0; default 0).
     """
 
+    KEYS = ("source", "by", "group", "reporting", "delay")
+
     def __init__(self, series: Mapping[str, Mapping]):
-        self.series, self.age_group = {}, {}
+        self.series = {}
         for name, spec in dict(series).items():
             spec = dict(spec or {})
-            unknown = set(spec) - {"source", "reporting", "delay", "age_group"}
+            unknown = set(spec) - set(self.KEYS)
             if unknown:
                 raise ConfigError(f"observations.series.{name}: unknown keys {sorted(unknown)}; "
-                                  "use source, reporting, delay, age_group")
+                                  f"use {', '.join(self.KEYS)}")
             if "source" not in spec:
                 raise ConfigError(f"observations.series.{name}.source is missing: name the simulated series "
-                                  "(e.g. new_infections, new_deaths)")
+                                  "(an observable of the model, e.g. new_infections)")
+            if ("by" in spec) != ("group" in spec):
+                raise ConfigError(f"observations.series.{name}: give both by (a grouping, e.g. age) and group "
+                                  "(one of its groups, e.g. 0-10), or neither")
             reporting = spec.get("reporting", 1.0)
             if not isinstance(reporting, str) and not 0.0 <= float(reporting) <= 1.0:
                 raise ConfigError(f"observations.series.{name}.reporting must be in [0, 1] or a parameter name, "
                                   f"got {reporting}")
             delay = spec.get("delay", 0)
-            if not isinstance(delay, int) or delay < 0:
+            if not isinstance(delay, int) or isinstance(delay, bool) or delay < 0:
                 raise ConfigError(f"observations.series.{name}.delay must be an integer >= 0, got {delay!r}")
-            self.series[name] = (spec["source"], reporting, delay)
-            self.age_group[name] = spec.get("age_group")
+            group = None if spec.get("by") is None else (str(spec["by"]), str(spec["group"]))
+            self.series[name] = (spec["source"], group, reporting, delay)
 
     def param_names(self) -> list[str]:
-        return [r for _, r, _ in self.series.values() if isinstance(r, str)]
+        return [r for _, _, r, _ in self.series.values() if isinstance(r, str)]
 
-    def _simulated(self, name: str, source: str, traj) -> Tensor:
-        group = self.age_group[name]
+    def check(self, model) -> None:
+        """Every source is an observable of ``model`` (grouped where a group is named), every reporting
+        parameter one of its parameters."""
+        for name, (source, group, reporting, _) in self.series.items():
+            if source not in model.observables:
+                raise ConfigError(f"observations.series.{name}.source = {source!r} is not observed by the model; "
+                                  f"observables: {sorted(model.observables)}")
+            if group is not None and group[0] not in model.observables[source].by:
+                raise ConfigError(f"observations.series.{name}: {source!r} is not observed by {group[0]!r}; it is "
+                                  f"grouped by {list(model.observables[source].by) or 'nothing'}")
+            if isinstance(reporting, str) and reporting not in model.params:
+                raise ConfigError(f"observations.series.{name}.reporting names parameter {reporting!r}, which is "
+                                  f"not in model.params; set model.params.{reporting} (the observation namespace "
+                                  "holds the observation model's parameters)")
+
+    def _simulated(self, name: str, source: str, group, traj) -> Tensor:
         if group is None:
-            if source not in traj.series:
-                raise ConfigError(f"observations.series.{name}.source = {source!r} is not a simulated series; "
-                                  f"available: {sorted(traj.series)}")
             return traj.series[source].mean(1)
-        labels = traj.age_labels()
-        if source not in traj.by_age:
-            raise ConfigError(f"observations.series.{name}: {source!r} has no age breakdown; "
-                              f"available: {sorted(traj.by_age)}")
-        if str(group) not in labels:
-            raise ConfigError(f"observations.series.{name}.age_group = {group!r} is not an age group of the "
-                              f"model; groups: {labels}")
-        return traj.by_age[source][:, labels.index(str(group))].mean(-1)
+        return traj.group(source, group[0], group[1]).mean(-1)
 
     def predict(self, traj, obs: Observations, params: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """Predicted observations ``[K]`` per series (mean over replicates)."""
         out = {}
-        for name, (source, reporting, delay) in self.series.items():
-            x = self._simulated(name, source, traj)
+        for name, (source, group, reporting, delay) in self.series.items():
+            x = self._simulated(name, source, group, traj)
             if obs.last_step > traj.steps:
                 raise ConfigError(f"the observations reach step {obs.last_step} but the simulation has "
                                   f"{traj.steps} steps; set steps >= {obs.last_step}")

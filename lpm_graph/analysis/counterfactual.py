@@ -11,9 +11,9 @@ comparison table reports per scenario and outcome the mean and sd over
 replicates, and the mean, sd and Student-t 95% interval of the mean of the
 paired differences (:func:`lpm_graph.analysis.statistics.paired_summary`).
 
-Outcomes are those of :mod:`lpm_graph.analysis.outcomes` (``peak_day`` as
-the plain argmax here: nothing is differentiated) plus cumulative infections
-per age group (``infections_age_<group>``).
+Outcomes are the model's (:mod:`lpm_graph.analysis.outcomes`; an ``argmax``
+as the plain argmax here: nothing is differentiated) plus the total of every
+grouped event observable per group (``new_infections_age_<group>``).
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from lpm_graph.analysis.outcomes import infections_by_age, outcomes
+from lpm_graph.analysis.outcomes import group_totals, outcomes
 from lpm_graph.analysis.statistics import mean_sd, paired_summary
 
 __all__ = ["ScenarioRun", "summarize_run", "run_scenarios", "compare", "plot_comparison"]
@@ -38,13 +38,12 @@ class ScenarioRun:
     curves: dict[str, Tensor]
 
 
-def summarize_run(traj, num_people: int, outcome_names: Sequence[str]) -> ScenarioRun:
-    """Outcomes per replicate (with infections per age group) and replicate-mean curves of a trajectory."""
-    values = {k: v.detach().double().cpu() for k, v in outcomes(traj, outcome_names, num_people).items()}
-    for label, v in infections_by_age(traj).items():
-        values[f"infections_age_{label}"] = v.detach().double().cpu()
-    curves = {k: traj.series[k].detach().double().cpu().mean(1) for k in ("I", "new_infections", "D")
-              if k in traj.series}
+def summarize_run(traj, model, outcome_names: Sequence[str]) -> ScenarioRun:
+    """Outcomes per replicate (with group totals of grouped events) and replicate-mean curves of a trajectory."""
+    values = {k: v.detach().double().cpu() for k, v in outcomes(traj, model, outcome_names).items()}
+    for name, v in group_totals(traj).items():
+        values[name] = v.detach().double().cpu()
+    curves = {k: v.detach().double().cpu().mean(1) for k, v in traj.series.items()}
     return ScenarioRun(outcomes=values, curves=curves)
 
 
@@ -63,7 +62,7 @@ def run_scenarios(models: Mapping[str, torch.nn.Module], graph, *, steps: int, s
             traj = model(graph, steps=steps, seed=seed, replicates=replicates, progress=progress)
         if on_trajectory is not None:
             on_trajectory(name, traj)
-        runs[name] = summarize_run(traj, graph.num_people, outcome_names)
+        runs[name] = summarize_run(traj, model, outcome_names)
     return runs
 
 
@@ -90,7 +89,7 @@ def compare(runs: Mapping[str, ScenarioRun], baseline: str, level: float = 0.95)
 
 
 def plot_comparison(table, runs: Mapping[str, ScenarioRun], path: Path, outcome_names: Sequence[str],
-                    title: str = "", curve: str = "new_infections") -> None:
+                    title: str = "", curve: str | None = None, units: Mapping[str, str] | None = None) -> None:
     """Paired differences to the baseline (mean and 95% interval), one panel per outcome, and the mean curves."""
     import matplotlib
 
@@ -98,6 +97,8 @@ def plot_comparison(table, runs: Mapping[str, ScenarioRun], path: Path, outcome_
     import matplotlib.pyplot as plt
 
     scenarios = list(runs)
+    if curve is None:
+        curve = next(iter(runs[scenarios[0]].curves))
     n = len(outcome_names) + 1
     fig, axes = plt.subplots(1, n, figsize=(3.4 * n, 3.8), squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -111,11 +112,14 @@ def plot_comparison(table, runs: Mapping[str, ScenarioRun], path: Path, outcome_
         ax.set_xticks(range(len(scenarios)))
         ax.set_xticklabels(scenarios, rotation=30, ha="right", fontsize=8)
         ax.set_title(f"{name}: difference to {sub.baseline.iloc[0]}", fontsize=9)
+        unit = (units or {}).get(name)
+        ax.set_ylabel(f"difference in {name}" + (f" ({unit})" if unit else "") + "\nmean, 95% interval")
     ax = axes[0][-1]
     for i, s in enumerate(scenarios):
         if curve in runs[s].curves:
             ax.plot(runs[s].curves[curve].numpy(), label=s, color=colors[i % len(colors)])
     ax.set_xlabel("day")
+    ax.set_ylabel(curve)
     ax.set_title(f"mean {curve}", fontsize=9)
     ax.legend(fontsize=7)
     if title:

@@ -1,130 +1,129 @@
-r"""Policy optimisation by gradient through the simulator: vaccine allocation.
+r"""Policy optimisation by gradient through the simulator, for any learnable policy parameter.
 
-A :class:`~lpm_graph.dynamics.Vaccination` whose ``allocation`` names a
-parameter of ``G`` logits gives age group :math:`g` the share
-:math:`a_g = \operatorname{softmax}(\phi)_g` of a fixed daily budget.
-:func:`optimise_allocation` minimises an outcome (deaths by default) over
-:math:`\phi` with Adam, differentiating the whole unroll.  With a time-varying
-logits parameter (``[K, G]``, ``time_varying={name: period}``) each phase of
-``period`` days has its own allocation, so a policy can move down the age
-groups as they are covered.  It is meant for
-``model.mode=expected`` (the deterministic mean field: exact gradients, no
-sampling noise, one replicate); in stochastic mode it follows the surrogate
-gradients of the replicate mean.  The returned policy is the best iterate.
+A policy is a set of parameters of environment (or behaviour) processes —
+an epidemic's vaccine allocation logits (``vaccination.allocation``), a
+closure's factor, a reorder point — and an objective, one of the model's
+outcomes.  :func:`optimise` minimises the replicate mean of the objective
+(or maximises it) over the policy parameters with Adam, differentiating the
+whole unroll.  It is meant for ``model.mode=expected`` (the deterministic
+mean field: exact gradients, no sampling noise, one replicate); in
+stochastic mode it follows the surrogate gradients of the replicate mean.
+The returned policy is the best iterate.
 
-The optimised shares are then compared, like any counterfactual, against
-reference policies with common random numbers in stochastic mode
-(:mod:`lpm_graph.analysis.counterfactual`): uniform (each group its
-population share) and oldest first (``Vaccination(priority=[G-1, ..., 0])``:
-the budget goes to the oldest group with unvaccinated people, the rest spills
-to the next).
+The optimised policy is then compared, like any counterfactual, against
+reference policies in stochastic mode with common random numbers
+(:mod:`lpm_graph.analysis.counterfactual`) — on other random numbers than
+it was optimised on (``task=analyze`` evaluates with a seed the
+optimisation did not use), so the comparison is out of sample.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from lpm_graph.analysis.outcomes import outcome
+from lpm_graph.errors import ConfigError
 
-__all__ = ["PolicyResult", "population_share_logits", "optimise_allocation", "plot_policies"]
+__all__ = ["PolicyResult", "optimise", "plot_policies"]
 
 
 @dataclass
 class PolicyResult:
-    """The best allocation found: logits and shares ``[G]`` (or ``[K, G]`` for a time-varying allocation,
-    each row summing to one), the objective before and after, and per iteration."""
+    """The best policy found: each parameter's value, the objective before and after, and per iteration."""
 
-    logits: Tensor
-    shares: Tensor
+    values: dict[str, Tensor]
     objective: float
     initial_objective: float
     trace: list[float] = field(default_factory=list)
 
 
-def population_share_logits(graph, dtype=torch.float64) -> Tensor:
-    """Logits whose softmax is each age group's share of the population (the uniform policy)."""
-    counts = torch.bincount(graph.age_group, minlength=graph.num_age_groups).to(dtype)
-    return torch.log((counts / counts.sum()).clamp_min(1e-9))
-
-
-def optimise_allocation(model, graph, *, parameter: str, steps: int, iterations: int, lr: float = 0.2,
-                        objective: str = "deaths", seed: int = 0, replicates: int = 1,
-                        progress: bool = False) -> PolicyResult:
-    """Minimise the replicate mean of ``objective`` over the allocation logits ``model.params[parameter]``.
+def optimise(model, graph, *, parameters: Sequence[str], steps: int, iterations: int, lr: float = 0.2,
+             objective: str, maximize: bool = False, seed: int = 0, replicates: int = 1,
+             progress: bool = False) -> PolicyResult:
+    """Minimise (or maximise) the replicate mean of outcome ``objective`` over ``parameters``.
 
     Args:
-        model (PopulationModel): a model whose environment holds a
-            ``Vaccination(allocation=parameter)``; its value of ``parameter``
-            is the starting point.
-        graph: its prepared population.
-        parameter (str): name of the logits parameter.
-        steps (int): horizon in days; the objective is read at its end.
+        model (Model): a model holding the policy's processes; its values of
+            ``parameters`` are the starting point.
+        graph: its prepared graph.
+        parameters (Sequence[str]): dotted names of the policy parameters.
+        steps (int): horizon; the objective is read from the trajectory.
         iterations (int): Adam steps (``>= 1``).
-        lr (float): Adam learning rate on the logits.
-        objective (str): an outcome of :mod:`lpm_graph.analysis.outcomes`.
+        lr (float): Adam learning rate.
+        objective (str): one of the model's outcomes.
+        maximize (bool): maximise instead of minimise.
         seed (int), replicates (int): random numbers (stochastic mode only).
     """
     from tqdm.auto import tqdm
 
-    if parameter not in model.params:
-        raise KeyError(f"optimise_allocation: {parameter!r} is not in model.params")
+    unknown = [p for p in parameters if p not in model.params]
+    if unknown or not parameters:
+        raise ConfigError(f"policy parameters {unknown or '[]'} are not in model.params; name parameters of the "
+                          f"policy's processes (known: {model.params.names})")
+    if objective not in model.outcomes:
+        raise ConfigError(f"policy objective {objective!r} is not an outcome of the model; outcomes: "
+                          f"{list(model.outcomes)}")
     if iterations < 1:
-        raise ValueError(f"optimise_allocation: iterations must be >= 1, got {iterations}")
-    ref = model.params.raw(model.params.names[0])
-    logits = model.params[parameter].detach().to(ref.dtype).clone().requires_grad_(True)
-    opt = torch.optim.Adam([logits], lr=lr)
-    best, best_value, trace = logits.detach().clone(), float("inf"), []
+        raise ConfigError(f"policy iterations must be >= 1, got {iterations}")
+    dtype = model._dtype()
+    leaves = {p: model.params[p].detach().to(dtype).clone().requires_grad_(True) for p in parameters}
+    opt = torch.optim.Adam(list(leaves.values()), lr=lr)
+    sign = -1.0 if maximize else 1.0
+    outcome = model.outcomes[objective]
+    best, best_value, trace = {k: v.detach().clone() for k, v in leaves.items()}, float("inf"), []
     for _ in tqdm(range(iterations), desc="policy", unit="it", disable=not progress, leave=False):
-        traj = model(graph, steps=steps, seed=seed, replicates=replicates, overrides={parameter: logits})
-        loss = outcome(traj, objective, graph.num_people).mean()
+        traj = model(graph, steps=steps, seed=seed, replicates=replicates, overrides=leaves)
+        loss = sign * outcome(traj).mean()
         value = float(loss.detach())
-        trace.append(value)
+        trace.append(sign * value)
         if value < best_value:
-            best, best_value = logits.detach().clone(), value
+            best, best_value = {k: v.detach().clone() for k, v in leaves.items()}, value
         opt.zero_grad()
         loss.backward()
         opt.step()
     with torch.no_grad():
-        traj = model(graph, steps=steps, seed=seed, replicates=replicates, overrides={parameter: logits})
-        value = float(outcome(traj, objective, graph.num_people).mean())
-    trace.append(value)
+        traj = model(graph, steps=steps, seed=seed, replicates=replicates, overrides=leaves)
+        value = sign * float(outcome(traj).mean())
+    trace.append(sign * value)
     if value < best_value:
-        best, best_value = logits.detach().clone(), value
-    return PolicyResult(logits=best, shares=torch.softmax(best, -1), objective=best_value,
-                        initial_objective=trace[0], trace=trace)
+        best, best_value = {k: v.detach().clone() for k, v in leaves.items()}, value
+    return PolicyResult(values=best, objective=sign * best_value, initial_objective=trace[0], trace=trace)
 
 
-def plot_policies(table, shares: dict, age_labels, path: Path, objective: str = "deaths", title: str = "") -> None:
-    """Left: allocation per age group of each fixed-share policy (or phase); right: the objective per policy
-    (mean over replicates; error bar: the 95% interval of the paired difference to the reference, drawn
-    around the mean)."""
+def plot_policies(table, path: Path, objective: str, unit: str = "", title: str = "",
+                  bars: Mapping[str, Sequence[float]] | None = None, bar_labels: Sequence[str] = ()) -> None:
+    """Right: the paired difference of the objective to the reference policy (mean, 95% interval); left,
+    if ``bars`` are given: each policy's values of the policy parameter (e.g. shares per group)."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    with_shares = {k: v for k, v in shares.items() if v is not None}
-    width = 0.8 / max(1, len(with_shares))
-    for i, (name, s) in enumerate(with_shares.items()):
-        ax1.bar([g + i * width for g in range(len(age_labels))], list(s), width=width, label=name)
-    ax1.set_xticks([g + 0.4 - width / 2 for g in range(len(age_labels))])
-    ax1.set_xticklabels(age_labels, rotation=30, fontsize=8)
-    ax1.set_xlabel("age group")
-    ax1.set_ylabel("share of daily doses")
-    ax1.legend(fontsize=8)
+    panels = 2 if bars else 1
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4), squeeze=False)
+    if bars:
+        ax1 = axes[0][0]
+        width = 0.8 / max(1, len(bars))
+        for i, (name, s) in enumerate(bars.items()):
+            ax1.bar([g + i * width for g in range(len(s))], list(s), width=width, label=name)
+        ax1.set_xticks([g + 0.4 - width / 2 for g in range(len(bar_labels))])
+        ax1.set_xticklabels(bar_labels, rotation=30, fontsize=8)
+        ax1.set_ylabel("share of the budget")
+        ax1.legend(fontsize=8)
+    ax2 = axes[0][-1]
     sub = table[table.outcome == objective]
     names = list(sub.scenario)
-    err = [(sub.diff_mean - sub.diff_ci_low).fillna(0).to_numpy(),
-           (sub.diff_ci_high - sub.diff_mean).fillna(0).to_numpy()]
-    ax2.bar(range(len(names)), sub["mean"].to_numpy(), yerr=err, capsize=4, color="tab:gray")
+    err = [(sub.diff_mean - sub.diff_ci_low).fillna(0).to_numpy(), (sub.diff_ci_high - sub.diff_mean).fillna(0).to_numpy()]
+    ax2.bar(range(len(names)), sub.diff_mean.to_numpy(), yerr=err, capsize=4, color="tab:gray")
+    ax2.axhline(0, color="black", lw=0.8)
     ax2.set_xticks(range(len(names)))
     ax2.set_xticklabels(names, rotation=20, fontsize=8)
-    ax2.set_ylabel(f"{objective} (mean over replicates)")
-    ax2.set_title(f"error bar: 95% interval of the paired difference to {sub.baseline.iloc[0]}", fontsize=9)
+    reference = sub.baseline.iloc[0]
+    ax2.set_ylabel(f"{objective} minus {reference}" + (f" ({unit})" if unit else ""))
+    ax2.set_title(f"paired difference to {reference}: mean and 95% interval", fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()

@@ -124,8 +124,9 @@ class Model(nn.Module):
             declared parameter without a value takes its default.
         learnable (Sequence[str]): dotted names of the parameters to optimise.
         bounds (Mapping[str, [lo, hi]]): bounds of learnable parameters
-            (:class:`~lpm_graph.core.params.ParameterSet`).
-        time_varying (Mapping[str, int]): period in steps of time-varying parameters.
+            (:class:`~lpm_graph.core.params.ParameterSet`), by dotted name or namespace.
+        time_varying (Mapping[str, int]): period in steps of time-varying parameters, by dotted
+            name or namespace.
         groupings (Mapping[str, Mapping]): groupings by name, e.g.
             ``{'age': {'node_type': 'person', 'attribute': 'age', 'bins': [0, 10, ...]}}``
             (:class:`~lpm_graph.core.graph.Grouping`).
@@ -162,8 +163,9 @@ class Model(nn.Module):
         self._check_wiring()
         self.observables = self._collect_observables(observables)
         self.outcomes = self._collect_outcomes(outcomes)
-        values = self._check_params(flatten_params(params), dict(time_varying or {}))
-        self.params = ParameterSet(values, learnable, bounds, time_varying)
+        time_varying = flatten_params(time_varying)
+        values = self._check_params(flatten_params(params), time_varying)
+        self.params = ParameterSet(values, learnable, flatten_params(bounds), time_varying)
         self.compiled = bool(compile)
         for p in self.order:
             p.compile_kernel(self.compiled)

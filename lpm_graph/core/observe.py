@@ -188,7 +188,7 @@ class Outcome:
         if self.reduce != "argmax":
             return self.description
         return (f"smooth surrogate of argmax_t {self.series}_t: sum_t t*softmax_t({self.series}_t/(tau*max_s "
-                f"{self.series}_s)) with tau={temperature:g} (steps)")
+                f"{self.series}_s)) with tau={temperature:g} ({self.unit or 'steps'})")
 
     def __call__(self, traj: "Trajectory", smooth: bool = False, temperature: float = 0.05) -> Tensor:
         if self.series not in traj.series:

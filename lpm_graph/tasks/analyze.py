@@ -1,31 +1,30 @@
-"""``task=analyze``: sensitivity, counterfactuals and policy optimisation on one population.
+"""``task=analyze``: sensitivity, counterfactuals and policy optimisation on one population, for any model.
 
-:func:`analyze` is a pure function of the composed config and an output
-folder, like :func:`~lpm_graph.tasks.simulate.simulate`.  It builds every
-model it needs from ``cfg.model`` (a scenario's environment entries appended
-to ``model.environment``, the mode set where an analysis needs it) and checks
-them all, then builds the population once and runs the selected analyses
-(``task.analyses``):
+:func:`analyze` builds every model it needs from ``cfg.model`` (a scenario's
+environment and behaviour processes added to the model's, the mode set
+where an analysis needs it) and checks them all, then builds the population
+once and runs the selected analyses (``task.analyses``):
 
 ``sensitivity`` (:mod:`lpm_graph.analysis.sensitivity`)
-    derivative and elasticity of every outcome in every element of the chosen
-    parameters, one backward pass per outcome -> ``sensitivity.csv``,
-    ``sensitivity.png``.
+    derivative and elasticity of every outcome the model declares in every
+    element of the chosen parameters, one backward pass per outcome ->
+    ``sensitivity.csv``, ``sensitivity.png``.
 ``counterfactuals`` (:mod:`lpm_graph.analysis.counterfactual`)
     every scenario with the same seed and replicates; paired differences to
     the baseline with 95% intervals -> ``counterfactuals.csv``,
     ``counterfactuals.png``.
 ``policy`` (:mod:`lpm_graph.analysis.policy`)
-    a daily vaccine budget allocated across age groups, optimised by gradient
-    (expected mode by default), then evaluated in stochastic mode with common
-    random numbers against no vaccination, uniform (population-share) and
-    oldest-first allocation -> ``policy.csv``, ``policy_allocation.csv``,
-    ``policy.png``.
+    the policy parameters of ``task.policy.environment`` optimised by
+    gradient (expected mode by default) against the objective, then
+    evaluated in stochastic mode with common random numbers against the
+    reference policies, on a seed the optimisation did not use ->
+    ``policy.csv``, ``policy_parameters.csv``, ``policy.png``.
 
-``summary.json`` holds the baseline's summary (as ``task=simulate`` writes
-it: attack rate, peak, deaths ...), the headline numbers of each analysis,
-runtimes, the config hash and the parameter values; the function returns it
-(the CLI returns ``attack_rate`` to sweepers).
+The scenarios and the policy of a model are configured in
+``conf/task_model/analyze_<model>.yaml``.  ``summary.json`` holds the
+baseline's summary (as ``task=simulate`` writes it), the headline numbers
+of each analysis, runtimes, the config hash and the parameter values; the
+function returns it.
 """
 from __future__ import annotations
 
@@ -39,38 +38,56 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from lpm_graph.analysis.counterfactual import compare, plot_comparison, run_scenarios
-from lpm_graph.analysis.outcomes import age_labels, check_outcomes
-from lpm_graph.analysis.policy import optimise_allocation, plot_policies, population_share_logits
-from lpm_graph.analysis.sensitivity import plot_sensitivity, sensitivity
+from lpm_graph.analysis.outcomes import check_outcomes
+from lpm_graph.analysis.policy import optimise, plot_policies
+from lpm_graph.analysis.sensitivity import parameter_elements, plot_sensitivity, sensitivity
 from lpm_graph.config import validate_run_config
 from lpm_graph.errors import ConfigError
-from lpm_graph.dynamics import Vaccination
-from lpm_graph.tasks.simulate import _atomic_write, _instantiate, build, config_hash, peak_rss_mb, summarize
+from lpm_graph.tasks.simulate import (atomic_write, build, build_model, config_hash, nodes_title, peak_rss_mb,
+                                      rounded, summarize)
 
-__all__ = ["analyze"]
+__all__ = ["analyze", "POLICY_SEED_OFFSET"]
 
-VACCINATION = "lpm_graph.dynamics.Vaccination"
+#: the optimisation of a stochastic policy draws with ``seed + POLICY_SEED_OFFSET``; its evaluation with
+#: ``seed``, so that it is judged on random numbers it was not fitted to
+POLICY_SEED_OFFSET = 1_000_003
 
 
-def _model(cfg: DictConfig, run, *, mode: str | None = None, environment=(), params=None, time_varying=None):
-    """A model from ``cfg.model`` with extra environment entries, parameters and mode (checked when built)."""
+def _model(cfg: DictConfig, run, *, mode: str | None = None, environment=(), behavior=(), params=None,
+           time_varying=None):
+    """A model from ``cfg.model`` with extra processes, parameters and mode (checked when built)."""
     node = OmegaConf.to_container(cfg.model, resolve=True)
     if mode is not None:
         node["mode"] = mode
-    node["environment"] = list(node.get("environment") or []) + [dict(e) for e in environment]
-    node["params"] = {**node["params"], **(params or {})}
+    for key, extra in (("environment", environment), ("behavior", behavior)):
+        base = node.get(key) or []
+        if isinstance(base, dict):
+            raise ConfigError(f"model.{key} is a mapping; task=analyze adds scenario processes to a list")
+        node[key] = list(base) + [dict(e) for e in extra]
+    node["params"] = {**(node.get("params") or {}), **(params or {})}
     if time_varying:
         node["time_varying"] = {**(node.get("time_varying") or {}), **time_varying}
-    model = _instantiate(node, "model")
-    return model.to(device=run.device, dtype=getattr(torch, run.dtype))
+    return build_model(cfg, run, node)
 
 
 def _write_csv(frame, path: Path) -> None:
-    _atomic_write(path, lambda p: frame.to_csv(p, index=False))
+    atomic_write(path, lambda p: frame.to_csv(p, index=False))
 
 
 def _finite(x: float) -> float | None:
     return None if isinstance(x, float) and math.isnan(x) else x
+
+
+def _nested(flat: dict) -> dict:
+    """``{'a.b': v}`` -> ``{'a': {'b': v}}`` (model.params takes namespaces)."""
+    out: dict = {}
+    for name, value in flat.items():
+        node = out
+        *path, last = name.split(".")
+        for part in path:
+            node = node.setdefault(part, {})
+        node[last] = value
+    return out
 
 
 class _Plan:
@@ -79,7 +96,8 @@ class _Plan:
     def __init__(self, cfg: DictConfig, run, task):
         self._cfg, self._run, self._task = cfg, run, task
         self.base = _model(cfg, run)
-        check_outcomes(task.outcomes, self.base.compartments)
+        self.outcomes = list(task.outcomes) if task.outcomes else list(self.base.outcomes)
+        check_outcomes(self.outcomes, self.base)
         self.sensitivity = self.scenarios = self.policy = None
         if "sensitivity" in task.analyses:
             mode = None if task.sensitivity_mode == "model" else task.sensitivity_mode
@@ -92,65 +110,65 @@ class _Plan:
             self.scenarios = {}
             for s in task.scenarios:
                 try:
-                    self.scenarios[s["name"]] = _model(cfg, run, environment=s.get("environment", []))
+                    self.scenarios[s["name"]] = _model(cfg, run, environment=s.get("environment", []),
+                                                       behavior=s.get("behavior", []))
                 except ConfigError as e:
                     raise ConfigError(f"task.scenarios ({s['name']}): {e}") from None
         if "policy" in task.analyses:
             self.policy = self._policy_models(cfg, run, task.policy)
 
     def _policy_models(self, cfg, run, p):
-        if p.objective not in ("attack_rate", "peak_size", "deaths"):
-            raise ConfigError(f"task.policy.objective {p.objective!r} cannot be optimised through the unroll; "
-                              "use deaths, attack_rate or peak_size")
-        check_outcomes([p.objective], self.base.compartments)
-        if any(isinstance(g, Vaccination) for g in self.base.environment):
-            raise ConfigError("task=analyze policy: model.environment already holds a Vaccination; two campaigns "
-                              "would share the vaccinated state V and compound their efficacy; remove it")
-        if p.parameter in self.base.params:
-            raise ConfigError(f"task.policy.parameter {p.parameter!r} is already in model.params; choose another name")
-        G = len(self.base.age_bins)
+        check_outcomes([p.objective], self.base, "task.policy.objective")
         self.policy_steps = p.steps or run.steps
-        last_day = min(p.end, self.policy_steps) if p.end is not None else self.policy_steps
-        self.policy_phases = 1 if p.period is None else max(1, math.ceil(last_day / p.period))
-        # spill_over: doses a covered group cannot use go to the others, so no policy wastes its budget
-        self.policy_campaign = dict(_target_=VACCINATION, daily_fraction=p.daily_fraction, efficacy=p.efficacy,
-                                    start=p.start, end=p.end, spill_over=True)
-        return {
-            "optimise": self.allocation_model([[0.0] * G] * self.policy_phases, p.mode),
-            "no_vaccination": _model(cfg, run, mode="stochastic"),
-            "uniform": _model(cfg, run, mode="stochastic", environment=[self.policy_campaign]),
-            "oldest_first": _model(cfg, run, mode="stochastic",
-                                   environment=[{**self.policy_campaign, "priority": list(range(G - 1, -1, -1))}]),
-        }
+        probe = self._policy_model(None, p.mode)
+        missing = [n for n in p.parameters if n not in probe.params]
+        if missing:
+            raise ConfigError(f"task.policy.parameters {missing} are not parameters of the model with the policy's "
+                              f"processes (known: {probe.params.names})")
+        start = {}
+        for name in p.parameters:
+            value = probe.params[name].detach()
+            period = p.time_varying.get(name)
+            spec = probe.param_specs.get(name, (None, None))[1]
+            if spec is not None and spec.shape and value.dim() < len(spec.shape):  # a default scalar: full shape
+                sizes = probe.group_sizes()
+                value = value.expand([sizes.get(spec.grouping, 1) if d == "group" else int(d) for d in spec.shape])
+            if period is not None:
+                phases = max(1, math.ceil(self.policy_steps / period))
+                value = value.unsqueeze(0).expand(phases, *value.shape)
+            start[name] = value.tolist()
+        self.policy_start = start
+        models = {"optimise": self._policy_model(start, p.mode)}
+        for name, entries in p.references.items():
+            models[name] = _model(cfg, run, mode="stochastic", environment=list(entries))
+        return models
 
-    def allocation_model(self, logits: list, mode: str):
-        """The campaign with allocation ``softmax(logits)`` (``[K, G]``: one row per phase of ``task.policy.period``
-        days; one row: the same all along), held in the parameter ``task.policy.parameter``."""
+    def _policy_model(self, values, mode):
         p = self._task.policy
-        one = len(logits) == 1
-        return _model(self._cfg, self._run, mode=mode,
-                      environment=[{**self.policy_campaign, "allocation": p.parameter}],
-                      params={p.parameter: logits[0] if one else logits},
-                      time_varying=None if one else {p.parameter: p.period})
+        return _model(self._cfg, self._run, mode=mode, environment=list(p.environment),
+                      params=_nested(values) if values else None,
+                      time_varying={k: v for k, v in p.time_varying.items()} if values else None)
 
 
 def _sensitivity(plan, graph, run, task, replicates, out: Path) -> dict:
     model = plan.sensitivity
     reps = 1 if model.sampler.mode == "expected" else replicates
-    table = sensitivity(model, graph, steps=run.steps, outcome_names=task.outcomes, parameters=task.parameters,
+    table = sensitivity(model, graph, steps=run.steps, outcome_names=plan.outcomes, parameters=task.parameters,
                         seed=run.seed, replicates=reps, temperature=task.peak_temperature, progress=run.progress)
     _write_csv(table, out / "sensitivity.csv")
     if task.plot:
-        _atomic_write(out / "sensitivity.png", lambda p: plot_sensitivity(
-            table, p, f"elasticities, {graph.num_people:,} people, {run.steps} days, {model.sampler.mode} mode"))
+        counts = ", ".join(f"{n:,} {nt}" for nt, n in graph.num_nodes.items())
+        atomic_write(out / "sensitivity.png", lambda p: plot_sensitivity(
+            table, p, f"elasticities, {counts}, {run.steps} steps, {model.sampler.mode} mode"))
     top = {}
     for name, sub in table.groupby("outcome", sort=False):
         row = sub.loc[sub.elasticity.abs().idxmax()] if sub.elasticity.notna().any() else sub.iloc[0]
+        element = row.element if isinstance(row.element, str) else None
         top[name] = {"value": float(sub.outcome_value.iloc[0]),
-                     "largest_elasticity": {"parameter": row.parameter, "element": row.element,
+                     "largest_elasticity": {"parameter": row.parameter, "element": element,
                                             "elasticity": _finite(float(row.elasticity))}}
-    return {"mode": model.sampler.mode, "replicates": reps, "parameter_elements": int(len(table) / len(task.outcomes)),
-            "outcomes": top}
+    return {"mode": model.sampler.mode, "replicates": reps,
+            "parameter_elements": int(len(table) / len(plan.outcomes)), "outcomes": top}
 
 
 def _counterfactuals(plan, graph, run, task, replicates, out: Path) -> tuple[dict, object]:
@@ -161,70 +179,62 @@ def _counterfactuals(plan, graph, run, task, replicates, out: Path) -> tuple[dic
             kept["traj"] = traj
 
     runs = run_scenarios(plan.scenarios, graph, steps=run.steps, seed=run.seed, replicates=replicates,
-                         outcome_names=task.outcomes, progress=run.progress, on_trajectory=keep)
+                         outcome_names=plan.outcomes, progress=run.progress, on_trajectory=keep)
     table = compare(runs, task.baseline)
     _write_csv(table, out / "counterfactuals.csv")
     if task.plot:
-        _atomic_write(out / "counterfactuals.png", lambda p: plot_comparison(
-            table, runs, p, task.outcomes, f"{graph.num_people:,} people, {replicates} paired replicates"))
+        units = {n: o.unit for n, o in plan.base.outcomes.items()}
+        curve = next((n for n, o in plan.base.observables.items() if o.kind == "sum"), None)
+        atomic_write(out / "counterfactuals.png", lambda p: plot_comparison(
+            table, runs, p, plan.outcomes, f"{replicates} paired replicates", curve=curve, units=units))
     diffs = {}
     for s in plan.scenarios:
         if s == task.baseline:
             continue
-        sub = table[(table.scenario == s) & table.outcome.isin(task.outcomes)].set_index("outcome")
+        sub = table[(table.scenario == s) & table.outcome.isin(plan.outcomes)].set_index("outcome")
         diffs[s] = {o: {"difference": float(sub.loc[o, "diff_mean"]),
                         "ci95": [_finite(float(sub.loc[o, "diff_ci_low"])), _finite(float(sub.loc[o, "diff_ci_high"]))]}
-                    for o in task.outcomes}
+                    for o in plan.outcomes}
     return {"baseline": task.baseline, "replicates": replicates, "differences": diffs}, kept["traj"]
-
-
-def _phase_labels(phases: int, period: int | None, steps: int) -> list[str]:
-    if phases == 1:
-        return [f"days 0-{steps - 1}"]
-    return [f"days {k * period}-{(k + 1) * period - 1}" if k < phases - 1 else f"days {k * period}+"
-            for k in range(phases)]
 
 
 def _policy(plan, graph, run, task, replicates, out: Path) -> dict:
     import pandas as pd
 
     p = task.policy
-    steps, phases = plan.policy_steps, plan.policy_phases
+    steps = plan.policy_steps
     model = plan.policy["optimise"]
-    start = population_share_logits(graph, model.params.raw(model.params.names[0]).dtype)
-    with torch.no_grad():
-        model.params.raw(p.parameter).copy_(start.expand_as(model.params.raw(p.parameter)))
-    result = optimise_allocation(model, graph, parameter=p.parameter, steps=steps, iterations=p.iterations, lr=p.lr,
-                                 objective=p.objective, seed=run.seed,
-                                 replicates=1 if p.mode == "expected" else replicates, progress=run.progress)
-    evaluated = {name: plan.policy[name] for name in ("no_vaccination", "uniform", "oldest_first")}
-    evaluated["optimised"] = plan.allocation_model(result.logits.reshape(phases, -1).tolist(), "stochastic")
-    outcome_names = list(dict.fromkeys([p.objective, *task.outcomes]))
+    opt_seed = run.seed + POLICY_SEED_OFFSET
+    result = optimise(model, graph, parameters=p.parameters, steps=steps, iterations=p.iterations, lr=p.lr,
+                      objective=p.objective, maximize=p.maximize, seed=opt_seed,
+                      replicates=1 if p.mode == "expected" else replicates, progress=run.progress)
+    evaluated = {name: m for name, m in plan.policy.items() if name != "optimise"}
+    evaluated["optimised"] = plan._policy_model({k: v.tolist() for k, v in result.values.items()}, "stochastic")
+    outcome_names = list(dict.fromkeys([p.objective, *plan.outcomes]))
     runs = run_scenarios(evaluated, graph, steps=steps, seed=run.seed, replicates=replicates,
                          outcome_names=outcome_names, progress=run.progress)
-    table = compare(runs, "uniform")
+    reference = p.reference or next(iter(p.references), "optimised")
+    table = compare(runs, reference)
     _write_csv(table, out / "policy.csv")
-    labels = age_labels(model.age_bins)
-    uniform = torch.softmax(start, 0).tolist()
-    shares = result.shares.reshape(phases, -1).tolist()
-    phase_labels = _phase_labels(phases, p.period, steps)
-    columns = {"age_group": labels, "uniform": uniform}
-    columns.update({f"optimised {d}" if phases > 1 else "optimised": s for d, s in zip(phase_labels, shares)})
-    allocation = pd.DataFrame(columns)
-    _write_csv(allocation, out / "policy_allocation.csv")
+    elements = parameter_elements(evaluated["optimised"], p.parameters, graph)
+    values = pd.DataFrame([{"parameter": name, "element": label or None,
+                            "start": float(torch.as_tensor(plan.policy_start[name])[index]) if index else
+                            float(torch.as_tensor(plan.policy_start[name])),
+                            "optimised": float(result.values[name][index]) if index else float(result.values[name])}
+                           for name, index, label in elements])
+    _write_csv(values, out / "policy_parameters.csv")
+    unit = plan.base.outcomes[p.objective].unit
     if task.plot:
-        bars = {"uniform": uniform, **{k: v for k, v in columns.items() if k.startswith("optimised")}}
-        _atomic_write(out / "policy.png", lambda path: plot_policies(
-            table, bars, labels, path, p.objective,
-            f"daily budget {p.daily_fraction:g} of the population, days {p.start}-{p.end}; optimised in {p.mode} "
-            f"mode, evaluated over {replicates} paired stochastic replicates"))
+        atomic_write(out / "policy.png", lambda path: plot_policies(
+            table, path, p.objective, unit, f"optimised in {p.mode} mode ({p.iterations} iterations); evaluated over "
+            f"{replicates} paired stochastic replicates on other random numbers"))
     sub = table[table.outcome == p.objective].set_index("scenario")
     return {
-        "objective": p.objective, "steps": steps, "optimisation_mode": p.mode, "iterations": p.iterations,
-        "objective_trace": result.trace,
-        "optimised_shares": {d: dict(zip(labels, s)) for d, s in zip(phase_labels, shares)},
+        "objective": p.objective, "maximize": p.maximize, "steps": steps, "optimisation_mode": p.mode,
+        "optimisation_seed": opt_seed, "evaluation_seed": run.seed, "iterations": p.iterations,
+        "objective_trace": result.trace, "reference": reference,
         "evaluation": {name: {"mean": float(sub.loc[name, "mean"]), "sd": _finite(float(sub.loc[name, "sd"])),
-                              "difference_to_uniform": float(sub.loc[name, "diff_mean"]),
+                              f"difference_to_{reference}": float(sub.loc[name, "diff_mean"]),
                               "ci95": [_finite(float(sub.loc[name, "diff_ci_low"])),
                                        _finite(float(sub.loc[name, "diff_ci_high"]))]}
                        for name in sub.index},
@@ -239,7 +249,7 @@ def analyze(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
     if run.threads:
         torch.set_num_threads(run.threads)
     plan = _Plan(cfg, run, task)  # every model built and checked before the population
-    model, graph, _, run, task = build(cfg)
+    model, graph, _, run, task = build(cfg, grad="sensitivity" in task.analyses or "policy" in task.analyses)
     replicates = task.replicates or run.replicates
     t_build = time.perf_counter() - t0
 
@@ -261,7 +271,7 @@ def analyze(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
     if baseline_traj is None:
         with torch.no_grad():
             baseline_traj = model(graph, steps=run.steps, seed=run.seed, replicates=replicates, progress=run.progress)
-    summary = summarize(baseline_traj, graph.num_people)
+    summary = summarize(baseline_traj, model)
     summary.update({
         "seed": run.seed,
         "device": run.device,
@@ -272,6 +282,7 @@ def analyze(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "config_hash": config_hash(cfg),
         "params": model.params.values_dict(),
+        "title": nodes_title(baseline_traj, run.seed),
     })
-    _atomic_write(out / "summary.json", lambda p: p.write_text(json.dumps(summary, indent=2) + "\n"))
+    atomic_write(out / "summary.json", lambda p: p.write_text(json.dumps(rounded(summary), indent=2) + "\n"))
     return summary

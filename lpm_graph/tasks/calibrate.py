@@ -32,10 +32,11 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from lpm_graph.errors import ConfigError
-from lpm_graph.model import flush_denormals
-from lpm_graph.observation import (ObservationModel, file_digest, load_observations, observation_loss,
-                                   resolve_data_path)
-from lpm_graph.tasks.simulate import _atomic_write, build, peak_rss_mb
+from lpm_graph.core.loop import flush_denormals
+from lpm_graph.core.params import flatten_params
+from lpm_graph.data.cache import file_digest
+from lpm_graph.observation import ObservationModel, load_observations, observation_loss, resolve_data_path
+from lpm_graph.tasks.simulate import atomic_write, build, peak_rss_mb, rounded
 
 __all__ = ["calibrate", "resume_key"]
 
@@ -134,7 +135,7 @@ def _plot_fit(obs, pred, path: Path) -> None:
 
 
 def _save_checkpoint(path: Path, payload: dict) -> None:
-    _atomic_write(path, lambda p: torch.save(payload, p))
+    atomic_write(path, lambda p: torch.save(payload, p))
 
 
 def _load_checkpoint(path: str | os.PathLike, key: str, digest: str) -> dict:
@@ -159,15 +160,13 @@ def _load_checkpoint(path: str | os.PathLike, key: str, digest: str) -> dict:
 def calibrate(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
     """Run ``task=calibrate``; write outputs to ``output_dir``; return metrics (``final_loss`` ...)."""
     t0 = time.perf_counter()
-    model, graph, _, run, task = build(cfg)
     if cfg.get("observations") is None:
         raise ConfigError("task=calibrate needs observations: choose observations=<name> (e.g. observations=synthetic)")
+    model, graph, _, run, task = build(cfg, grad=True)
     ocfg = OmegaConf.to_container(cfg.observations, resolve=True)
     obs_model = ObservationModel(ocfg["series"])
+    obs_model.check(model)
     obs = load_observations(ocfg["path"], ocfg["series"], ocfg.get("time_column", "step"), ocfg.get("start_date"))
-    for name in obs_model.param_names():
-        if name not in model.params:
-            raise ConfigError(f"observations.series names reporting parameter {name!r}, which is not in model.params")
     if obs.last_step > run.steps:
         raise ConfigError(f"the observations reach step {obs.last_step} but steps={run.steps}; set steps >= "
                           f"{obs.last_step}")
@@ -180,7 +179,7 @@ def calibrate(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
         nc = dict(task.calibration_net)
         features = load_features(nc["features"], nc.get("columns")).to(run.device)
         digest = hashlib.sha256((digest + file_digest(resolve_data_path(nc["features"]))).encode()).hexdigest()
-        targets = dict(nc["targets"])
+        targets = flatten_params(nc["targets"])
         for name in targets:
             if name not in model.params.time_varying:
                 raise ConfigError(f"task.calibration_net.targets: {name!r} must be time-varying "
@@ -262,9 +261,9 @@ def calibrate(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
         "runtime_seconds": round(time.perf_counter() - t0, 3),
         "peak_rss_mb": round(peak_rss_mb(), 1),
     }
-    _atomic_write(out / "fitted_params.json", lambda p: p.write_text(json.dumps(metrics, indent=2) + "\n"))
-    _atomic_write(out / "loss.csv", lambda p: p.write_text(_loss_csv(history, trace, tracer.columns)))
+    atomic_write(out / "fitted_params.json", lambda p: p.write_text(json.dumps(rounded(metrics), indent=2) + "\n"))
+    atomic_write(out / "loss.csv", lambda p: p.write_text(_loss_csv(history, trace, tracer.columns)))
     if task.plot:
-        _atomic_write(out / "loss.png", lambda p: _plot_loss(history, p))
-        _atomic_write(out / "fit.png", lambda p: _plot_fit(obs, pred, p))
+        atomic_write(out / "loss.png", lambda p: _plot_loss(history, p))
+        atomic_write(out / "fit.png", lambda p: _plot_fit(obs, pred, p))
     return metrics

@@ -218,7 +218,7 @@ class SEIR(Process):
                        doc="1 - S_T/N (fraction ever infected)"),
                Outcome(f"{p}total_infections", f"{p}S", "final", complement=True, unit="people",
                        doc="N - S_T (people ever infected)"),
-               Outcome(f"{p}peak_size", f"{p}I", "max", unit="people", doc="max_t I_t (people)"),
+               Outcome(f"{p}peak_size", f"{p}I", "max", unit="people", doc="max_t I_t (people), mean over replicates"),
                Outcome(f"{p}peak_day", f"{p}I", "argmax", unit="days", doc="argmax_t I_t (days)")]
         if self.fatality:
             out.append(Outcome(f"{p}deaths", f"{p}D", "final", unit="people", doc="D_T (people)"))
