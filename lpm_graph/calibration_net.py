@@ -12,7 +12,7 @@ series, and its weights are trained end to end through the simulator:
 
 for feature rows :math:`z_k` (one per period of the time-varying
 parameters).  The output is passed to
-:meth:`lpm_graph.model.PopulationModel.forward` as ``overrides``.
+:meth:`lpm_graph.core.Model.forward` as ``overrides``.
 """
 from __future__ import annotations
 

@@ -260,7 +260,7 @@ def release_free_memory() -> bool:
     makes it grow instead of reusing it.  Measured on 1M people, 1 thread,
     60 steps: a forward run's RSS grew by ~18 MiB per step with nothing held
     (708 -> 1885 MiB); a checkpointed forward + backward peaked at 3.7-3.9 GiB.
-    Trimming every 10 steps (``PopulationModel`` does, on the CPU) kept them at
+    Trimming every 10 steps (``lpm_graph.core.Model`` does, on the CPU) kept them at
     960-1020 MiB and 2.2 GiB, and the steps got faster (83-89 ms vs 120-128 ms:
     a growing heap touches fresh pages every step).  Serving large blocks with
     ``mmap`` instead (``MALLOC_MMAP_THRESHOLD_``) also bounds the RSS but made

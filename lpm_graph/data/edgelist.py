@@ -9,7 +9,7 @@
   becomes its own edge type ``('person', <layer>, 'person')``; without it all records
   are ``('person', relation, 'person')`` (default ``contact``);
 * ``time`` or ``day`` (optional): an integer window index >= 0; the network becomes
-  time-varying (:class:`~lpm_graph.data.prepare.PreparedPopulation` gives step ``t``
+  time-varying (:class:`~lpm_graph.core.graph.Graph` gives step ``t``
   the edges of window ``t mod period``).
 
 Optional columns are used when present under these names; naming a column

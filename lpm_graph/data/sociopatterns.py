@@ -16,7 +16,7 @@ the first day with data). The contact of ``{i, j}`` in window ``w`` gets weight
 ``resolution x (number of lines) / duration_unit`` -- its duration, in hours by
 default. The result is the undirected edge type ``('person', relation, 'person')``
 with per-edge ``time = w`` and ``time_period`` (default: last window + 1), which
-:class:`~lpm_graph.data.prepare.PreparedPopulation` turns into one layout per window
+:class:`~lpm_graph.core.graph.Graph` turns into one layout per window
 and cycles: step ``t`` of a simulation uses window ``t mod period``.
 
 **People** are all ids that occur; classes become the categorical person attribute

@@ -40,9 +40,9 @@ def _instantiate(node, **kwargs):
 
 
 def population_summary(data) -> dict:
-    """Node counts per node type and edge counts per edge type (``src__rel__dst``)."""
+    """Node counts per node type (and in all) and edge counts per edge type (``src__rel__dst``)."""
     return {
-        "num_people": int(data["person"].num_nodes),
+        "num_nodes": sum(int(data[nt].num_nodes) for nt in data.node_types),
         "nodes": {nt: int(data[nt].num_nodes) for nt in data.node_types},
         "edges": {"__".join(et): int(data[et].edge_index.shape[1]) for et in data.edge_types},
     }
