@@ -235,8 +235,8 @@ class SEIR(Process):
         p = per_person(frac, self._groups(ctx), dtype).expand(n, r) if frac.dim() else frac.expand(n, r)
         u = ctx.rng(self.node_type).uniform(-1, self.stream("seed"), dtype) if ctx.stochastic else None
         seeded = ctx.sampler(p, u)
-        zero = torch.zeros(n, r, dtype=dtype, device=ctx.graph.device)
-        comp = {self.key(c): zero for c in self.compartments}
+        # one tensor per compartment: a shared zero would alias E, R and D
+        comp = {self.key(c): torch.zeros(n, r, dtype=dtype, device=ctx.graph.device) for c in self.compartments}
         comp[self.key("S")] = 1.0 - seeded
         comp[self.key(self.initial_compartment)] = seeded
         return Output(state=comp, events={self.event("new_infections"): 1.0 - comp[self.key("S")]})
