@@ -9,8 +9,8 @@ group :math:`a(i)` (age group by default):
 
     p^{\mathrm{inf}}_i &= 1 - \exp(-\sigma_{a(i)}\, e_\sigma\, \lambda_i\, \Delta t)
         && S \to E \\
-    p^{\mathrm{onset}}_i &= 1 - \exp(-\Delta t / T^{E}_{a(i)}) && E \to I \\
-    p^{\mathrm{end}}_i &= 1 - \exp(-\Delta t / T^{I}_{a(i)})
+    p^{\mathrm{onset}}_i &= \min(1, \Delta t / T^{E}_{a(i)}) && E \to I \\
+    p^{\mathrm{end}}_i &= \min(1, \Delta t / T^{I}_{a(i)})
         && I \to R \text{ (or } D \text{ w.p. } \mu_{a(i)}\text{)}
 
 with force of infection :math:`\lambda_i` (field ``person.force_of_infection``,
@@ -19,9 +19,13 @@ environment's susceptibility factor :math:`e_\sigma` (field
 ``person.susceptibility_factor``, e.g. from vaccination), exposed and
 infectious periods :math:`T^E, T^I` (days) and infection fatality
 :math:`\mu`.  The time in a compartment is geometric in steps of
-:math:`\Delta t` with success probability :math:`p = 1 - e^{-\Delta t/T}`,
-so its mean is :math:`\Delta t / (1 - e^{-\Delta t / T})` (5.52 days for
-:math:`T = 5`, :math:`\Delta t = 1`), not :math:`T`.  Transitions are drawn
+:math:`\Delta t` with success probability :math:`p = \Delta t / T`, so its
+mean is exactly :math:`T` (for :math:`T \ge \Delta t`; shorter periods last
+one step) and an epidemic's :math:`R_0` is :math:`\beta T^I` times the
+contact structure's factor.  ``infectious_duration="fixed"`` makes the
+infectious period last exactly :math:`\operatorname{round}(T^I/\Delta t)`
+steps instead (a queue of the days left, state ``I_days``).
+Transitions are drawn
 with :class:`~lpm_graph.core.sampling.Sampler` from the counter-based
 uniforms (:class:`~lpm_graph.core.random.CounterRNG`): infection and onset
 are lanes 0 and 1 of stream ``infection``, removal and death lanes 0 and 1
@@ -247,9 +251,9 @@ class SEIR(Process):
         S = state[self.key("S")]
         dtype = S.dtype
         dt = ctx.dt
-        # Rates become probabilities on the per-group vectors [G]; the kernel gathers them per person.
-        p_onset = -torch.expm1(-dt / self.value(ctx, "exposed_period"))
-        p_end = -torch.expm1(-dt / self.value(ctx, "infectious_period"))
+        # Periods become probabilities on the per-group vectors [G]; the kernel gathers them per person.
+        p_onset = (dt / self.value(ctx, "exposed_period")).clamp(max=1.0)
+        p_end = (dt / self.value(ctx, "infectious_period")).clamp(max=1.0)
         mu = self.value(ctx, "fatality") if self.fatality else None
         keys = None
         if ctx.stochastic:
