@@ -22,7 +22,7 @@ from lpm_graph.core.environment import Scale, Window
 from lpm_graph.core.observe import Observable
 from lpm_graph.core.params import GROUP, ParamSpec, check_domain
 from lpm_graph.core.process import Output, StepContext
-from lpm_graph.core.state import FieldSpec, StateSpec
+from lpm_graph.core.state import FieldSpec, Read, StateSpec
 from lpm_graph.errors import ConfigError
 from lpm_graph.models.epidemic.transmission import contact_scale
 
@@ -61,13 +61,15 @@ class Vaccination(Window):
 
     Each step of the window, a fraction :math:`b` of the population
     (``daily_fraction``) is vaccinated, split over groups by the allocation
-    :math:`a_g` (:math:`\sum_g a_g = 1`).  Doses go to not-yet-vaccinated
-    people of the group regardless of infection status (no testing), each
-    with probability
+    :math:`a_g` (:math:`\sum_g a_g = 1`).  Doses go to eligible people of
+    the group — not yet vaccinated, and not in any state of ``exclude``
+    (the dead, by default, where the model has a ``D`` state) — regardless
+    of infection status (no testing), each with probability
 
     .. math::
 
-        q_g = \min\Big(1,\; \frac{b\,N\,a_g\,\Delta t}{\sum_{i \in g} (1 - V_i)}\Big),
+        q_g = \min\Big(1,\; \frac{b\,N\,a_g\,\Delta t}{\sum_{i \in g} e_i}\Big),
+        \qquad e_i = (1 - V_i) \prod_{x \in \text{exclude}} (1 - x_i),
 
     and a vaccinated person's susceptibility is multiplied by
     :math:`1 - \varepsilon` (parameter ``efficacy``, leaky protection) through
@@ -104,6 +106,8 @@ class Vaccination(Window):
         spill_over (bool): pass doses a group cannot use on to the other
             groups by their shares. (default: ``False``)
         grouping (str): the grouping doses are allocated over. (default: ``"age"``)
+        exclude (Sequence[str]): indicator states whose members get no dose,
+            read where a process owns them. (default: ``["person.D"]``)
         name (str): the process name. (default: ``"vaccination"``)
     """
 
@@ -112,8 +116,9 @@ class Vaccination(Window):
     def __init__(self, daily_fraction: float, allocation: Sequence[float] | str | None = None,
                  efficacy: float = 0.9, start: int = 0, end: int | None = None,
                  priority: Sequence[int] | None = None, spill_over: bool = False, grouping: str = "age",
-                 name: str | None = None):
+                 exclude: Sequence[str] = ("person.D",), name: str | None = None):
         super().__init__(start, end, name)
+        self.exclude = [str(k) for k in exclude]
         check_domain("daily_fraction", daily_fraction, "probability", where="Vaccination")
         check_domain("efficacy", efficacy, "probability", where="Vaccination")
         self.daily_fraction = float(daily_fraction)
@@ -144,6 +149,9 @@ class Vaccination(Window):
 
     def field_specs(self):
         return [FieldSpec("person", "susceptibility_factor", combine="product")]
+
+    def reads(self):
+        return ["person.V", *(Read(k, optional=True) for k in self.exclude)]
 
     def param_specs(self):
         specs = [ParamSpec("efficacy", "probability", default=self.efficacy, unit="probability",
@@ -209,6 +217,9 @@ class Vaccination(Window):
         if self.active(ctx.t):
             group = ctx.graph.group_index(self.grouping)
             unvaccinated = 1.0 - V
+            for k in self.exclude:
+                if state.get(k) is not None:
+                    unvaccinated = unvaccinated * (1.0 - state[k])
             remaining = torch.zeros(len(ctx.graph.group_labels(self.grouping)), V.size(1), dtype=V.dtype,
                                     device=V.device).index_add(0, group, unvaccinated)
             doses = self.group_doses(ctx, remaining)
