@@ -46,7 +46,15 @@ __all__ = ["parameter_elements", "sensitivity", "finite_differences", "plot_sens
 
 
 def _resolve(model, parameters: Sequence[str] | None) -> list[str]:
-    names = list(model.params.names) if parameters is None else list(parameters)
+    """The parameters named, or all that have a derivative (not whole-number counts)."""
+    specs = model.param_specs
+    if parameters is None:
+        names = [n for n in model.params.names if n not in specs or specs[n][1].domain != "count"]
+    else:
+        names = list(parameters)
+        counts = [n for n in names if n in specs and specs[n][1].domain == "count"]
+        if counts:
+            raise ConfigError(f"task.parameters names {counts}, whole-number counts without a derivative")
     unknown = [n for n in names if n not in model.params]
     if unknown:
         raise ConfigError(f"task.parameters names {unknown}, which are not in model.params "

@@ -42,6 +42,7 @@ DOMAINS: dict[str, tuple] = {
     "nonnegative": (lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0"),
     "positive": (lambda v: math.isfinite(v) and v > 0, "a finite number > 0"),
     "probability": (lambda v: 0.0 <= v <= 1.0, "a probability in [0, 1]"),
+    "count": (lambda v: math.isfinite(v) and v >= 0 and float(v).is_integer(), "a whole number >= 0"),
 }
 
 #: a dimension of a parameter's shape with one entry per group of the declaring process's grouping
@@ -88,10 +89,15 @@ class ParamSpec:
 
 
 def flatten_params(values: Mapping | None, prefix: str = "") -> dict[str, object]:
-    """``{'seir': {'infectious_period': 5}}`` (and dotted keys) to ``{'seir.infectious_period': 5}``."""
+    """``{'seir': {'infectious_period': 5}}`` (and dotted keys) to ``{'seir.infectious_period': 5}``.
+
+    A namespace set to ``None`` is left out (a config's way to remove one it inherits).
+    """
     out: dict[str, object] = {}
     for key, value in dict(values or {}).items():
         name = f"{prefix}{key}"
+        if value is None and not prefix:
+            continue
         if isinstance(value, Mapping):
             out.update(flatten_params(value, name + "."))
         else:

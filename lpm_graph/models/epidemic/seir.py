@@ -58,7 +58,7 @@ from lpm_graph.core.random import uniform_from_salts, uniform_pair_from_salts
 from lpm_graph.core.state import EventSpec, FieldSpec, Read, StateSpec
 from lpm_graph.errors import ConfigError
 
-__all__ = ["SEIR", "Infectiousness", "seir_update", "per_person"]
+__all__ = ["SEIR", "SIR", "SIS", "Infectiousness", "seir_update", "per_person"]
 
 
 def per_person(value: Tensor, group: Tensor | None, dtype: torch.dtype) -> Tensor:
@@ -67,21 +67,23 @@ def per_person(value: Tensor, group: Tensor | None, dtype: torch.dtype) -> Tenso
     return value if value.dim() == 0 else value.index_select(0, group).unsqueeze(1)
 
 
-def seir_update(S: Tensor, E: Tensor, I: Tensor, R: Tensor, D: Tensor | None, lam: Tensor, age_group: Tensor,
-                susceptibility: Tensor, env_susceptibility: Tensor | float, p_onset: Tensor, p_end: Tensor,
-                mu: Tensor | None, dt: float, keys: tuple[Tensor, Tensor, Tensor] | None,
-                sampler) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-    r"""The elementwise part of one SEIR(D) step: draws, events, new compartments.
+def seir_update(S: Tensor, E: Tensor | None, I: Tensor, R: Tensor | None, D: Tensor | None, lam: Tensor,
+                age_group: Tensor, susceptibility: Tensor, env_susceptibility: Tensor | float, p_onset: Tensor | None,
+                p_end: Tensor | None, mu: Tensor | None, dt: float, keys: tuple[Tensor, Tensor, Tensor] | None,
+                sampler, removed: Tensor | None = None) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    r"""The elementwise part of one SEIR(D) / SIR(D) / SIS step: draws, events, new compartments.
 
     A pure tensor function (no Python state, no step number: the step enters
     through the salts in ``keys``), so ``torch.compile`` fuses it — the
-    per-age-group gathers, the hashing of the random numbers, the sampling and
+    per-group gathers, the hashing of the random numbers, the sampling and
     the update — into one loop over people (:meth:`SEIR.compile_kernel`).
 
     Args:
-        S, E, I, R, D: compartments ``[N, R]`` (``D`` ``None`` without fatality).
+        S, E, I, R, D: compartments ``[N, R]``; ``E`` ``None`` without a
+            latent period (infections enter ``I``), ``R`` ``None`` when the
+            recovered return to ``S`` (SIS), ``D`` ``None`` without fatality.
         lam: force of infection ``[N, R]``.
-        age_group: age group of each person ``[N]``.
+        age_group: group of each person ``[N]``.
         susceptibility: :math:`\sigma`, scalar or ``[G]``.
         env_susceptibility: the environment's factor :math:`e_\sigma`, a number or ``[N, R]``.
         p_onset, p_end: per-step onset and removal probabilities, scalar or ``[G]``.
@@ -91,6 +93,8 @@ def seir_update(S: Tensor, E: Tensor, I: Tensor, R: Tensor, D: Tensor | None, la
             generator (:meth:`~lpm_graph.core.random.CounterRNG.pair_salts`), or
             ``None`` in expected mode.
         sampler: the :class:`~lpm_graph.core.sampling.Sampler`.
+        removed: who leaves ``I`` this step, if decided outside (a fixed
+            infectious period); ``None``: drawn with ``p_end``.
     """
     dtype = S.dtype
     coef = per_person(susceptibility * -dt, age_group, dtype)
@@ -101,28 +105,41 @@ def seir_update(S: Tensor, E: Tensor, I: Tensor, R: Tensor, D: Tensor | None, la
         u_inf = u_onset = u_end = u_death = None
     else:
         base, salt_infection, salt_removal = keys
-        u_inf, u_onset = uniform_pair_from_salts(base, salt_infection, dtype)
+        if E is not None:
+            u_inf, u_onset = uniform_pair_from_salts(base, salt_infection, dtype)
+        else:
+            u_inf, u_onset = uniform_from_salts(base, salt_infection, dtype), None
         if mu is None:
-            u_end, u_death = uniform_from_salts(base, salt_removal, dtype), None
+            u_end, u_death = (uniform_from_salts(base, salt_removal, dtype) if removed is None else None), None
         else:
             u_end, u_death = uniform_pair_from_salts(base, salt_removal, dtype)
     new_inf = S * sampler(p_inf, u_inf)
-    new_onset = E * sampler(per_person(p_onset, age_group, dtype).expand_as(E), u_onset)
-    removed = I * sampler(per_person(p_end, age_group, dtype).expand_as(I), u_end)
+    new_onset = E * sampler(per_person(p_onset, age_group, dtype).expand_as(E), u_onset) if E is not None else new_inf
+    if removed is None:
+        removed = I * sampler(per_person(p_end, age_group, dtype).expand_as(I), u_end)
     events = {"new_infections": new_inf, "new_onsets": new_onset, "new_removals": removed}
     # in place on fresh sums: autograd saves neither (one temporary less each)
-    out = {"S": S - new_inf, "E": (E + new_inf).sub_(new_onset), "I": (I + new_onset).sub_(removed)}
+    out = {"S": S - new_inf}
+    if E is not None:
+        out["E"] = (E + new_inf).sub_(new_onset)
+    out["I"] = (I + new_onset).sub_(removed)
     if mu is not None:
         died = removed * sampler(per_person(mu, age_group, dtype).expand_as(I), u_death)
         events["new_deaths"] = died
-        out["R"], out["D"] = R + (removed - died), D + died
+        recovered = removed - died
+        out["D"] = D + died
     else:
-        out["R"] = R + removed
+        recovered = removed
+    if R is not None:
+        out["R"] = R + recovered
+    else:
+        out["S"] = out["S"] + recovered
     return out, events
 
 
 class SEIR(Process):
-    """Age-structured SEIR / SEIRD progression (module docstring).
+    """Age-structured SEIR / SEIRD progression (module docstring); :class:`SIR` and :class:`SIS` are its
+    variants without a latent period.
 
     Args:
         fatality (bool): add compartment ``D`` with fatality ``fatality``
@@ -132,6 +149,10 @@ class SEIR(Process):
         grouping (str, optional): the grouping of people that per-group
             parameters and grouped observables use (``model.groupings``);
             ``None``: scalar parameters only. (default: ``"age"``)
+        infectious_steps (int, optional): a fixed infectious period of this
+            many steps instead of the geometric one of mean
+            ``infectious_period`` (state ``I_days``: the infectious by steps
+            left). (default: ``None``)
         node_type (str): the node type of the hosts. (default: ``"person"``)
         prefix (str): prefix of the compartment names, so that two pathogens
             can share a population (``flu_S``). (default: none)
@@ -141,28 +162,45 @@ class SEIR(Process):
         name (str): the process name and parameter namespace. (default: ``"seir"``)
 
     Parameters (``model.params.<name>``): ``exposed_period``,
-    ``infectious_period`` (days), ``susceptibility``,
-    ``initial_infected_fraction`` and, with ``fatality``, ``fatality``; each
-    a scalar or one value per group.
+    ``infectious_period`` (days; not with ``infectious_steps``),
+    ``susceptibility``, ``initial_infected_fraction`` and, with ``fatality``,
+    ``fatality``, each a scalar or one value per group; ``initial_infected``
+    (default 0). **Seeding**: exactly ``initial_infected`` people per
+    replicate, chosen uniformly from the counter-based random numbers
+    (stream ``seed_choice``: the smallest draws), plus every other person
+    with probability ``initial_infected_fraction`` (stream ``seed``); in
+    expected mode a person starts infected with probability
+    :math:`1 - (1 - k/N)(1 - f)`.
     """
 
     role = "update"
     default_name = "seir"
+    exposed = True
+    recovery = "R"
 
     def __init__(self, fatality: bool = False, initial_compartment: str = "I", grouping: str | None = "age",
-                 node_type: str = "person", prefix: str = "", force: str = "person.force_of_infection",
-                 susceptibility_factor: str = "person.susceptibility_factor", name: str | None = None):
+                 infectious_steps: int | None = None, node_type: str = "person", prefix: str = "",
+                 force: str = "person.force_of_infection", susceptibility_factor: str = "person.susceptibility_factor",
+                 name: str | None = None):
         super().__init__(name)
-        if initial_compartment not in ("E", "I"):
-            raise ConfigError(f"SEIR.initial_compartment must be 'E' or 'I', got {initial_compartment!r}")
+        if initial_compartment not in (("E", "I") if self.exposed else ("I",)):
+            raise ConfigError(f"{type(self).__name__}.initial_compartment must be "
+                              f"{'E or I' if self.exposed else 'I'}, got {initial_compartment!r}")
+        if infectious_steps is not None and (not isinstance(infectious_steps, int) or isinstance(infectious_steps, bool)
+                                             or infectious_steps < 1):
+            raise ConfigError(f"{type(self).__name__}.infectious_steps must be a positive integer number of steps "
+                              f"or null, got {infectious_steps!r}")
         self.fatality = bool(fatality)
         self.initial_compartment = initial_compartment
         self.grouping = grouping
+        self.infectious_steps = infectious_steps
         self.node_type = node_type
         self.prefix = prefix
         self.force = force
         self.susceptibility_factor = susceptibility_factor
-        self.compartments = ("S", "E", "I", "R", "D") if self.fatality else ("S", "E", "I", "R")
+        self.compartments = tuple(c for c in ("S", "E", "I", "R", "D")
+                                  if (c != "E" or self.exposed) and (c != "R" or self.recovery == "R")
+                                  and (c != "D" or self.fatality))
         self._update = seir_update
 
     def key(self, compartment: str) -> str:
@@ -175,8 +213,13 @@ class SEIR(Process):
     def state_specs(self):
         docs = {"S": "susceptible", "E": "exposed (infected, not yet infectious)", "I": "infectious",
                 "R": "recovered", "D": "dead"}
-        return [StateSpec(self.node_type, f"{self.prefix}{c}", "indicator", init=None, unit="people", doc=docs[c])
-                for c in self.compartments]
+        specs = [StateSpec(self.node_type, f"{self.prefix}{c}", "indicator", init=None, unit="people", doc=docs[c])
+                 for c in self.compartments]
+        if self.infectious_steps is not None:
+            specs.append(StateSpec(self.node_type, f"{self.prefix}I_days", "indicator", (self.infectious_steps,),
+                                   init=None, unit="people",
+                                   doc="the infectious by steps left in I: slot d has d + 1 steps left"))
+        return specs
 
     def event_specs(self):
         names = ["new_infections", "new_onsets", "new_removals"] + (["new_deaths"] if self.fatality else [])
@@ -185,13 +228,20 @@ class SEIR(Process):
     def param_specs(self):
         shape = (GROUP,) if self.grouping else ()
         g = self.grouping
-        specs = [
-            ParamSpec("exposed_period", "positive", shape, grouping=g, unit="days", doc="mean time exposed"),
-            ParamSpec("infectious_period", "positive", shape, grouping=g, unit="days", doc="mean time infectious"),
+        specs = []
+        if self.exposed:
+            specs.append(ParamSpec("exposed_period", "positive", shape, grouping=g, unit="days",
+                                   doc="mean time exposed"))
+        if self.infectious_steps is None:
+            specs.append(ParamSpec("infectious_period", "positive", shape, grouping=g, unit="days",
+                                   doc="mean time infectious"))
+        specs += [
             ParamSpec("susceptibility", "nonnegative", shape, grouping=g, unit="relative",
                       doc="relative susceptibility"),
             ParamSpec("initial_infected_fraction", "probability", shape, grouping=g, unit="probability",
                       doc="probability of being infected at step 0"),
+            ParamSpec("initial_infected", "count", default=0, unit="people",
+                      doc="people infected at step 0, chosen uniformly in each replicate"),
         ]
         if self.fatality:
             specs.append(ParamSpec("fatality", "probability", shape, grouping=g, unit="probability",
@@ -199,11 +249,17 @@ class SEIR(Process):
         return specs
 
     def reads(self):
-        return [*(self.key(c) for c in self.compartments), Read(self.force, optional=True, default=0.0),
+        keys = [self.key(c) for c in self.compartments]
+        if self.infectious_steps is not None:
+            keys.append(self.key("I_days"))
+        return [*keys, Read(self.force, optional=True, default=0.0),
                 Read(self.susceptibility_factor, optional=True, default=1.0)]
 
     def streams(self):
-        return [(self.node_type, self.stream(s)) for s in ("seed", "infection", "removal")]
+        return [(self.node_type, self.stream(s)) for s in ("seed", "seed_choice", "infection", "removal")]
+
+    def workspace(self):
+        return {self.node_type: 10.0}
 
     def observables(self):
         by = (self.grouping,) if self.grouping else ()
@@ -218,12 +274,18 @@ class SEIR(Process):
 
     def outcomes(self):
         p = self.prefix
-        out = [Outcome(f"{p}attack_rate", f"{p}S", "final", normalize=True, complement=True,
-                       doc="1 - S_T/N (fraction ever infected)"),
-               Outcome(f"{p}total_infections", f"{p}S", "final", complement=True, unit="people",
-                       doc="N - S_T (people ever infected)"),
-               Outcome(f"{p}peak_size", f"{p}I", "max", unit="people", doc="max_t I_t (people), mean over replicates"),
-               Outcome(f"{p}peak_day", f"{p}I", "argmax", unit="days", doc="argmax_t I_t (days)")]
+        if self.recovery == "R":
+            out = [Outcome(f"{p}attack_rate", f"{p}S", "final", normalize=True, complement=True,
+                           doc="1 - S_T/N (fraction ever infected)"),
+                   Outcome(f"{p}total_infections", f"{p}S", "final", complement=True, unit="people",
+                           doc="N - S_T (people ever infected)")]
+        else:  # SIS: the susceptible come back; count infections instead
+            out = [Outcome(f"{p}total_infections", f"{p}new_infections", "total", unit="people",
+                           doc="infections over the run, the initial ones included (people)"),
+                   Outcome(f"{p}final_prevalence", f"{p}I", "final", normalize=True,
+                           doc="I_T/N (fraction infectious at the end)")]
+        out += [Outcome(f"{p}peak_size", f"{p}I", "max", unit="people", doc="max_t I_t (people), mean over replicates"),
+                Outcome(f"{p}peak_day", f"{p}I", "argmax", unit="days", doc="argmax_t I_t (days)")]
         if self.fatality:
             out.append(Outcome(f"{p}deaths", f"{p}D", "final", unit="people", doc="D_T (people)"))
         return out
@@ -233,16 +295,35 @@ class SEIR(Process):
 
     # -- running -------------------------------------------------------------
     def init(self, ctx: StepContext) -> Output:
-        """Seed infections with probability ``initial_infected_fraction`` per person (stream ``seed``, step -1)."""
+        """Seed infections: exactly ``initial_infected`` per replicate plus each other person with
+        probability ``initial_infected_fraction`` (streams ``seed_choice`` and ``seed``, step -1)."""
         n, r, dtype = ctx.graph.num_nodes[self.node_type], ctx.replicates, ctx.dtype
         frac = self.value(ctx, "initial_infected_fraction").to(dtype)
         p = per_person(frac, self._groups(ctx), dtype).expand(n, r) if frac.dim() else frac.expand(n, r)
-        u = ctx.rng(self.node_type).uniform(-1, self.stream("seed"), dtype) if ctx.stochastic else None
+        rng = ctx.rng(self.node_type) if ctx.stochastic else None
+        u = rng.uniform(-1, self.stream("seed"), dtype) if ctx.stochastic else None
         seeded = ctx.sampler(p, u)
+        k = int(self.value(ctx, "initial_infected"))
+        if k > n:
+            raise ConfigError(f"model.params.{self.param('initial_infected')} = {k} but the population has {n} "
+                              f"{self.node_type} nodes")
+        if k:
+            if ctx.stochastic:
+                draws = rng.uniform(-1, self.stream("seed_choice"), torch.float64)
+                chosen = torch.zeros(n, r, dtype=dtype, device=ctx.graph.device)
+                chosen.scatter_(0, torch.topk(draws, k, dim=0, largest=False).indices, 1.0)
+                seeded = torch.maximum(seeded, chosen)
+            else:
+                seeded = 1.0 - (1.0 - seeded) * (1.0 - k / n)
         # one tensor per compartment: a shared zero would alias E, R and D
         comp = {self.key(c): torch.zeros(n, r, dtype=dtype, device=ctx.graph.device) for c in self.compartments}
         comp[self.key("S")] = 1.0 - seeded
         comp[self.key(self.initial_compartment)] = seeded
+        if self.infectious_steps is not None:
+            days = torch.zeros(n, r, self.infectious_steps, dtype=dtype, device=ctx.graph.device)
+            if self.initial_compartment == "I":
+                days[..., -1] = seeded
+            comp[self.key("I_days")] = days
         return Output(state=comp, events={self.event("new_infections"): 1.0 - comp[self.key("S")]})
 
     def forward(self, ctx: StepContext, state: dict[str, Tensor], fields: dict[str, Tensor]) -> Output:
@@ -252,8 +333,9 @@ class SEIR(Process):
         dtype = S.dtype
         dt = ctx.dt
         # Periods become probabilities on the per-group vectors [G]; the kernel gathers them per person.
-        p_onset = (dt / self.value(ctx, "exposed_period")).clamp(max=1.0)
-        p_end = (dt / self.value(ctx, "infectious_period")).clamp(max=1.0)
+        p_onset = (dt / self.value(ctx, "exposed_period")).clamp(max=1.0) if self.exposed else None
+        fixed = self.infectious_steps is not None
+        p_end = None if fixed else (dt / self.value(ctx, "infectious_period")).clamp(max=1.0)
         mu = self.value(ctx, "fatality") if self.fatality else None
         keys = None
         if ctx.stochastic:
@@ -261,12 +343,16 @@ class SEIR(Process):
             keys = (rng.base, rng.pair_salts(ctx.t, self.stream("infection"), dtype),
                     rng.pair_salts(ctx.t, self.stream("removal"), dtype))
         lam = fields.get(self.force, 0.0)
-        comps, events = self._update(S, state[self.key("E")], state[self.key("I")], state[self.key("R")],
+        days = state[self.key("I_days")] if fixed else None
+        comps, events = self._update(S, state.get(self.key("E")), state[self.key("I")], state.get(self.key("R")),
                                      state.get(self.key("D")), lam, self._groups(ctx),
                                      self.value(ctx, "susceptibility"), fields.get(self.susceptibility_factor, 1.0),
-                                     p_onset, p_end, mu, float(dt), keys, ctx.sampler)
-        return Output(state={self.key(c): v for c, v in comps.items()},
-                      events={self.event(n): v for n, v in events.items()})
+                                     p_onset, p_end, mu, float(dt), keys, ctx.sampler,
+                                     days[..., 0] if fixed else None)
+        out = {self.key(c): v for c, v in comps.items()}
+        if fixed:
+            out[self.key("I_days")] = torch.cat([days[..., 1:], events["new_onsets"].unsqueeze(-1)], dim=-1)
+        return Output(state=out, events={self.event(n): v for n, v in events.items()})
 
     def compile_kernel(self, enabled: bool = True) -> None:
         """Run :func:`seir_update` through ``torch.compile`` (one fused loop) or, with
@@ -302,6 +388,31 @@ class SEIR(Process):
     def extra_repr(self) -> str:
         return (f"name={self.name!r}, compartments={self.compartments}, "
                 f"initial_compartment={self.initial_compartment!r}, grouping={self.grouping!r}")
+
+
+class SIR(SEIR):
+    """SIR / SIRD: :class:`SEIR` without the latent period; infections enter ``I`` at once.
+
+    Takes the arguments of :class:`SEIR` (``initial_compartment`` is ``"I"``);
+    no ``exposed_period`` parameter.  The process's default name is ``sir``.
+    """
+
+    default_name = "sir"
+    exposed = False
+
+
+class SIS(SEIR):
+    """SIS: no latent period and no immunity; those leaving ``I`` are susceptible again (or, with
+    ``fatality``, die).
+
+    Takes the arguments of :class:`SEIR` (``initial_compartment`` is ``"I"``).
+    Its outcomes are the infections over the run, the final prevalence and
+    the peak, not an attack rate.  The process's default name is ``sis``.
+    """
+
+    default_name = "sis"
+    exposed = False
+    recovery = "S"
 
 
 class Infectiousness(Process):

@@ -1,6 +1,8 @@
 """SEIR(D): state, transitions and their rates, seeding."""
 from __future__ import annotations
 
+import math
+
 import torch
 
 from lpm_graph.models.epidemic import SEIR
@@ -69,3 +71,116 @@ def test_a_period_shorter_than_a_step_lasts_one_step(population):
     model = _no_transmission(SEIR(initial_compartment="E"), exposed_period=0.5, initial_infected_fraction=1.0)
     traj = model(population, steps=3, seed=0)
     assert int(traj.series["E"][1]) == 0
+
+
+# -- seeding ------------------------------------------------------------------------------------------------
+
+
+def test_exact_count_seeding_starts_every_replicate_with_that_many(population):
+    for k in (1, 100):
+        model = seir_model(params={"seir": {"initial_infected": k, "initial_infected_fraction": 0.0}})
+        traj = model(population, steps=1, seed=3, replicates=16)
+        assert torch.equal(traj.series["I"][0], torch.full((16,), float(k)))
+        assert torch.equal(traj.series["new_infections"][0], torch.full((16,), float(k)))
+
+
+def test_exact_count_seeds_are_uniform_and_layout_invariant(population):
+    # 3000 people, 5 seeds in each of 1200 replicates: each person is chosen Binomial(1200, 5/3000) times.
+    # Pearson's statistic over the 3000 people has mean ~ 2999 and sd ~ sqrt(2 * 2999) ~ 77; allow 5 sd.
+    model = seir_model(params={"seir": {"initial_infected": 5, "initial_infected_fraction": 0.0}})
+    graph = model.prepare(population)
+    from lpm_graph.core.process import StepContext
+
+    ctx = StepContext(t=0, graph=graph, params=model.params.at(0), sampler=model.sampler, dt=1.0, replicates=1200,
+                      dtype=torch.float32, seed=4)
+    state, _ = model.initial_state(ctx)
+    counts = state["person.I"].sum(1).double()
+    expected = 1200 * 5 / 3000
+    chi2 = float(((counts - expected) ** 2 / expected).sum())
+    assert abs(chi2 - 2999) < 5 * (2 * 2999) ** 0.5
+    # the chosen people depend on uid only: a permuted graph picks the same uids
+    perm = torch.randperm(3000, generator=torch.Generator().manual_seed(0))
+    from tests.helpers import permute_people
+
+    permuted = model.prepare(permute_people(population, perm))
+    ctx2 = StepContext(t=0, graph=permuted, params=model.params.at(0), sampler=model.sampler, dt=1.0,
+                       replicates=1200, dtype=torch.float32, seed=4)
+    state2, _ = model.initial_state(ctx2)
+    assert torch.equal(state2["person.I"], state["person.I"][perm])
+
+
+def test_expected_mode_seeds_the_mean_of_count_and_fraction(population):
+    model = seir_model(mode="expected", params={"seir": {"initial_infected": 30, "initial_infected_fraction": 0.1}})
+    traj = model(population, steps=1, seed=0)
+    # P(seeded) = 1 - (1 - 30/3000)(1 - 0.1) per person
+    assert abs(float(traj.series["I"][0]) - 3000 * (1 - 0.99 * 0.9)) < 1e-2
+
+
+def test_more_seeds_than_people_is_refused(population):
+    from lpm_graph.errors import ConfigError
+
+    model = seir_model(params={"seir": {"initial_infected": 3001}})
+    import pytest
+
+    with pytest.raises(ConfigError, match="initial_infected = 3001 but the population has 3000"):
+        model(population, steps=1)
+
+
+# -- SIR, SIS, fixed infectious period ----------------------------------------------------------------------
+
+
+def _final_size(r0: float) -> float:
+    z = 0.5
+    for _ in range(200):
+        z = 1 - math.exp(-r0 * z)
+    return z
+
+
+def test_sir_final_size_follows_r0_equal_beta_times_infectious_period():
+    # Well mixed, frequency dependent: R0 = beta * T_I, and the final size solves z = 1 - exp(-R0 z).
+    # The mean field reaches it up to the seeds (0.1%); 8 stochastic replicates of 20,000 people fall within
+    # 5 standard errors of it (per-replicate sd of the final size ~ 0.01 at this size, measured with margin).
+    from lpm_graph.models.epidemic import SIR
+    from tests.models.epidemic.conftest import mixed_model, well_mixed
+
+    data = well_mixed(20_000)
+    for beta, period in ((0.4, 5.0), (0.5, 3.0)):
+        r0 = beta * period
+        params = dict(infectious_period=period, susceptibility=1.0, initial_infected_fraction=0.001)
+        traj = mixed_model(SIR(grouping=None), beta, "expected", **params)(data, steps=300, seed=0)
+        z = 1 - float(traj.series["S"][-1]) / 20_000
+        assert abs(z - _final_size(r0)) < 2e-3
+        traj = mixed_model(SIR(grouping=None), beta, **params)(data, steps=300, seed=1, replicates=8)
+        z = 1 - traj.series["S"][-1].double() / 20_000
+        assert abs(float(z.mean()) - _final_size(r0)) < 5 * 0.01 / 8 ** 0.5
+        assert "E" not in traj.series
+
+
+def test_sis_settles_at_the_endemic_equilibrium():
+    # Mean field equilibrium: (1 - exp(-beta i)) (1 - i) = i / T for the prevalence i (about 1 - 1/R0).
+    from lpm_graph.models.epidemic import SIS
+    from tests.models.epidemic.conftest import mixed_model, well_mixed
+
+    beta, period = 0.5, 4.0
+    lo, hi = 1e-6, 1.0
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if (1 - math.exp(-beta * mid)) * (1 - mid) > mid / period else (lo, mid)
+    traj = mixed_model(SIS(grouping=None), beta, "expected", infectious_period=period, susceptibility=1.0,
+                       initial_infected_fraction=0.01)(well_mixed(5000), steps=600, seed=0)
+    assert abs(float(traj.series["I"][-1]) / 5000 - lo) < 1e-4
+    assert "R" not in traj.series
+    assert torch.allclose(traj.series["S"] + traj.series["I"], torch.tensor(5000.0))
+
+
+def test_fixed_infectious_period_lasts_exactly_that_many_steps(population):
+    for mode in ("stochastic", "expected"):
+        model = _no_transmission(SEIR(initial_compartment="I", infectious_steps=4), initial_infected_fraction=1.0)
+        if mode == "expected":
+            model = seir_model(SEIR(initial_compartment="I", infectious_steps=4), mode="expected",
+                               params={"transmission": {k: 0.0 for k in ("beta_household", "beta_school",
+                                                                          "beta_workplace", "beta_community")},
+                                       "seir": {"initial_infected_fraction": 1.0}})
+        traj = model(population, steps=6, seed=0)
+        assert traj.series["I"][:4].eq(3000).all() and traj.series["I"][4:].eq(0).all()
+        assert traj.series["R"][4].eq(3000).all()
