@@ -102,6 +102,15 @@ def _cases() -> list[Case]:
                        ("contact", _CONTACT), ("interventions", ("model=seird", *_SMALL, *_INTERVENTIONS))):
         cases.append(Case(f"{name}_stochastic", "simulate", (*base, "model.mode=stochastic")))
         cases.append(Case(f"{name}_expected", "simulate", (*base, "model.mode=expected")))
+    for name in ("sir", "sis"):
+        base = (f"model={name}", "population.num_people=3000", "steps=40", "replicates=2", "seed=3",
+                f"model.params.{name}.initial_infected_fraction=0.01")
+        cases.append(Case(f"{name}_stochastic", "simulate", (*base, "model.mode=stochastic")))
+        cases.append(Case(f"{name}_expected", "simulate", (*base, "model.mode=expected")))
+    cases.append(Case("sir_fixed_period_exact_seeds", "simulate", (
+        "model=sir", "population.num_people=3000", "steps=40", "replicates=2", "seed=3",
+        "model.processes.sir.infectious_steps=5", "~model.params.sir.infectious_period",
+        "model.params.sir.initial_infected=20", "model.params.sir.initial_infected_fraction=0", "model.mode=stochastic")))
     cases += [
         # steps stay at the task's 100: the shipped observations cover days 1..100
         Case("calibrate", "calibrate", ("task=calibrate", "population.num_people=2000", "task.iterations=5",
