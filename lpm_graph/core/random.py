@@ -317,6 +317,12 @@ class CounterRNG:
             return words_to_float64(words)
         return words_to_float32(self.bits(step, stream), lane)
 
+    def uniform_refined(self, step: int, stream: int | str, dtype: torch.dtype = torch.float32
+                        ) -> tuple[Tensor, Tensor | None]:
+        """Lane 0 of :meth:`uniform` and its sub-cell offsets for an exact rare event (module docstring):
+        ``(u, j)``, ``j`` ``None`` in ``float64``."""
+        return uniform_from_salts(self._base, self.pair_salts(step, stream, dtype), dtype, refine=True)
+
     def uniform_pair(self, step: int, stream: int | str, dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
         """Lanes 0 and 1 of :meth:`uniform`: two independent draws, from one hash in ``float32``."""
         return uniform_pair_from_salts(self._base, self.pair_salts(step, stream, dtype), dtype)
@@ -330,15 +336,30 @@ class CounterRNG:
         return torch.tensor([self.salt(step, stream, lane) for lane in lanes], dtype=torch.int64, device=self.device)
 
 
-def uniform_from_salts(base: Tensor, salts: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
-    """Lane 0 of :func:`uniform_pair_from_salts` alone (one hash, lane 1 not extracted)."""
+def uniform_from_salts(base: Tensor, salts: Tensor, dtype: torch.dtype = torch.float32,
+                       refine: bool = False) -> Tensor | tuple[Tensor, Tensor | None]:
+    """Lane 0 of :func:`uniform_pair_from_salts` alone (one hash, lane 1 not extracted).
+
+    With ``refine``, returns ``(u, j)``: the uniforms and their sub-cell offsets
+    (:func:`refinement`; ``None`` in ``float64``, whose 52 bits need none).
+    """
     w = hash_words(base, salts[0])
-    return words_to_float32(w, 0) if dtype == torch.float32 else words_to_float64(w)
+    u = words_to_float32(w, 0) if dtype == torch.float32 else words_to_float64(w)
+    if not refine:
+        return u
+    return u, refinement(w) if dtype == torch.float32 else None
 
 
-def uniform_pair_from_salts(base: Tensor, salts: Tensor, dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
-    """Lanes 0 and 1 of a draw from its salts (:meth:`CounterRNG.pair_salts`): a pure tensor function."""
+def uniform_pair_from_salts(base: Tensor, salts: Tensor, dtype: torch.dtype = torch.float32,
+                            refine: bool = False) -> tuple:
+    """Lanes 0 and 1 of a draw from its salts (:meth:`CounterRNG.pair_salts`): a pure tensor function.
+
+    With ``refine``, returns ``(u0, u1, j)`` with the sub-cell offsets the two
+    ``float32`` lanes share (:func:`refinement`; ``None`` in ``float64``).
+    """
     if dtype == torch.float32:
         w = hash_words(base, salts[0])
-        return words_to_float32(w, 0), words_to_float32(w, 1)
-    return words_to_float64(hash_words(base, salts[0])), words_to_float64(hash_words(base, salts[1]))
+        pair = words_to_float32(w, 0), words_to_float32(w, 1)
+        return (*pair, refinement(w)) if refine else pair
+    pair = words_to_float64(hash_words(base, salts[0])), words_to_float64(hash_words(base, salts[1]))
+    return (*pair, None) if refine else pair

@@ -66,12 +66,22 @@ from torch import Tensor
 
 from lpm_graph.errors import ConfigError
 
-__all__ = ["Sampler", "MODES", "SURROGATES", "EXACT_VARIANCE"]
+__all__ = ["Sampler", "MODES", "SURROGATES", "EXACT_VARIANCE", "REFINE_BELOW", "needs_refinement"]
 
 MODES = ("stochastic", "expected")
 SURROGATES = ("straight_through", "gumbel")
 #: counts are drawn exactly by CDF inversion while their variance is at most this
 EXACT_VARIANCE = 64.0
+#: a float32 Bernoulli draw is refined (lpm_graph.core.random.refinement) when a probability may be below this:
+#: above it a 23-bit uniform's relative bias, 1/(2^24 p), is under 2.5e-4
+REFINE_BELOW = 2.0 ** -12
+
+
+def needs_refinement(p: Tensor) -> bool:
+    """Whether a probability tensor has a positive entry below :data:`REFINE_BELOW` (checked on small
+    per-group vectors; per-node probabilities are refined without asking)."""
+    small = (p > 0) & (p < REFINE_BELOW)
+    return bool(small.any())
 
 
 class Sampler:

@@ -226,8 +226,9 @@ class Vaccination(Window):
             q_group = torch.where(remaining > 0, doses / remaining.clamp_min(1e-12),
                                   torch.zeros((), dtype=V.dtype)).clamp(max=1.0)
             q = q_group[group]
-            u = ctx.rng("person").uniform(ctx.t, self.stream("vaccination"), V.dtype) if ctx.stochastic else None
-            V = V + unvaccinated * ctx.sampler(q, u)
+            u, j = ctx.rng("person").uniform_refined(ctx.t, self.stream("vaccination"), V.dtype) \
+                if ctx.stochastic else (None, None)
+            V = V + unvaccinated * ctx.sampler(q, u, j)
             out.state["person.V"] = V
         efficacy = self.value(ctx, "efficacy").to(dtype=V.dtype, device=V.device)
         out.fields["person.susceptibility_factor"] = 1.0 - efficacy * V
@@ -284,8 +285,8 @@ class Isolation(Window):
             return Output()
         n, dtype = ctx.graph.num_nodes["person"], ctx.dtype
         c = self.value(ctx, "compliance").to(dtype=dtype, device=ctx.graph.device).expand(n, ctx.replicates)
-        u = ctx.rng("person").uniform(-2, self.stream("isolation"), dtype) if ctx.stochastic else None
-        complies = ctx.sampler(c, u)
+        u, j = ctx.rng("person").uniform_refined(-2, self.stream("isolation"), dtype) if ctx.stochastic else (None, None)
+        complies = ctx.sampler(c, u, j)
         eta = self.value(ctx, "effectiveness").to(dtype=dtype, device=ctx.graph.device)
         return Output(fields={"person.infectiousness_factor": 1.0 - eta * complies})
 

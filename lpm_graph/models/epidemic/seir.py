@@ -55,6 +55,7 @@ from lpm_graph.core.observe import Observable, Outcome
 from lpm_graph.core.params import GROUP, ParamSpec
 from lpm_graph.core.process import Output, Process, StepContext
 from lpm_graph.core.random import uniform_from_salts, uniform_pair_from_salts
+from lpm_graph.core.sampling import needs_refinement
 from lpm_graph.core.state import EventSpec, FieldSpec, Read, StateSpec
 from lpm_graph.errors import ConfigError
 
@@ -70,7 +71,8 @@ def per_person(value: Tensor, group: Tensor | None, dtype: torch.dtype) -> Tenso
 def seir_update(S: Tensor, E: Tensor | None, I: Tensor, R: Tensor | None, D: Tensor | None, lam: Tensor,
                 age_group: Tensor, susceptibility: Tensor, env_susceptibility: Tensor | float, p_onset: Tensor | None,
                 p_end: Tensor | None, mu: Tensor | None, dt: float, keys: tuple[Tensor, Tensor, Tensor] | None,
-                sampler, removed: Tensor | None = None) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+                sampler, removed: Tensor | None = None,
+                refine: tuple[bool, bool] = (False, False)) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
     r"""The elementwise part of one SEIR(D) / SIR(D) / SIS step: draws, events, new compartments.
 
     A pure tensor function (no Python state, no step number: the step enters
@@ -95,28 +97,34 @@ def seir_update(S: Tensor, E: Tensor | None, I: Tensor, R: Tensor | None, D: Ten
         sampler: the :class:`~lpm_graph.core.sampling.Sampler`.
         removed: who leaves ``I`` this step, if decided outside (a fixed
             infectious period); ``None``: drawn with ``p_end``.
+        refine: whether the onset draw and the removal/death draws need the
+            exact rare-probability comparison (:data:`~lpm_graph.core.sampling.REFINE_BELOW`);
+            the infection draw, of a per-person probability, always has it.
     """
     dtype = S.dtype
     coef = per_person(susceptibility * -dt, age_group, dtype)
     if not (isinstance(env_susceptibility, (int, float)) and env_susceptibility == 1):
         coef = coef * env_susceptibility
     p_inf = -torch.expm1(lam * coef)
-    if keys is None:
-        u_inf = u_onset = u_end = u_death = None
-    else:
+    u_inf = u_onset = u_end = u_death = j_inf = j_onset = j_removal = None
+    if keys is not None:
         base, salt_infection, salt_removal = keys
         if E is not None:
-            u_inf, u_onset = uniform_pair_from_salts(base, salt_infection, dtype)
+            u_inf, u_onset, j_inf = uniform_pair_from_salts(base, salt_infection, dtype, refine=True)
+            j_onset = j_inf if refine[0] else None
         else:
-            u_inf, u_onset = uniform_from_salts(base, salt_infection, dtype), None
+            u_inf, j_inf = uniform_from_salts(base, salt_infection, dtype, refine=True)
         if mu is None:
-            u_end, u_death = (uniform_from_salts(base, salt_removal, dtype) if removed is None else None), None
+            if removed is None:
+                u_end, j_removal = uniform_from_salts(base, salt_removal, dtype, refine=True)
         else:
-            u_end, u_death = uniform_pair_from_salts(base, salt_removal, dtype)
-    new_inf = S * sampler(p_inf, u_inf)
-    new_onset = E * sampler(per_person(p_onset, age_group, dtype).expand_as(E), u_onset) if E is not None else new_inf
+            u_end, u_death, j_removal = uniform_pair_from_salts(base, salt_removal, dtype, refine=True)
+        j_removal = j_removal if refine[1] else None
+    new_inf = S * sampler(p_inf, u_inf, j_inf)
+    new_onset = E * sampler(per_person(p_onset, age_group, dtype).expand_as(E), u_onset, j_onset) \
+        if E is not None else new_inf
     if removed is None:
-        removed = I * sampler(per_person(p_end, age_group, dtype).expand_as(I), u_end)
+        removed = I * sampler(per_person(p_end, age_group, dtype).expand_as(I), u_end, j_removal)
     events = {"new_infections": new_inf, "new_onsets": new_onset, "new_removals": removed}
     # in place on fresh sums: autograd saves neither (one temporary less each)
     out = {"S": S - new_inf}
@@ -124,7 +132,7 @@ def seir_update(S: Tensor, E: Tensor | None, I: Tensor, R: Tensor | None, D: Ten
         out["E"] = (E + new_inf).sub_(new_onset)
     out["I"] = (I + new_onset).sub_(removed)
     if mu is not None:
-        died = removed * sampler(per_person(mu, age_group, dtype).expand_as(I), u_death)
+        died = removed * sampler(per_person(mu, age_group, dtype).expand_as(I), u_death, j_removal)
         events["new_deaths"] = died
         recovered = removed - died
         out["D"] = D + died
@@ -301,8 +309,8 @@ class SEIR(Process):
         frac = self.value(ctx, "initial_infected_fraction").to(dtype)
         p = per_person(frac, self._groups(ctx), dtype).expand(n, r) if frac.dim() else frac.expand(n, r)
         rng = ctx.rng(self.node_type) if ctx.stochastic else None
-        u = rng.uniform(-1, self.stream("seed"), dtype) if ctx.stochastic else None
-        seeded = ctx.sampler(p, u)
+        u, j = rng.uniform_refined(-1, self.stream("seed"), dtype) if ctx.stochastic else (None, None)
+        seeded = ctx.sampler(p, u, j)
         k = int(self.value(ctx, "initial_infected"))
         if k > n:
             raise ConfigError(f"model.params.{self.param('initial_infected')} = {k} but the population has {n} "
@@ -344,11 +352,15 @@ class SEIR(Process):
                     rng.pair_salts(ctx.t, self.stream("removal"), dtype))
         lam = fields.get(self.force, 0.0)
         days = state[self.key("I_days")] if fixed else None
+        refine = (False, False)
+        if ctx.stochastic and dtype == torch.float32:
+            refine = (bool(p_onset is not None and needs_refinement(p_onset)),
+                      bool((p_end is not None and needs_refinement(p_end)) or (mu is not None and needs_refinement(mu))))
         comps, events = self._update(S, state.get(self.key("E")), state[self.key("I")], state.get(self.key("R")),
                                      state.get(self.key("D")), lam, self._groups(ctx),
                                      self.value(ctx, "susceptibility"), fields.get(self.susceptibility_factor, 1.0),
                                      p_onset, p_end, mu, float(dt), keys, ctx.sampler,
-                                     days[..., 0] if fixed else None)
+                                     days[..., 0] if fixed else None, refine)
         out = {self.key(c): v for c, v in comps.items()}
         if fixed:
             out[self.key("I_days")] = torch.cat([days[..., 1:], events["new_onsets"].unsqueeze(-1)], dim=-1)
