@@ -14,7 +14,7 @@ contaminate another:
     builds the synthetic population (the shipped ``population=synthetic``
     config) and its layouts (timed), times the **bare kernel** on those edges
     — the two CSR products with ``int32`` indices of one step,
-    :math:`A x` and :math:`A^\\top p` on ``PreparedPopulation.venue_adj``,
+    :math:`A x` and :math:`A^\\top p` on the stacked membership layout of the venue transmission,
     ``torch.sparse.mm`` without autograd, median of 20 — then runs the model
     of the shipped config (``model=seir``) ``--steps`` steps without
     gradients, ``--repeat`` times (median); the kernel is timed again between
@@ -51,7 +51,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
-BETAS = ["beta_household", "beta_school", "beta_workplace", "beta_community"]
+BETAS = ["transmission.beta_household", "transmission.beta_school", "transmission.beta_workplace",
+         "transmission.beta_community"]
 
 
 # --------------------------------------------------------------------------- worker (one subprocess)
@@ -73,13 +74,18 @@ def _compose(overrides):
         return compose(config_name="config", overrides=list(overrides))
 
 
-def _kernel_ms(graph, replicates, device, repeat=20):
+def _venue_layout(model, graph):
+    """The stacked person -> venue layout the venue transmission multiplies with."""
+    return graph.stack(model.process("transmission").edge_types).adjacency
+
+
+def _kernel_ms(adj, replicates, device, repeat=20):
     """Median time (ms) of A x and A^T p on the venue layout: the two products of one step."""
     import torch
 
-    csr, csr_t = graph.venue_adj.csr, graph.venue_adj.csr_t
-    x = torch.rand(graph.num_people, replicates, device=device)
-    p = torch.rand(graph.num_venues, replicates, device=device)
+    csr, csr_t = adj.csr, adj.csr_t
+    x = torch.rand(adj.shape[1], replicates, device=device)
+    p = torch.rand(adj.shape[0], replicates, device=device)
     with torch.no_grad():
         for _ in range(2):
             torch.sparse.mm(csr_t, torch.sparse.mm(csr, x))
@@ -94,10 +100,10 @@ def _kernel_ms(graph, replicates, device, repeat=20):
     return statistics.median(times) * 1e3
 
 
-def _kernel_bytes(graph, replicates):
+def _kernel_bytes(adj, replicates):
     """Bytes the two products must move at least: per edge an int32 column, a float32 value
     and the gathered input; per row the int32 row pointer and the output."""
-    e, n, v, r = graph.venue_adj.num_edges, graph.num_people, graph.num_venues, replicates
+    e, n, v, r = adj.num_edges, adj.shape[1], adj.shape[0], replicates
     return 2 * e * (4 + 4 + 4 * r) + (n + v + 2) * 4 + (n + v) * 4 * r
 
 
@@ -127,16 +133,18 @@ def worker(args) -> dict:
     out["build_s"] = out["generate_s"] + out["prepare_s"]
     model = model.to(device)
     graph = graph.to(device)
-    out.update(edges=graph.venue_adj.num_edges, venues=graph.num_venues,
-               index_dtype=str(graph.venue_adj.csr.col_indices().dtype).replace("torch.", ""))
+    adj = _venue_layout(model, graph)
+    out.update(edges=adj.num_edges, venues=adj.shape[0],
+               index_dtype=str(adj.csr.col_indices().dtype).replace("torch.", ""))
     steps = args.steps if args.phase == "forward" else args.grad_steps
-    est = memory.estimate_run(model, graph, steps, args.replicates, grad=args.phase == "grad", device=device,
-                              population_built=False)
-    out["estimate_mb"] = est.total / 2**20
+    est = memory.estimate_run(model, graph, steps, args.replicates, grad=args.phase == "grad", device=device)
+    memory.check_memory(est)
+    # what the process holds once the population is built, plus what the run is estimated to add
+    out["estimate_mb"] = (memory.current_rss() + est.total) / 2**20
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
 
-    kernels = [_kernel_ms(graph, args.replicates, device)]
+    kernels = [_kernel_ms(adj, args.replicates, device)]
     if args.phase == "forward":
         with torch.no_grad():
             t0 = time.perf_counter()
@@ -149,11 +157,11 @@ def worker(args) -> dict:
                 traj = model(graph, steps=steps, seed=0, replicates=args.replicates)
                 _sync(device)
                 runs.append(time.perf_counter() - t0)
-                kernels.append(_kernel_ms(graph, args.replicates, device))
+                kernels.append(_kernel_ms(adj, args.replicates, device))
         out["forward_s"] = statistics.median(runs)
         out["forward_runs_s"] = runs
         out["forward_step_ms"] = out["forward_s"] / steps * 1e3
-        out["attack_rate"] = float(1 - traj.series["S"][-1].mean() / graph.num_people)
+        out["attack_rate"] = float(1 - traj.series["S"][-1].mean() / graph.num_nodes["person"])
     else:
         t0 = time.perf_counter()
         model(graph, steps=2, seed=0, replicates=args.replicates).series["new_infections"].sum().backward()
@@ -173,7 +181,7 @@ def worker(args) -> dict:
             del traj, loss
             fwd_ms.append((t1 - t0) / steps * 1e3)
             bwd_ms.append((t2 - t1) / steps * 1e3)
-            kernels.append(_kernel_ms(graph, args.replicates, device))
+            kernels.append(_kernel_ms(adj, args.replicates, device))
         out["grad_forward_step_ms"] = statistics.median(fwd_ms)
         out["backward_step_ms"] = statistics.median(bwd_ms)
         out["grad_runs_ms"] = {"forward": fwd_ms, "backward": bwd_ms}
@@ -181,7 +189,7 @@ def worker(args) -> dict:
         out["grad_finite"] = bool(grads) and all(bool(torch.isfinite(g).all()) for g in grads)
     out["kernel_ms"] = statistics.median(kernels)
     out["kernel_runs_ms"] = kernels
-    out["kernel_bytes"] = _kernel_bytes(graph, args.replicates)
+    out["kernel_bytes"] = _kernel_bytes(adj, args.replicates)
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if device.startswith("cuda"):
         out["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
@@ -323,8 +331,6 @@ def main(argv=None):
         print(json.dumps(worker(args)))
         return None
 
-    from lpm_graph import memory
-
     info = machine_info(args.device)
     sizes = list(args.sizes) + ([8.4e6] if args.nyc else [])
     variants = ["off", "on"] if args.compile == "both" else [args.compile]
@@ -336,13 +342,8 @@ def main(argv=None):
             grad = None
             want_grad = not args.no_grad and (n < 8e6 or args.nyc_grad)
             if want_grad and "error" not in fwd:
-                est = memory.estimate_memory(int(n), fwd["edges"], args.grad_steps, args.replicates,
-                                             num_venues=fwd["venues"], grad=True, checkpoint=True, device=args.device)
-                if est.total > 0.9 * memory.available_memory(args.device):
-                    grad = {"error": f"skipped: estimated {est.total / 2**30:.1f} GiB"}
-                else:
-                    grad = run_worker(args, "grad", n, c)
-                    raw.append(grad)
+                grad = run_worker(args, "grad", n, c)  # refuses itself (memory.check_memory) if it cannot fit
+                raw.append(grad)
             row = derive(fwd, grad)
             rows.append(row)
             print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}), flush=True)
