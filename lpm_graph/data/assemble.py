@@ -356,10 +356,38 @@ def _repeat(values: torch.Tensor, directed: bool) -> torch.Tensor:
     return values if directed else torch.cat([values, values])
 
 
+def _refuse_reversed(src: np.ndarray, dst: np.ndarray, time, layer, label: str) -> None:
+    """Raise if an undirected record's reverse is also a record (same layer and window)."""
+    if not src.size:
+        return
+    n = int(max(src.max(), dst.max())) + 1
+    group = np.zeros(src.size, dtype=np.int64)
+    for a in (layer, time):
+        if a is not None:
+            a = np.asarray(a, dtype=np.int64)
+            group = group * (int(a.max()) + 1) + a
+    if (int(group.max()) + 1) * n * n < 2**62:  # one int64 key per record
+        forward = (group * n + src) * n + dst
+        backward = (group * n + dst) * n + src
+        reversed_records = np.isin(backward, forward)
+        reversed_pairs = len(np.unique(np.minimum(forward, backward)[reversed_records]))
+    else:
+        rows = np.stack([group, src, dst], axis=1)
+        both = np.concatenate([np.unique(rows, axis=0), np.unique(rows[:, [0, 2, 1]], axis=0)])
+        reversed_pairs = int((np.unique(both, axis=0, return_counts=True)[1] > 1).sum()) // 2
+    if reversed_pairs:
+        raise DataFileError(
+            f"{label}: {reversed_pairs} contact(s) are listed in both directions (a b and b a); with "
+            "directed=false each record is one contact, stored both ways, so these would count twice. "
+            "If the file lists every contact both ways, set directed=true (population.directed=true); "
+            "otherwise keep one record per contact")
+
+
 def add_contacts(data: HeteroData, src: np.ndarray, dst: np.ndarray, *, weight: np.ndarray | None = None,
                  time: np.ndarray | None = None, layer: np.ndarray | None = None,
                  layer_names: Sequence[str] = ("contact",), directed: bool = False,
-                 period: int | None = None, label: str = "edge list", warn_duplicates: bool = True) -> dict:
+                 period: int | None = None, label: str = "edge list", warn_duplicates: bool = True,
+                 refuse_reversed: bool = False) -> dict:
     """Add person -> person contact edge types from index arrays (rules in the module docstring).
 
     Args:
@@ -373,6 +401,9 @@ def add_contacts(data: HeteroData, src: np.ndarray, dst: np.ndarray, *, weight: 
         label: names the input in warnings.
         warn_duplicates: warn when records are merged (off where merging is the point,
             e.g. aggregating SocioPatterns windows).
+        refuse_reversed: undirected only: refuse records ``a b`` whose reverse ``b a``
+            (same layer and window) is also listed — a file that already lists both
+            directions, whose every contact would otherwise count twice.
 
     Returns:
         counts: ``{"records", "self_loops", "merged", "edges"}`` (edges as stored).
@@ -390,6 +421,8 @@ def add_contacts(data: HeteroData, src: np.ndarray, dst: np.ndarray, *, weight: 
         src, dst, w = src[keep], dst[keep], w[keep]
         time = None if time is None else np.asarray(time)[keep]
         layer = None if layer is None else np.asarray(layer)[keep]
+    if not directed and refuse_reversed:
+        _refuse_reversed(src, dst, time, layer, label)
     if not directed:
         src, dst = np.minimum(src, dst), np.maximum(src, dst)
     if time is not None:

@@ -15,11 +15,12 @@
 Optional columns are used when present under these names; naming a column
 explicitly (``weight_column=...``) makes it required.
 
-With ``directed=False`` (default) a record ``a b`` is the contact ``{a, b}``: ``a b``
-and ``b a`` records merge, and every contact is stored in both directions. Duplicate
-records (same endpoints, layer and time) merge by summing weights and self-loops are
-dropped, each with a :class:`~lpm_graph.data.readers.PopulationDataWarning` giving
-the count.
+With ``directed=False`` (default) a record ``a b`` is the contact ``{a, b}``, stored in
+both directions. A file that lists a contact both ways (``a b`` and ``b a``, same layer
+and window) is refused: each record would count as a contact of its own and double the
+weight; such a file is already directed (``directed=true``). Duplicate records (same
+endpoints, layer and time) merge by summing weights and self-loops are dropped, each
+with a :class:`~lpm_graph.errors.PopulationDataWarning` giving the count.
 
 People come from an optional **person table** (as in :mod:`lpm_graph.data.tables`,
 with ages, attributes and venue memberships; every edge endpoint must be in it), or
@@ -151,8 +152,12 @@ def _period(value: object) -> int | None:
 
 def contact_graph(records: EdgeRecords, data: HeteroData | None = None, *, directed: bool = False,
                   default_age: float | None = None, period: int | None = None,
-                  warn_duplicates: bool = True) -> HeteroData:
-    """Add the contact records to ``data`` (whose persons they must name), or to a new graph of their endpoints."""
+                  warn_duplicates: bool = True, refuse_reversed: bool = False) -> HeteroData:
+    """Add the contact records to ``data`` (whose persons they must name), or to a new graph of their endpoints.
+
+    ``refuse_reversed``: an undirected list that also lists a record's reverse is an error
+    (:func:`~lpm_graph.data.assemble.add_contacts`).
+    """
     source = records.source
     if data is None:
         if default_age is None:
@@ -180,7 +185,8 @@ def contact_graph(records: EdgeRecords, data: HeteroData | None = None, *, direc
                                f"join known people", column=column, row=row)
     add_contacts(data, src, dst, weight=records.weight, time=records.time, layer=records.layer,
                  layer_names=records.layer_names, directed=directed, period=period,
-                 label=f"{source.what} {source.name!r}", warn_duplicates=warn_duplicates)
+                 label=f"{source.what} {source.name!r}", warn_duplicates=warn_duplicates,
+                 refuse_reversed=refuse_reversed)
     validate_population(data)
     return data
 
@@ -245,7 +251,8 @@ def from_edgelist(edges: str | os.PathLike, persons: str | os.PathLike | None = 
             paths = ({vt: inputs[f"venues.{vt}"] for vt in venues} if isinstance(venues, Mapping)
                      else inputs.get("venues"))
             data = assemble_tables(people, _read_venues(paths, id_col="venue_id", type_col="type"))
-        return contact_graph(records, data, directed=directed, default_age=default_age, period=_period(period))
+        return contact_graph(records, data, directed=directed, default_age=default_age, period=_period(period),
+                             refuse_reversed=True)
 
     return cached_build("edgelist", inputs, options, build, cache_dir, BUILDER_VERSION)
 

@@ -16,7 +16,7 @@ from lpm_graph.data.census import (
     population_from_marginals,
 )
 from lpm_graph.data.readers import DataFileError
-from lpm_graph.data.validate import ConfigError
+from lpm_graph.errors import ConfigError
 from tests.conftest import compose_config
 
 NYC = Path(__file__).resolve().parents[2] / "data" / "nyc" / "marginals.yaml"

@@ -9,7 +9,7 @@ import torch
 from lpm_graph.data.assemble import original_ids
 from lpm_graph.data.edgelist import from_edgelist, to_edgelist
 from lpm_graph.data.readers import DataFileError, PopulationDataWarning
-from lpm_graph.data.validate import ConfigError
+from lpm_graph.errors import ConfigError
 
 CONTACT = ("person", "contact", "person")
 
@@ -30,8 +30,8 @@ def _pairs(data, edge_type=CONTACT):
     return {(ids[s], ids[d]): wt for s, d, wt in zip(*store.edge_index.tolist(), w)}
 
 
-def test_undirected_records_merge_both_ways_and_self_loops_are_dropped_with_counts(tmp_path):
-    path = _edges(tmp_path, pd.DataFrame({"src": [1, 2, 3, 4, 1], "dst": [2, 1, 3, 3, 2], "weight": [1.0, 2.0, 5.0, 0.5, 4.0]}))
+def test_undirected_duplicates_merge_and_self_loops_are_dropped_with_counts(tmp_path):
+    path = _edges(tmp_path, pd.DataFrame({"src": [1, 1, 3, 4, 1], "dst": [2, 2, 3, 3, 2], "weight": [1.0, 2.0, 5.0, 0.5, 4.0]}))
     with pytest.warns(PopulationDataWarning) as record:
         data = from_edgelist(path, default_age=30)
     messages = [str(w.message) for w in record]
@@ -40,6 +40,19 @@ def test_undirected_records_merge_both_ways_and_self_loops_are_dropped_with_coun
     assert original_ids(data, "person").tolist() == [1, 2, 3, 4]          # 3 stays: it has a contact with 4
     assert _pairs(data) == {(1, 2): 7.0, (2, 1): 7.0, (3, 4): 0.5, (4, 3): 0.5}
     assert data[CONTACT].undirected is True
+
+
+def test_an_undirected_list_that_lists_both_directions_is_refused(tmp_path):
+    # "a b" and "b a" in an undirected list would be two contacts of the same pair: every contact's weight
+    # doubled, silently.  The file is a directed one; say so.
+    path = _edges(tmp_path, pd.DataFrame({"src": [1, 2, 3, 4], "dst": [2, 1, 4, 3]}))
+    with pytest.raises(DataFileError, match=r"2 contact\(s\) are listed in both directions.*directed=true"):
+        from_edgelist(path, default_age=30)
+    data = from_edgelist(path, default_age=30, directed=True)
+    assert _pairs(data) == {(1, 2): 1.0, (2, 1): 1.0, (3, 4): 1.0, (4, 3): 1.0}
+    # the same pair in both directions but in different layers or windows is two contacts, not a repeat
+    layered = _edges(tmp_path, pd.DataFrame({"src": [1, 2], "dst": [2, 1], "layer": ["home", "work"]}), "l.csv")
+    from_edgelist(layered, default_age=30)
 
 
 def test_directed_records_stay_apart(tmp_path):
@@ -83,8 +96,8 @@ def test_to_edgelist_round_trip(tmp_path):
 
 def test_csv_and_parquet_give_the_same_graph(tmp_path):
     rng = np.random.default_rng(3)
-    frame = pd.DataFrame({"src": rng.integers(0, 50, 300), "dst": rng.integers(0, 50, 300),
-                          "weight": rng.random(300)})
+    src, dst = rng.integers(0, 50, 300), rng.integers(0, 50, 300)
+    frame = pd.DataFrame({"src": np.minimum(src, dst), "dst": np.maximum(src, dst), "weight": rng.random(300)})
     with pytest.warns(PopulationDataWarning):
         a = from_edgelist(_edges(tmp_path, frame), default_age=30)
     with pytest.warns(PopulationDataWarning):

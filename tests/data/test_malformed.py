@@ -24,7 +24,7 @@ from lpm_graph.data.networkx_io import from_networkx
 from lpm_graph.data.readers import PopulationDataWarning
 from lpm_graph.data.sociopatterns import from_sociopatterns
 from lpm_graph.data.tables import from_tables
-from lpm_graph.data.validate import ConfigError, PopulationGraphError
+from lpm_graph.errors import ConfigError, PopulationGraphError
 
 # LPM_MALFORMED_EXAMPLES=2000 for a longer search than the default suite's
 EXAMPLES = int(os.environ.get("LPM_MALFORMED_EXAMPLES", "60"))

@@ -10,7 +10,7 @@ from lpm_graph.data.assemble import original_ids
 from lpm_graph.data.edgelist import from_edgelist
 from lpm_graph.data.networkx_io import from_networkx, read_graph, to_networkx
 from lpm_graph.data.readers import DataFileError
-from lpm_graph.data.validate import ConfigError
+from lpm_graph.errors import ConfigError
 
 
 def _assert_same(a: nx.Graph, b: nx.Graph) -> None:

@@ -12,7 +12,7 @@ from lpm_graph.data.assemble import original_ids
 from lpm_graph.data.prepare import PreparedPopulation
 from lpm_graph.data.readers import DataFileError, PopulationDataWarning
 from lpm_graph.data.sociopatterns import from_sociopatterns
-from lpm_graph.data.validate import ConfigError
+from lpm_graph.errors import ConfigError
 from lpm_graph.dynamics import ContactTransmission, Environment
 from lpm_graph.tasks.simulate import simulate
 from tests.conftest import compose_config

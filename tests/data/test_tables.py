@@ -12,7 +12,7 @@ from lpm_graph.data import generate_population, validate_population
 from lpm_graph.data.assemble import attribute_values, original_ids
 from lpm_graph.data.readers import DataFileError, MissingInputError
 from lpm_graph.data.tables import from_tables, to_tables, write_tables
-from lpm_graph.data.validate import PopulationGraphError
+from lpm_graph.errors import PopulationGraphError
 
 
 @pytest.fixture(scope="module")

@@ -70,7 +70,7 @@ def test_missing_person_type():
 def test_missing_required_person_attr(attr):
     data = tiny()
     del data["person"][attr]
-    raises(data, "node type 'person'", repr(attr), "required")
+    raises(data, "node type 'person'", repr(attr), "reads")
 
 
 def test_required_attrs_configurable():
