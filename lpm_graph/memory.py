@@ -26,7 +26,8 @@ step                     one step's fields, events and the largest
                          replicate of every node type that draws)
 saved_for_backward       gradient runs: per step the state (checkpointed:
                          each step's input is all autograd keeps), else the
-                         state, fields, events and workspace of every step
+                         state, fields, events and what the processes declare
+                         autograd keeps (:meth:`Process.saved`) of every step
 backward                 gradient runs: one step's fields, events and
                          workspace twice (recomputed values and their
                          gradients)
@@ -124,6 +125,7 @@ def estimate_model(model, num_nodes: dict[str, int], num_edges: dict, steps: int
     fields = sum(per_node(f.scope) for f in model.field_specs.values() if f.per_node)
     events = sum(per_node(k.split(".", 1)[0]) for k in model.event_keys)
     workspace = max([0, *(sum(per_node(nt, c) for nt, c in p.workspace().items()) for p in model.order)])
+    saved = sum(per_node(nt, c) for p in model.order for nt, c in p.saved().items())
     keys = sum(8 * num_nodes.get(nt, 0) * r for nt in {nt for p in model.order for nt, _ in p.streams()})
     step = fields + events + workspace + keys
     if layout_bytes is None:
@@ -132,6 +134,8 @@ def estimate_model(model, num_nodes: dict[str, int], num_edges: dict, steps: int
             n = num_nodes.get(et[0], 0) + num_nodes.get(et[2], 0)
             layout_bytes += 2 * (4 * e + 4 * n + b * e)
     largest = max([0, *num_edges.values()])
+    for stack in model.requirements().stacks:  # a stack is built as one layout
+        largest = max(largest, sum(num_edges.get(et, 0) for et in stack))
     groups = sum((group_sizes or {}).get(g, 0) for o in model.observables.values() for g in o.by)
     cuda = str(device).startswith("cuda")
     parts = {
@@ -145,7 +149,7 @@ def estimate_model(model, num_nodes: dict[str, int], num_edges: dict, steps: int
         "trajectory": 2 * (steps + 1) * (len(model.observables) + groups) * r * b,
     }
     if grad:
-        per_step = state if model.use_checkpoint else state + fields + events + workspace
+        per_step = state if model.use_checkpoint else state + fields + events + saved
         parts["saved_for_backward"] = steps * per_step
         parts["backward"] = 2 * (fields + events + workspace)
     run = ("state", "step", "saved_for_backward", "backward", "trajectory")
@@ -168,7 +172,7 @@ def estimate_run(model, graph, steps: int, replicates: int = 1, *, grad: bool = 
     return est
 
 
-def estimate_config(cfg, model, grad: bool = False) -> MemoryEstimate | None:
+def estimate_config(cfg, model, grad: bool = False, replicates: int | None = None) -> MemoryEstimate | None:
     """Estimate a composed run config before its population is built (``None`` if the population's
     source cannot say its size without being built)."""
     from lpm_graph.data.estimate import population_size
@@ -180,7 +184,8 @@ def estimate_config(cfg, model, grad: bool = False) -> MemoryEstimate | None:
     read = set(req.edge_types) | {et for stack in req.stacks for et in stack}
     num_edges = {et: size.edges.get(et, 0) for et in read}
     num_nodes = {nt: size.nodes.get(nt, 0) for nt in req.attributes}
-    return estimate_model(model, num_nodes, num_edges, int(cfg.steps), int(cfg.replicates),
+    return estimate_model(model, num_nodes, num_edges, int(cfg.steps),
+                          int(cfg.replicates) if replicates is None else int(replicates),
                           group_sizes=model.group_sizes(), dtype=getattr(torch, str(cfg.get("dtype", "float32"))),
                           grad=grad, device=str(cfg.get("device", "cpu")), population_bytes=size.bytes)
 

@@ -174,6 +174,11 @@ class Process(nn.Module, abc.ABC):
         state, fields and events it returns (the memory estimate reads it: :mod:`lpm_graph.memory`)."""
         return {}
 
+    def saved(self) -> dict[str, float]:
+        """Tensors of :meth:`forward` that autograd keeps for the backward, in ``[N, R]`` tensors per node
+        type, beyond the state it returns (the memory estimate of a run without checkpointing)."""
+        return {}
+
     def check_graph(self, graph: Graph) -> None:
         """Checks of the prepared graph beyond the declared requirements (raise ``PopulationGraphError``)."""
 

@@ -37,6 +37,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from lpm_graph import memory, threads
 from lpm_graph.analysis.counterfactual import compare, plot_comparison, run_scenarios
 from lpm_graph.analysis.outcomes import check_outcomes
 from lpm_graph.analysis.policy import optimise, plot_policies
@@ -116,6 +117,21 @@ class _Plan:
                     raise ConfigError(f"task.scenarios ({s['name']}): {e}") from None
         if "policy" in task.analyses:
             self.policy = self._policy_models(cfg, run, task.policy)
+
+    def runs(self, run, replicates: int) -> list[tuple]:
+        """``(model, steps, replicates, grad)`` of every run the analyses make."""
+        out = []
+        if self.sensitivity is not None:
+            out.append((self.sensitivity, run.steps, 1 if self.sensitivity.sampler.mode == "expected" else replicates,
+                        True))
+        for m in (self.scenarios or {}).values():
+            out.append((m, run.steps, replicates, False))
+        if self.policy is not None:
+            p = self._task.policy
+            for name, m in self.policy.items():
+                grad = name == "optimise"
+                out.append((m, self.policy_steps, 1 if grad and p.mode == "expected" else replicates, grad))
+        return out
 
     def _policy_models(self, cfg, run, p):
         check_outcomes([p.objective], self.base, "task.policy.objective")
@@ -246,11 +262,13 @@ def analyze(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
     """Run ``task=analyze`` for a composed config; write outputs to ``output_dir``; return the summary."""
     t0 = time.perf_counter()
     run, task = validate_run_config(cfg)
-    if run.threads:
-        torch.set_num_threads(run.threads)
+    threads.configure(run.threads)
     plan = _Plan(cfg, run, task)  # every model built and checked before the population
-    model, graph, _, run, task = build(cfg, grad="sensitivity" in task.analyses or "policy" in task.analyses)
     replicates = task.replicates or run.replicates
+    model, graph, _, run, task = build(cfg, replicates=replicates)
+    for m, steps, reps, grad in plan.runs(run, replicates):  # every run's memory, before any of them
+        memory.check_memory(memory.estimate_run(m, graph, steps, reps, grad=grad, dtype=getattr(torch, run.dtype),
+                                                device=run.device))
     t_build = time.perf_counter() - t0
 
     out = Path(output_dir)

@@ -162,7 +162,7 @@ def calibrate(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
     t0 = time.perf_counter()
     if cfg.get("observations") is None:
         raise ConfigError("task=calibrate needs observations: choose observations=<name> (e.g. observations=synthetic)")
-    model, graph, _, run, task = build(cfg, grad=True)
+    model, graph, _, run, task = build(cfg, grad=True, replicates=int(cfg.task.replicates))
     ocfg = OmegaConf.to_container(cfg.observations, resolve=True)
     obs_model = ObservationModel(ocfg["series"])
     obs_model.check(model)

@@ -78,27 +78,34 @@ def build_model(cfg: DictConfig, run, node=None):
     return model.to(device=run.device, dtype=getattr(torch, run.dtype))
 
 
-def build(cfg: DictConfig, grad: bool = False):
+def build(cfg: DictConfig, grad: bool = False, replicates: int | None = None):
     """Validate the config, then build (model, prepared graph, data, run settings, task settings).
 
-    The model is built first (its checks are instant), then the memory the
-    run needs is checked where the population's size is known from its
-    config, then the population is built and the run checked again.
+    The model is built first (its checks are instant); then the memory of a
+    run of it (``grad``: with a backward pass; ``replicates``: default the
+    top-level ``replicates``) is checked where the population's size is known
+    from its config, before the population is built; then the population is
+    built and the run checked again from the graph's sizes.  Sets torch's
+    intra-op thread count for the process (``threads``, or the default of
+    :mod:`lpm_graph.threads`).
     """
-    from lpm_graph import memory
+    from lpm_graph import memory, threads
 
     run, task = validate_run_config(cfg)
-    if run.threads:
-        torch.set_num_threads(run.threads)
+    threads.configure(run.threads)
     dtype = getattr(torch, run.dtype)
+    reps = run.replicates if replicates is None else replicates
     model = instantiate_config(cfg.model)
-    planned = memory.estimate_config(cfg, model, grad=grad)
+    planned = memory.estimate_config(cfg, model, grad=grad, replicates=reps)
     if planned is not None:
         memory.check_memory(planned)
     data = instantiate_config(cfg.population)
     graph = model.prepare(data, dtype)
     model = model.to(device=run.device, dtype=dtype)
-    return model, graph.to(run.device), data, run, task
+    graph = graph.to(run.device)
+    memory.check_memory(memory.estimate_run(model, graph, run.steps, reps, grad=grad, dtype=dtype,
+                                            device=run.device))
+    return model, graph, data, run, task
 
 
 def summarize(traj, model) -> dict:
@@ -166,13 +173,9 @@ def nodes_title(traj, seed: int) -> str:
 
 def simulate(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
     """Run ``task=simulate`` for a composed config; write outputs to ``output_dir``; return the summary."""
-    from lpm_graph import memory
-
     t0 = time.perf_counter()
     model, graph, data, run, task = build(cfg)
     t_build = time.perf_counter() - t0
-    memory.check_memory(memory.estimate_run(model, graph, run.steps, run.replicates, dtype=getattr(torch, run.dtype),
-                                            device=run.device))
     t1 = time.perf_counter()
     with torch.no_grad():
         traj = model(graph, steps=run.steps, seed=run.seed, replicates=run.replicates, progress=run.progress)

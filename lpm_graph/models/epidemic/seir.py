@@ -267,7 +267,14 @@ class SEIR(Process):
         return [(self.node_type, self.stream(s)) for s in ("seed", "seed_choice", "infection", "removal")]
 
     def workspace(self):
+        # the hashed words and their scratch (int64: two units each), the uniform pairs, p_inf, the
+        # sampler's hard events: what lives at once inside seir_update beyond its outputs
         return {self.node_type: 10.0}
+
+    def saved(self):
+        # autograd keeps lam * coef's operands, p_inf, and each sampler's product operands (S, E, I and the
+        # drawn events): the state is counted separately
+        return {self.node_type: 6.0}
 
     def observables(self):
         by = (self.grouping,) if self.grouping else ()
