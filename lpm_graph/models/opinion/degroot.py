@@ -175,7 +175,8 @@ class DeGroot(Process):
         p, var, mean = self.prefix, f"{self.state}_var", f"{self.state}_mean"
         return [Outcome(f"{p}final_variance", var, "final", unit="opinion^2",
                         doc=f"Var_i x_i(T): disagreement left at the end ({var} at the last step)"),
-                Outcome(f"{p}final_mean", mean, "final", unit="opinion", doc=f"mean_i x_i(T) ({mean} at the last step)"),
+                Outcome(f"{p}final_mean", mean, "final", unit="opinion",
+                        doc=f"mean_i x_i(T) ({mean} at the last step)"),
                 Outcome(f"{p}total_variance", var, "total", unit="opinion^2 x steps",
                         doc=f"sum_t Var_i x_i(t), t = 0..T: disagreement over the run (total of {var})")]
 
@@ -215,5 +216,6 @@ class DeGroot(Process):
         return Output(state={self.key: x + rate * (fields[self.neighbours] - x)})
 
     def extra_repr(self) -> str:
-        init = f"uniform [{self.low:g}, {self.high:g}]" if self.initial == "uniform" else f"attribute {self.attribute!r}"
+        init = (f"uniform [{self.low:g}, {self.high:g}]" if self.initial == "uniform"
+                else f"attribute {self.attribute!r}")
         return f"name={self.name!r}, state={self.key!r}, initial={init}, grouping={self.grouping!r}"
