@@ -3,7 +3,8 @@
 Importers (each a ``conf/population`` choice) return a validated ``HeteroData``:
 :func:`from_tables` (person/venue tables), :func:`from_edgelist` (contact lists),
 :func:`from_sociopatterns` (temporal contacts), :func:`from_networkx` (graphs and
-GraphML/GML files), :func:`population_from_marginals` (census marginals). Ids,
+GraphML/GML files), :func:`population_from_marginals` (census marginals);
+:func:`random_graph` generates a random person-person graph. Ids,
 attributes and time-varying edges follow :mod:`lpm_graph.data.assemble`; bad files
 raise :class:`DataFileError`; merged/dropped records warn with
 :class:`PopulationDataWarning`; :mod:`lpm_graph.data.cache` keeps processed graphs.
@@ -27,6 +28,7 @@ from lpm_graph.data.edgelist import from_edgelist, to_edgelist
 from lpm_graph.data.sociopatterns import from_sociopatterns
 from lpm_graph.data.networkx_io import from_networkx, to_networkx
 from lpm_graph.data.census import load_marginals, population_from_marginals
+from lpm_graph.data.random_graphs import random_graph
 
 __all__ = [
     "MEMBER_OF",
@@ -50,6 +52,7 @@ __all__ = [
     "load_population",
     "original_ids",
     "population_from_marginals",
+    "random_graph",
     "save_population",
     "to_edgelist",
     "to_networkx",

@@ -4,8 +4,8 @@
 and returns its expected size, so that a run can be refused before the
 population is built (:func:`lpm_graph.memory.estimate_config`).  Known for
 the synthetic generator (from its spec: household sizes, enrolment,
-employment, venue sizes); ``None`` for sources whose size is only known once
-read.
+employment, venue sizes) and for the random person-person graph (people and
+ties); ``None`` for sources whose size is only known once read.
 """
 from __future__ import annotations
 
@@ -51,9 +51,31 @@ def _mean_workplace_size(w) -> float:
     return float((k * p).sum() / p.sum())
 
 
+def _random_graph_size(cfg) -> PopulationSize:
+    import inspect
+
+    from lpm_graph.data.random_graphs import _check, random_graph
+
+    kwargs = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if not k.startswith("_")}
+    defaults = {k: p.default for k, p in inspect.signature(random_graph).parameters.items()}
+    unknown = sorted(set(kwargs) - set(defaults))
+    if unknown:
+        return None  # instantiating the config reports them
+    args = {**defaults, **kwargs}
+    _check(**args)
+    n = int(args["num_people"])
+    e = 2 * int(round(n * float(args["mean_degree"]) / 2))
+    size = PopulationSize(nodes={"person": n}, edges={("person", args["relation"], "person"): e})
+    size.bytes = n * (8 + (4 if args["age"] else 0)) + e * (16 + (4 if args["weighted"] else 0))
+    return size
+
+
 def population_size(cfg) -> PopulationSize | None:
     """The expected size of the population a config builds, or ``None`` if it cannot be known unbuilt."""
-    if cfg is None or not str(cfg.get("_target_", "")).endswith("synthetic.generate_population"):
+    target = "" if cfg is None else str(cfg.get("_target_", ""))
+    if target.endswith("random_graphs.random_graph"):
+        return _random_graph_size(cfg)
+    if not target.endswith("synthetic.generate_population"):
         return None
     from lpm_graph.data.synthetic import MEMBER_OF, REV_MEMBER_OF, SyntheticPopulationSpec
 

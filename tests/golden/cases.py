@@ -88,6 +88,8 @@ _SMALL = ("population.num_people=3000", "steps=40", "replicates=2", "seed=3",
 _CONTACT = ("population=sociopatterns", "population.path=data/sociopatterns/school_sample.dat",
             "population.cache_dir=null", "model=contact", "model.params.contact.beta=5", "steps=40", "replicates=2",
             "seed=3")
+_OPINION = ("model=opinion", "population.num_people=500", "population.mean_degree=6", "steps=30", "replicates=2",
+            "seed=3")
 _INTERVENTIONS = (
     "model.environment=["
     "{_target_: lpm_graph.models.epidemic.VenueClosure, venue_type: school, start: 5, end: 25},"
@@ -99,7 +101,8 @@ _INTERVENTIONS = (
 def _cases() -> list[Case]:
     cases = []
     for name, base in (("seir", ("model=seir", *_SMALL)), ("seird", ("model=seird", *_SMALL)),
-                       ("contact", _CONTACT), ("interventions", ("model=seird", *_SMALL, *_INTERVENTIONS))):
+                       ("contact", _CONTACT), ("interventions", ("model=seird", *_SMALL, *_INTERVENTIONS)),
+                       ("opinion", _OPINION)):
         cases.append(Case(f"{name}_stochastic", "simulate", (*base, "model.mode=stochastic")))
         cases.append(Case(f"{name}_expected", "simulate", (*base, "model.mode=expected")))
     for name in ("sir", "sis"):
@@ -111,6 +114,10 @@ def _cases() -> list[Case]:
         "model=sir", "population.num_people=3000", "steps=40", "replicates=2", "seed=3",
         "model.processes.sir.infectious_steps=5", "~model.params.sir.infectious_period",
         "model.params.sir.initial_infected=20", "model.params.sir.initial_infected_fraction=0", "model.mode=stochastic")))
+    # the generic environment process on another model: influence switched off for steps 5..14
+    cases.append(Case("opinion_shutdown", "simulate", (*_OPINION, "model.environment=[{_target_: lpm_graph.core.Scale, "
+                                                                  "field: person.influence_scale, start: 5, end: 15, "
+                                                                  "factor: 0.0, name: shutdown}]")))
     cases += [
         # steps stay at the task's 100: the shipped observations cover days 1..100
         Case("calibrate", "calibrate", ("task=calibrate", "population.num_people=2000", "task.iterations=5",

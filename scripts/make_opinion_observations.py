@@ -1,0 +1,89 @@
+"""Make the shipped opinion observations (data/observations/opinion_variance*) from a run with a known susceptibility.
+
+    python scripts/make_opinion_observations.py
+
+Runs the opinion model (conf/model/opinion.yaml) on its default population
+(the random graph of conf/population/random_graph.yaml: 10,000 people, mean
+degree 10, population seed 0) for STEPS steps with the susceptibility in
+TRUTH and initial opinions drawn with seed RUN_SEED, and observes the
+variance of the opinions at steps 1..STEPS with multiplicative log-normal
+noise (sd NOISE of the log).  Writes:
+
+- data/observations/opinion_variance.csv         step, variance
+- data/observations/opinion_variance_truth.json  the parameter and settings that made it
+
+``task=calibrate model=opinion`` fits ``degroot.susceptibility`` to it
+(conf/task_model/calibrate_opinion.yaml).  :func:`make` is also what the
+tests call, on a smaller population, to check that the fit recovers the truth.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import lpm_graph.config  # noqa: E402,F401  (registers the structured schemas)
+
+OUT = ROOT / "data" / "observations"
+NAME = "opinion_variance"
+TRUTH = {"degroot.susceptibility": 0.25}
+STEPS, RUN_SEED, POPULATION_SEED, NOISE = 30, 2024, 0, 0.02
+
+
+def make(out_dir: Path, overrides=(), truth: float = TRUTH["degroot.susceptibility"], steps: int = STEPS,
+         run_seed: int = RUN_SEED, population_seed: int = POPULATION_SEED, noise: float = NOISE,
+         name: str = NAME) -> dict:
+    """Simulate with susceptibility ``truth``, write ``<name>.csv`` and ``<name>_truth.json`` into ``out_dir``.
+
+    Args:
+        out_dir: the folder written.
+        overrides: Hydra overrides on top of ``model=opinion`` (e.g. a smaller population).
+        truth: the susceptibility of the run.
+        steps: observed steps 1..steps.
+        run_seed: the seed of the initial opinions.
+        population_seed: the top-level seed while composing (the random graph's ``${seed}``).
+        noise: sd of the log-normal observation noise (0: the exact variance).
+        name: the file stem.
+
+    Returns the truth record written to the JSON file.
+    """
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["model=opinion", f"seed={population_seed}",
+                                                       f"model.params.degroot.susceptibility={truth}",
+                                                       *overrides])
+    model = instantiate(cfg.model, _convert_="all")
+    data = instantiate(cfg.population, _convert_="all")
+    with torch.no_grad():
+        traj = model(data, steps=steps, seed=run_seed)
+    var = traj.series["opinion_var"][1:, 0].double().numpy()
+    rng = np.random.default_rng(run_seed)
+    observed = var * np.exp(noise * rng.standard_normal(steps)) if noise else var
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"step": np.arange(1, steps + 1), "variance": observed}).to_csv(out_dir / f"{name}.csv", index=False)
+    record = {**{"degroot.susceptibility": truth}, "steps": steps, "seed": run_seed,
+              "population": {"population_seed": population_seed, "overrides": list(overrides),
+                             "num_people": int(data["person"].num_nodes)},
+              "noise": f"observed = variance * exp({noise} * N(0, 1)), numpy default_rng({run_seed})",
+              "model": "conf/model/opinion.yaml, mode " + str(cfg.model.mode)}
+    (out_dir / f"{name}_truth.json").write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def main() -> None:
+    record = make(OUT)
+    print(f"wrote {OUT / (NAME + '.csv')} and {NAME}_truth.json: susceptibility "
+          f"{record['degroot.susceptibility']}, {record['steps']} steps, {record['population']['num_people']} people")
+
+
+if __name__ == "__main__":
+    main()
