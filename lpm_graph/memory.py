@@ -261,16 +261,14 @@ def release_free_memory() -> bool:
 
     glibc raises its mmap threshold after the first large ``free`` (up to 32
     MiB), so tensors of a few MiB then come from the heap, and the pattern of
-    an unrolled run (a few state tensors kept per step, ~20 temporaries freed)
-    makes it grow instead of reusing it.  Measured on 1M people, 1 thread,
-    60 steps: a forward run's RSS grew by ~18 MiB per step with nothing held
-    (708 -> 1885 MiB); a checkpointed forward + backward peaked at 3.7-3.9 GiB.
-    Trimming every 10 steps (``lpm_graph.core.Model`` does, on the CPU) kept them at
-    960-1020 MiB and 2.2 GiB, and the steps got faster (83-89 ms vs 120-128 ms:
-    a growing heap touches fresh pages every step).  Serving large blocks with
-    ``mmap`` instead (``MALLOC_MMAP_THRESHOLD_``) also bounds the RSS but made
-    each step ~1.9x slower (a page fault per 4 KiB of every temporary).  A call
-    costs ~3 ms.
+    an unrolled run (a few state tensors kept per step, many temporaries
+    freed) makes it grow instead of reusing it; a growing heap also touches
+    fresh pages every step.  :class:`lpm_graph.core.Model` trims every
+    :data:`~lpm_graph.core.loop.TRIM_EVERY` steps on the CPU, which bounds
+    the RSS of an unroll and speeds its steps up; serving large blocks with
+    ``mmap`` (``MALLOC_MMAP_THRESHOLD_``) bounds it too, but costs a page
+    fault per 4 KiB of every temporary.  ``BENCHMARKS.md`` ("What was
+    changed for these numbers", Memory) has the measurements.
     """
     global _LIBC
     if not sys.platform.startswith("linux"):

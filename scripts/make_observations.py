@@ -26,8 +26,8 @@ import lpm_graph.config  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "data" / "observations"
-TRUTH = {"beta_household": 0.4, "beta_school": 0.2, "beta_workplace": 0.2, "beta_community": 0.3,
-         "reporting_fraction": 0.3}
+TRUTH = {"transmission.beta_household": 0.4, "transmission.beta_school": 0.2, "transmission.beta_workplace": 0.2,
+         "transmission.beta_community": 0.3, "observation.reporting_fraction": 0.3}
 DELAY, STEPS, SEED, DISPERSION = 3, 100, 2024, 20.0
 
 
@@ -36,16 +36,16 @@ def main() -> None:
         cfg = compose(config_name="config", overrides=["seed=0"])
     model = instantiate(cfg.model, _convert_="all")
     data = instantiate(cfg.population, _convert_="all")
-    params = {k: v for k, v in TRUTH.items() if k != "reporting_fraction"}
+    params = {k: v for k, v in TRUTH.items() if not k.startswith("observation.")}
     for k, v in params.items():
         model.params.raw(k).fill_(v)
     with torch.no_grad():
         traj = model(data, steps=STEPS, seed=SEED)
     rng = np.random.default_rng(SEED)
     table = {"step": np.arange(1, STEPS + 1)}
-    for g, label in enumerate(traj.age_labels()):
-        x = traj.by_age["new_infections"][:, g, 0].double().numpy()
-        mean = TRUTH["reporting_fraction"] * np.concatenate([np.zeros(DELAY), x])[1:STEPS + 1]
+    for g, label in enumerate(traj.labels["age"]):
+        x = traj.grouped["age"]["new_infections"][:, g, 0].double().numpy()
+        mean = TRUTH["observation.reporting_fraction"] * np.concatenate([np.zeros(DELAY), x])[1:STEPS + 1]
         # negative binomial with mean `mean` and dispersion k: Poisson-gamma mixture
         lam = rng.gamma(DISPERSION, np.maximum(mean, 1e-12) / DISPERSION)
         table[f"cases_{label}"] = rng.poisson(lam)

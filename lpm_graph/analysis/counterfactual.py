@@ -118,7 +118,7 @@ def plot_comparison(table, runs: Mapping[str, ScenarioRun], path: Path, outcome_
     for i, s in enumerate(scenarios):
         if curve in runs[s].curves:
             ax.plot(runs[s].curves[curve].numpy(), label=s, color=colors[i % len(colors)])
-    ax.set_xlabel("day")
+    ax.set_xlabel("step")
     ax.set_ylabel(curve)
     ax.set_title(f"mean {curve}", fontsize=9)
     ax.legend(fontsize=7)

@@ -125,7 +125,7 @@ def _plot_fit(obs, pred, path: Path) -> None:
         ax.plot(steps, obs.values[name].numpy(), ".", color="k", ms=3, label="observed")
         ax.plot(steps, yhat.detach().double().cpu().numpy(), color="tab:red", label="fitted")
         ax.set_title(name, fontsize=9)
-        ax.set_xlabel("day")
+        ax.set_xlabel("step")
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=8)

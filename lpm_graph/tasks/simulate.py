@@ -147,7 +147,7 @@ def plot_trajectory(traj, path: Path, title: str = "") -> None:
         ax.set_ylabel(", ".join(units) if units else panel)
         ax.set_title(panel, fontsize=10, loc="left")
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
-    axes[-1, 0].set_xlabel("step (day)")
+    axes[-1, 0].set_xlabel("step")
     note = (f"lines: mean of {traj.replicates} replicates; shaded: their min-max range"
             if traj.replicates > 1 else "one replicate")
     fig.suptitle(f"{title}\n{note}" if title else note, fontsize=10)
