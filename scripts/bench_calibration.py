@@ -27,33 +27,35 @@ import time
 
 import torch
 
+from lpm_graph.core import Model
 from lpm_graph.data import generate_population
-from lpm_graph.dynamics import SEIR, VenueTransmission
-from lpm_graph.model import PopulationModel
+from lpm_graph.models.epidemic import SEIR, Infectiousness, VenueTransmission
 from lpm_graph.observation import ObservationModel, Observations, observation_loss
 
-TRUTH = {"beta_household": 0.4, "beta_school": 0.2, "beta_workplace": 0.2, "beta_community": 0.3,
-         "reporting_fraction": 0.3}
-START = {"beta_household": 0.25, "beta_school": 0.35, "beta_workplace": 0.1, "beta_community": 0.2,
-         "reporting_fraction": 0.5}
-BOUNDS = {"beta_household": (0.0, 2.0), "beta_school": (0.0, 2.0), "beta_workplace": (0.0, 2.0),
-          "beta_community": (0.0, 2.0), "reporting_fraction": (0.0, 1.0)}
-FIXED = dict(exposed_period=3.0, infectious_period=5.0, susceptibility=[0.4, 0.4, 0.8, 0.8, 0.8, 0.8, 0.9, 0.9, 0.9],
-             infectiousness=1.0, initial_infected_fraction=0.001)
+TRUTH = {"transmission.beta_household": 0.4, "transmission.beta_school": 0.2, "transmission.beta_workplace": 0.2,
+         "transmission.beta_community": 0.3, "observation.reporting_fraction": 0.3}
+START = {"transmission.beta_household": 0.25, "transmission.beta_school": 0.35, "transmission.beta_workplace": 0.1,
+         "transmission.beta_community": 0.2, "observation.reporting_fraction": 0.5}
+BOUNDS = {k: ((0.0, 1.0) if k.startswith("observation.") else (0.0, 2.0)) for k in START}
+FIXED = {"seir.exposed_period": 3.0, "seir.infectious_period": 5.0,
+         "seir.susceptibility": [0.4, 0.4, 0.8, 0.8, 0.8, 0.8, 0.9, 0.9, 0.9],
+         "seir.initial_infected_fraction": 0.001}
+AGE = {"age": {"node_type": "person", "attribute": "age", "bins": [0, 10, 20, 30, 40, 50, 60, 70, 80]}}
 
 
 def make_model(values, learnable=()):
-    return PopulationModel([VenueTransmission()], SEIR(), {**FIXED, **values}, learnable=list(learnable),
-                           bounds={k: BOUNDS[k] for k in learnable}, mode="expected", checkpoint=True)
+    return Model({"infectiousness": Infectiousness(), "transmission": VenueTransmission(), "seir": SEIR()},
+                 params={**FIXED, **values}, learnable=list(learnable), bounds={k: BOUNDS[k] for k in learnable},
+                 groupings=AGE, mode="expected", checkpoint=True)
 
 
 def observations(graph, steps):
     model = make_model(TRUTH)
     with torch.no_grad():
         traj = model(graph, steps=steps)
-    labels = traj.age_labels()
-    spec = {f"cases_{lab}": {"source": "new_infections", "age_group": lab, "reporting": "reporting_fraction",
-                             "delay": 3} for lab in labels}
+    labels = traj.labels["age"]
+    spec = {f"cases_{lab}": {"source": "new_infections", "by": "age", "group": lab,
+                             "reporting": "observation.reporting_fraction", "delay": 3} for lab in labels}
     om = ObservationModel(spec)
     obs = Observations(torch.arange(1, steps + 1), {}, None, "")
     pred = om.predict(traj, obs, model.params.as_dict())

@@ -10,8 +10,8 @@ outcome, whatever ``k``.  The population and the model come from the
 shipped config (``model=seird``), with ``susceptibility`` and ``fatality``
 made scalars so that the ten parameters are ten elements:
 
-    beta_household, beta_school, beta_workplace, beta_community, exposed_period,
-    infectious_period, susceptibility, infectiousness, initial_infected_fraction, fatality
+    transmission.beta_{household,school,workplace,community}, infectiousness.relative,
+    seir.{exposed_period, infectious_period, susceptibility, initial_infected_fraction, fatality}
 
 Printed: the wall-clock time of each method (best of ``--repeat``), the
 ratio finite differences / autograd for one outcome and for all four, and
@@ -29,12 +29,13 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 import lpm_graph.config  # noqa: F401  (registers the structured schemas)
-from lpm_graph.analysis.outcomes import OUTCOMES
 from lpm_graph.analysis.sensitivity import finite_differences, sensitivity
 from lpm_graph.cli import config_dir
 
-PARAMETERS = ["beta_household", "beta_school", "beta_workplace", "beta_community", "exposed_period",
-              "infectious_period", "susceptibility", "infectiousness", "initial_infected_fraction", "fatality"]
+PARAMETERS = ["transmission.beta_household", "transmission.beta_school", "transmission.beta_workplace",
+              "transmission.beta_community", "seir.exposed_period", "seir.infectious_period", "seir.susceptibility",
+              "infectiousness.relative", "seir.initial_infected_fraction", "seir.fatality"]
+OUTCOMES = ["attack_rate", "peak_size", "peak_day", "deaths"]
 
 
 def best(fn, repeat: int):
@@ -63,14 +64,14 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     overrides = [f"population.num_people={args.people}", "model=seird", f"model.mode={args.mode}",
-                 "model.params.susceptibility=0.8", "model.params.fatality=0.01", f"seed={args.seed}",
+                 "model.params.seir.susceptibility=0.8", "model.params.seir.fatality=0.01", f"seed={args.seed}",
                  f"model.checkpoint={str(args.checkpoint).lower()}"]
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         cfg = compose(config_name="config", overrides=overrides)
     t0 = time.perf_counter()
     model = instantiate(cfg.model, _convert_="all")
     graph = model.prepare(instantiate(cfg.population, _convert_="all"))
-    print(f"population: {graph.num_people:,} people, built in {time.perf_counter() - t0:.1f} s; "
+    print(f"population: {graph.num_nodes['person']:,} people, built in {time.perf_counter() - t0:.1f} s; "
           f"{args.steps} steps, mode={args.mode}, replicates={args.replicates}, checkpoint={args.checkpoint}, "
           f"threads={torch.get_num_threads()}")
     kw = dict(steps=args.steps, parameters=PARAMETERS, seed=args.seed, replicates=args.replicates)
