@@ -13,7 +13,9 @@ population               the ``HeteroData``: its tensors (when built), or
                          from the population spec before it is built
 layouts                  the CSR layouts and transposes the processes read
                          (:meth:`Graph.nbytes`), or :math:`2(4E + 4n + bE)`
-                         per edge type from edge counts
+                         per edge type from edge counts, plus every node
+                         type's ``uid`` and each grouping's index and
+                         ``[G, N]`` indicator
 build                    transient while a layout is built (COO indices,
                          coalescing, sorting): :math:`(48 + 2b)E` for the
                          largest; not concurrent with the run
@@ -129,10 +131,14 @@ def estimate_model(model, num_nodes: dict[str, int], num_edges: dict, steps: int
     keys = sum(8 * num_nodes.get(nt, 0) * r for nt in {nt for p in model.order for nt, _ in p.streams()})
     step = fields + events + workspace + keys
     if layout_bytes is None:
-        layout_bytes = 0
+        layout_bytes = 8 * sum(num_nodes.values())  # every node type's uid (int64)
         for et, e in num_edges.items():
             n = num_nodes.get(et[0], 0) + num_nodes.get(et[2], 0)
             layout_bytes += 2 * (4 * e + 4 * n + b * e)
+    for name, grouping in model.groupings.items():  # the group index and its [G, N] indicator (CSR + transpose)
+        if any(name in o.by for o in model.observables.values()) or name in model.requirements().groupings:
+            n = num_nodes.get(grouping.node_type, 0)
+            layout_bytes += 8 * n + 2 * (4 * n + b * n + 4 * n)
     largest = max([0, *num_edges.values()])
     for stack in model.requirements().stacks:  # a stack is built as one layout
         largest = max(largest, sum(num_edges.get(et, 0) for et in stack))

@@ -120,7 +120,7 @@ class Model(nn.Module):
         behavior (Sequence | Mapping): behaviour processes, run after the
             environment. (default: none)
         params (Mapping): parameter values by namespace,
-            ``{'seir': {'infectious_period': 5.0}}`` (or dotted names); a
+            ``{'degroot': {'susceptibility': 0.3}}`` (or dotted names); a
             declared parameter without a value takes its default.
         learnable (Sequence[str]): dotted names of the parameters to optimise.
         bounds (Mapping[str, [lo, hi]]): bounds of learnable parameters
@@ -437,6 +437,7 @@ class Model(nn.Module):
             graph = data
         else:
             graph = Graph(data, self.requirements(), dtype or self._dtype())
+            release_free_memory()  # the layouts' build transient goes back to the system (lpm_graph.memory)
         for p in self.order:
             p.check_graph(graph)
         self._check_param_shapes(graph)

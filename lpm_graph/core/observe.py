@@ -19,8 +19,8 @@ borough, sector): ``[G, R]``, one sparse product with the group indicator.
 Processes declare default observables of what they own; a model config adds
 more (``model.observables``).
 
-**Outcomes** are scalars per replicate computed from a trajectory, e.g. an
-epidemic's attack rate :math:`1 - S_T/N`; they are what ``summary.json``
+**Outcomes** are scalars per replicate computed from a trajectory, e.g. the
+share of nodes that ever left a state, :math:`1 - x_T/N`; they are what ``summary.json``
 reports, what ``task=analyze`` differentiates and compares, and what
 ``metric:`` can name.  Each reduces one observable series over time:
 
@@ -63,8 +63,8 @@ class Observable:
     """A quantity reduced every step.
 
     Args:
-        name (str): its name in the trajectory (``"S"``, ``"new_infections"``).
-        source (str): the state or event key it reduces (``"person.S"``).
+        name (str): its name in the trajectory (``"opinion_mean"``, ``"units_shipped"``).
+        source (str): the state or event key it reduces (``"person.opinion"``).
         kind (str): one of :data:`OBSERVABLE_KINDS`.
         by (tuple[str, ...]): groupings to break it down by, besides the total.
         category (str, optional): for a categorical state, the category counted.
@@ -149,7 +149,7 @@ class Outcome:
     """A scalar per replicate from one observable series (module docstring).
 
     Args:
-        name (str): its name (``"attack_rate"``).
+        name (str): its name (``"final_variance"``).
         series (str): the observable it reduces.
         reduce (str): one of :data:`REDUCTIONS`.
         normalize (bool): divide by the node count of the series' node type.

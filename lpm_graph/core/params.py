@@ -2,8 +2,8 @@ r"""Named model parameters :math:`\theta`: declarations, values, bounds, transfo
 
 **Declared, namespaced.** Every process declares the parameters it reads
 as :class:`ParamSpec` (name, domain, shape, unit, default), under its own
-namespace: ``seir.infectious_period``, ``transmission.beta_household``.  Two
-processes of the same kind (two pathogens) therefore never collide.  The
+namespace: ``degroot.susceptibility``, ``market.wage_rigidity``.  Two
+processes of the same kind (two pathogens, two markets) therefore never collide.  The
 model checks every configured value against its declaration — domain,
 shape, a default or a value present — before any simulation work.
 
@@ -89,7 +89,7 @@ class ParamSpec:
 
 
 def flatten_params(values: Mapping | None, prefix: str = "") -> dict[str, object]:
-    """``{'seir': {'infectious_period': 5}}`` (and dotted keys) to ``{'seir.infectious_period': 5}``.
+    """``{'degroot': {'susceptibility': 0.3}}`` (and dotted keys) to ``{'degroot.susceptibility': 0.3}``.
 
     A namespace set to ``None`` is left out (a config's way to remove one it inherits).
     """
@@ -175,7 +175,7 @@ class ParameterSet(nn.Module):
 
     Args:
         values (Mapping[str, float | list]): the parameter values; a list holds
-            one value per age group (or per period, for time-varying ones).
+            one value per group (or per period, for time-varying ones).
         learnable (Sequence[str], optional): names to optimise; the rest are
             fixed. (default: none)
         bounds (Mapping[str, [lo, hi]], optional): bounds of learnable
@@ -184,7 +184,7 @@ class ParameterSet(nn.Module):
             time-varying parameter. (default: none)
         dtype: floating type of the stored values. (default: float32)
 
-    ``params['beta_household']`` returns the constrained value (scalar ``[]``,
+    ``params['degroot.susceptibility']`` returns the constrained value (scalar ``[]``,
     vector ``[G]``, or ``[K, ...]`` if time-varying); ``params.at(t)`` the
     values in effect at step ``t``; ``params.raw(name)`` the stored tensor
     (the ``nn.Parameter`` an optimiser updates).

@@ -16,7 +16,7 @@ events it emits.  Its role says what kind of part it is:
 ``behaviour``    :math:`\ell(\cdot \mid s_i)`: decisions of agents
                  (rules, networks, LLM archetypes).
 ``emission``     what nodes send: per-node source values of interactions
-                 (infectiousness from disease state).
+                 (what a node sends, computed from its state).
 ``interaction``  :math:`\sum_j m_{ij}`: a ``MessagePassing`` layer over one
                  edge type (or a stack), source values to a destination field.
 ``update``       :math:`f`: new state from state and fields, with random
@@ -31,7 +31,7 @@ Declarations (each a method returning a sequence, empty by default):
 them all when it is built (:mod:`lpm_graph.core.loop`).
 
 Parameters are namespaced by the process's ``name``: a process named
-``seir`` reads ``seir.infectious_period``.  Two processes of one class
+``degroot`` reads ``degroot.susceptibility``.  Two processes of one class
 therefore need different names.
 """
 from __future__ import annotations

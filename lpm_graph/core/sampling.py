@@ -7,7 +7,7 @@ counter-based uniform :math:`u` of its (seed, step, stream, agent):
 
     h = \mathbb{1}[u < p]
 
-Forward values are always hard 0/1, so compartments stay exact counts.  What
+Forward values are always hard 0/1, so indicator states stay exact counts.  What
 flows backward is chosen by ``surrogate``:
 
 ``"straight_through"``
@@ -24,8 +24,8 @@ flows backward is chosen by ``surrogate``:
 
 Both are biased over an unroll, and the bias grows with the horizon because
 surrogate mass keeps flowing through agents whose hard state has saturated.
-Measured on a 3,000-person synthetic population (16 replicates, gradient of
-mean cumulative infections in ``beta_community`` over central finite
+Measured on the epidemic model, a 3,000-person synthetic population (16 replicates, gradient of
+mean cumulative infections in the community contact rate over central finite
 differences of the mean with common random numbers): straight-through
 1.17 / 1.47 / 2.5 / 19 at 5 / 10 / 20 / 40 steps; Gumbel with
 :math:`\tau = 0.1`: 0.98 / 1.02 / 1.29 / 2.2; with :math:`\tau = 0.5`:

@@ -2,7 +2,7 @@ r"""Declarations of what a process owns, computes and emits: state, fields, even
 
 **State** is what persists from one step to the next: a dict of tensors
 ``[N_type, R, *shape]`` (``R`` replicate columns), keyed ``"<node type>.<name>"``
-(``"person.S"``, ``"retailer.stock"``).  Each entry has exactly one owner, the
+(``"person.opinion"``, ``"retailer.stock"``).  Each entry has exactly one owner, the
 process that declares it with a :class:`StateSpec`; nothing is written in
 place — a step returns new tensors.  Its *kind* says what its values mean,
 and so how it is observed:
@@ -17,18 +17,18 @@ count          non-negative whole numbers (units, days left)       sum
 =============  ==================================================  ===================
 
 **Fields** are what a step computes and later processes of the same step
-read: aggregated messages (``person.force_of_infection``), behaviour
+read: aggregated messages (``retailer.incoming_stock``), behaviour
 decisions (``person.stays_home``), environment factors
 (``school.contact_scale``).  A field is produced once per step — or, when
 its :class:`FieldSpec` says how (``combine="sum"`` or ``"product"``), by
 several processes whose contributions combine: interactions that each add
-their force of infection, interventions that each scale susceptibility.
+their messages, interventions that each scale a factor.
 A field's scope is a node type (per-node values ``[N, R]``, or a scalar
 broadcast to every node) or any other name (a scalar, e.g. a contact
 relation's scale).
 
 **Events** are per-node counts of what happened in a step
-(``person.new_infections``, ``retailer.units_shipped``): ``[N, R]`` tensors
+(``person.decisions_changed``, ``retailer.units_shipped``): ``[N, R]`` tensors
 that observables sum, never state.
 """
 from __future__ import annotations

@@ -45,12 +45,6 @@ def expected_memberships(spec) -> dict[str, float]:
     return {"household": 1.0, "school": school, "workplace": work, "community": 1.0}
 
 
-def _mean_workplace_size(w) -> float:
-    k = torch.arange(int(w.min_size), int(w.max_size) + 1, dtype=torch.float64)
-    p = k ** -float(w.size_exponent)
-    return float((k * p).sum() / p.sum())
-
-
 def _random_graph_size(cfg) -> PopulationSize:
     import inspect
 
@@ -77,7 +71,7 @@ def population_size(cfg) -> PopulationSize | None:
         return _random_graph_size(cfg)
     if not target.endswith("synthetic.generate_population"):
         return None
-    from lpm_graph.data.synthetic import MEMBER_OF, REV_MEMBER_OF, SyntheticPopulationSpec
+    from lpm_graph.data.synthetic import MEMBER_OF, REV_MEMBER_OF, SyntheticPopulationSpec, _pareto_mean
 
     kwargs = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if not k.startswith("_")}
     spec = SyntheticPopulationSpec.from_config(**kwargs)
@@ -88,7 +82,7 @@ def population_size(cfg) -> PopulationSize | None:
     members = expected_memberships(spec)
     venues = {"household": n / mean_household, "community": n / spec.community.mean_size,
               "school": n * members["school"] / spec.school.mean_size,
-              "workplace": n * members["workplace"] / _mean_workplace_size(spec.workplace)}
+              "workplace": n * members["workplace"] / _pareto_mean(spec.workplace)}
     out = PopulationSize(nodes={"person": n})
     total = n * (8 + 4)  # uid int64, age float32
     for vt, count in venues.items():

@@ -6,12 +6,12 @@ model and writes what the model declares:
 
 * ``trajectory.parquet`` (or ``.csv``): one row per (step, replicate) with
   every observable, and every grouped observable per group
-  (``new_infections_age_0-10``);
+  (``<observable>_<grouping>_<label>``);
 * ``summary.json``: every outcome (mean and sd over replicates), node
   counts, runtimes, the config hash and the parameter values;
-* ``trajectory.png``: one panel per observable panel (compartments, new
-  infections, deaths; opinions ...), mean over replicates with the range of
-  the replicates shaded;
+* ``trajectory.png``: one panel per observable panel (as the model's
+  processes group them), mean over replicates with the range of the
+  replicates shaded;
 
 and returns the summary (the CLI returns its ``metric`` to sweepers).
 """

@@ -267,9 +267,11 @@ class SEIR(Process):
         return [(self.node_type, self.stream(s)) for s in ("seed", "seed_choice", "infection", "removal")]
 
     def workspace(self):
-        # the hashed words and their scratch (int64: two units each), the uniform pairs, p_inf, the
-        # sampler's hard events: what lives at once inside seir_update beyond its outputs
-        return {self.node_type: 10.0}
+        # what lives at once inside seir_update beyond its inputs and outputs, in [N, R] float32 units:
+        # a hashed word and its scratch (int64: 2 + 2), the uniform pair and its refinement (3), the
+        # per-person gathers of susceptibility and coef (2), p_inf (1), a sampler's hard events and the
+        # product with its compartment (2), the random-number base of the node type (int64: 2)
+        return {self.node_type: 14.0}
 
     def saved(self):
         # autograd keeps lam * coef's operands, p_inf, and each sampler's product operands (S, E, I and the
