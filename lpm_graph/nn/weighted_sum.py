@@ -157,7 +157,8 @@ class WeightedSum(MessagePassing):
         if adj is not None:  # a SparseAdjacency: adj_t is adj.csr, adj also carries the transpose
             return spmm(adj, x[0], edge_weight)
         src = x[0]
-        out = pyg_spmm(adj_t, src.reshape(src.size(0), -1), reduce="sum")
+        # a torch.sparse / SparseTensor adjacency reduces by the configured aggr (PyG's convention), not always a sum
+        out = pyg_spmm(adj_t, src.reshape(src.size(0), -1), reduce=self.aggr)
         return out.reshape(out.size(0), *src.shape[1:])
 
     def extra_repr(self) -> str:
