@@ -7,6 +7,7 @@ import torch
 from torch import Tensor
 from torch_geometric import EdgeIndex
 from torch_geometric.nn import MessagePassing
+from torch_geometric.nn.aggr import SumAggregation
 from torch_geometric.utils import is_sparse
 from torch_geometric.utils import spmm as pyg_spmm
 
@@ -75,6 +76,8 @@ class WeightedSum(MessagePassing):
 
     def __init__(self, normalize: bool = False, **kwargs):
         kwargs.setdefault("aggr", "add")
+        if type(kwargs["aggr"]) is SumAggregation:  # a sum: keep the fused paths (PyG fuses string aggrs only)
+            kwargs["aggr"] = "sum"
         # Nodes are always dim 0 (x is ``[N]`` or ``[N, *]``); PyG's default
         # node_dim=-2 does not exist for a 1-D x.
         kwargs.setdefault("node_dim", 0)
