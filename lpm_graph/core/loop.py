@@ -545,8 +545,9 @@ class Model(nn.Module):
         series0, grouped0 = self._observe(state, events0, graph)
         for name, v in series0.items():   # events not emitted at step 0 are zero there
             if v is None:
-                like = next(s for s in series0.values() if s is not None)
-                series0[name] = torch.zeros_like(like)
+                like = next((s for s in series0.values() if s is not None), None)
+                series0[name] = (torch.zeros_like(like) if like is not None else
+                                 torch.zeros(replicates, dtype=dtype, device=graph.device))
         for g, named in grouped0.items():
             for name, v in named.items():
                 if v is None:
