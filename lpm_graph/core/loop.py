@@ -89,6 +89,9 @@ def _listed(items, what: str) -> list:
             if not isinstance(item, Process):
                 raise ConfigError(f"model.{what}.{name} must be a process (a lpm_graph.core.Process, built with "
                                   f"_target_), got {type(item).__name__}")
+            if not isinstance(name, str) or not name.isidentifier():
+                raise ConfigError(f"model.{what}: the key {name!r} names a process and must be an identifier "
+                                  "(letters, digits, _): it namespaces the process's parameters and streams")
             if item.explicit_name and item.name != name:
                 raise ConfigError(f"model.{what}.{name} is named {item.name!r}; a mapping's key names its process, "
                                   f"so drop name: or use the key {item.name!r}")
