@@ -264,7 +264,7 @@ class Model(nn.Module):
                     continue
                 fields = sorted(writers)
                 states = sorted(owners)
-                raise ConfigError(f"process {p.name!r} reads {r.key}, which no process before it writes or owns "
+                raise ConfigError(f"process {p.name!r} reads {r.key}, which no process before it writes or owns"
                                   f"{_nearest(r.key, fields + states)} (fields written: {fields}; state: {states}). "
                                   "Add the process that produces it, earlier in the step")
         for p in order:
