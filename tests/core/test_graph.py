@@ -102,7 +102,8 @@ def test_a_stack_follows_the_graphs_edge_type_order(declared):
 
 
 def test_stacks_need_one_source_type_and_static_edges():
-    with pytest.raises(ConfigError, match=r"a stack of edge types needs one source node type, got \['person', 'school'\]"):
+    with pytest.raises(ConfigError, match=r"a stack of edge types needs one source node type, "
+                                          r"got \['person', 'school'\]"):
         Graph(town(), Requirements(stacks={frozenset({HOME, NEAR})}))
     d = town()
     d[HOME].time = torch.tensor([0, 0, 1, 1])

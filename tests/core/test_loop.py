@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from lpm_graph.core import (CounterRNG, EventSpec, FieldSpec, Model, Observable, Outcome, Output, ParamSpec, Process,
-                            Read, StateSpec, flush_denormals)
+from lpm_graph.core import (CounterRNG, EventSpec, FieldSpec, Grouping, Model, Observable, Output, ParamSpec, Process,
+                            Read, Requirements, StateSpec, flush_denormals)
 from lpm_graph.core.params import GROUP
 from lpm_graph.errors import ConfigError
 from tests.core.toys import (SUPPLIES, Deliver, Failure, Ship, Stockroom, Supply, permute_nodes, supply_chain,
@@ -78,7 +78,8 @@ def test_a_read_nobody_produces_names_the_process_and_the_nearest_field():
 def test_a_read_before_the_writer_says_which_to_move():
     with pytest.raises(ConfigError, match=r"process 'buyer' reads field firm.demand before 'seller' writes it; "
                                           r"move 'seller' before 'buyer'"):
-        Model([owner(), Declared("buyer", reads=["firm.demand"]), Declared("seller", fields=[FieldSpec("firm", "demand")])])
+        Model([owner(), Declared("buyer", reads=["firm.demand"]),
+               Declared("seller", fields=[FieldSpec("firm", "demand")])])
 
 
 def test_an_optional_read_needs_no_writer_but_an_early_one_is_still_refused():
@@ -214,8 +215,6 @@ def test_observables_must_fit_their_source(spec, match):
 def test_a_process_grouping_by_an_undefined_grouping():
     class Grouped(Declared):
         def requirements(self):
-            from lpm_graph.core import Grouping, Requirements
-
             return Requirements(groupings={"sector": Grouping("sector", "firm")})
 
     with pytest.raises(ConfigError, match=r"process 'g' groups by 'sector', which model.groupings does not define"):

@@ -11,6 +11,7 @@ from lpm_graph.core import (EventSpec, Grouping, Model, Observable, Outcome, Out
                             StateSpec, Trajectory)
 from lpm_graph.core.observe import smooth_argmax
 from lpm_graph.errors import ConfigError
+from lpm_graph.nn import SparseAdjacency
 from tests.core.toys import SECTORS, supply_graph
 
 F64 = torch.float64
@@ -143,8 +144,6 @@ def test_trajectory_frame_and_lookups(run):
 
 def test_an_empty_group_has_zero_sum_mean_and_variance():
     x = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 7.0]], dtype=F64)   # 3 nodes, 2 replicates
-    from lpm_graph.nn import SparseAdjacency
-
     groups = torch.tensor([0, 2, 0])                                  # group 1 is empty
     adj = SparseAdjacency.from_edge_index(torch.stack([torch.arange(3), groups]), None, (3, 3), F64)
     sizes = torch.tensor([2.0, 0.0, 1.0], dtype=F64)

@@ -11,7 +11,7 @@ from torch_geometric.nn.aggr import SumAggregation
 
 import lpm_graph.nn
 from lpm_graph.nn import ContactInfection, SparseAdjacency, VenueInfection, VenuePressure, WeightedSum
-from tests.nn.graphs import A, EDGES, F64, WEIGHTS, X, central_difference, dense, rand, random_edges
+from tests.nn.graphs import EDGES, F64, WEIGHTS, X, central_difference, dense, rand, random_edges
 
 # PyG converts a COO adjacency to CSR on every call and says so; that is the form's cost, not an error here
 pytestmark = pytest.mark.filterwarnings("ignore:Converting sparse tensor to CSR format:UserWarning")
