@@ -495,11 +495,13 @@ class Model(nn.Module):
     def _group_count(self, graph: Graph, name: str) -> Tensor:
         cache = self.__dict__.setdefault("_group_counts", {})
         key = (id(graph), name)
-        if key not in cache:
-            index = graph.group_index(name)
+        index = graph.group_index(name)
+        entry = cache.get(key)
+        # the id of a freed graph can be another graph's: the entry holds (and so keeps alive) the index it counted
+        if entry is None or entry[0] is not index:
             cache.clear() if len(cache) > 32 else None
-            cache[key] = torch.bincount(index, minlength=len(graph.group_labels(name))).to(graph.dtype)
-        return cache[key]
+            entry = cache[key] = (index, torch.bincount(index, minlength=len(graph.group_labels(name))).to(graph.dtype))
+        return entry[1]
 
     # -- running -------------------------------------------------------------
     def forward(self, graph, steps: int, seed: int = 0, replicates: int = 1, progress: bool = False,
