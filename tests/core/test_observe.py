@@ -256,3 +256,17 @@ def test_an_unused_grouping_is_not_built():
                   groupings={"sector": Grouping("sector", "firm")})
     assert "sector" not in model.requirements().groupings
     assert model(supply_graph(), steps=1).grouped == {}
+
+
+def test_grouped_means_use_each_graphs_own_group_sizes():
+    # Run after run on fresh graphs (a new Graph each call, freed after it): a graph's id may be that of an earlier
+    # one, whose group sizes must not be reused.  In CPython ids are reused within a few runs like these.
+    model = Model([Ramp()], groupings={"sector": {"node_type": "firm"}},
+                  observables=[{"name": "level_mean", "source": "firm.level", "kind": "mean", "by": ["sector"]}])
+    for seed in range(30):
+        data = supply_graph(num_firms=6 + seed % 4, seed=seed)
+        traj = model(data, steps=1, dtype=F64)
+        level = traj.final_state["firm.level"][:, 0]
+        sector = data["firm"].sector
+        expected = torch.zeros(3, dtype=F64).index_add_(0, sector, level) / torch.bincount(sector, minlength=3)
+        assert torch.allclose(traj.grouped["sector"]["level_mean"][-1, :, 0], expected, rtol=1e-14, atol=0), seed
