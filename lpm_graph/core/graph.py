@@ -66,6 +66,8 @@ def bin_labels(bins: Sequence[float]) -> list[str]:
 
 def bin_index(values: Tensor, bins: Sequence[float]) -> Tensor:
     """Index of the bin of each value: bin ``g`` is ``[bins[g], bins[g+1])``, the last open."""
+    if not values.is_floating_point():  # integer edges would truncate a fractional bin edge (2.5 -> 2)
+        values = values.to(torch.float64)
     edges = torch.as_tensor(list(bins)[1:], dtype=values.dtype, device=values.device)
     return torch.bucketize(values, edges, right=True)
 

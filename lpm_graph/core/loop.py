@@ -89,6 +89,9 @@ def _listed(items, what: str) -> list:
             if not isinstance(item, Process):
                 raise ConfigError(f"model.{what}.{name} must be a process (a lpm_graph.core.Process, built with "
                                   f"_target_), got {type(item).__name__}")
+            if not isinstance(name, str) or not name.isidentifier():
+                raise ConfigError(f"model.{what}: the key {name!r} names a process and must be an identifier "
+                                  "(letters, digits, _): it namespaces the process's parameters and streams")
             if item.explicit_name and item.name != name:
                 raise ConfigError(f"model.{what}.{name} is named {item.name!r}; a mapping's key names its process, "
                                   f"so drop name: or use the key {item.name!r}")
@@ -261,7 +264,7 @@ class Model(nn.Module):
                     continue
                 fields = sorted(writers)
                 states = sorted(owners)
-                raise ConfigError(f"process {p.name!r} reads {r.key}, which no process before it writes or owns "
+                raise ConfigError(f"process {p.name!r} reads {r.key}, which no process before it writes or owns"
                                   f"{_nearest(r.key, fields + states)} (fields written: {fields}; state: {states}). "
                                   "Add the process that produces it, earlier in the step")
         for p in order:
@@ -493,11 +496,13 @@ class Model(nn.Module):
     def _group_count(self, graph: Graph, name: str) -> Tensor:
         cache = self.__dict__.setdefault("_group_counts", {})
         key = (id(graph), name)
-        if key not in cache:
-            index = graph.group_index(name)
+        index = graph.group_index(name)
+        entry = cache.get(key)
+        # the id of a freed graph can be another graph's: the entry holds (and so keeps alive) the index it counted
+        if entry is None or entry[0] is not index:
             cache.clear() if len(cache) > 32 else None
-            cache[key] = torch.bincount(index, minlength=len(graph.group_labels(name))).to(graph.dtype)
-        return cache[key]
+            entry = cache[key] = (index, torch.bincount(index, minlength=len(graph.group_labels(name))).to(graph.dtype))
+        return entry[1]
 
     # -- running -------------------------------------------------------------
     def forward(self, graph, steps: int, seed: int = 0, replicates: int = 1, progress: bool = False,
@@ -546,8 +551,9 @@ class Model(nn.Module):
         series0, grouped0 = self._observe(state, events0, graph)
         for name, v in series0.items():   # events not emitted at step 0 are zero there
             if v is None:
-                like = next(s for s in series0.values() if s is not None)
-                series0[name] = torch.zeros_like(like)
+                like = next((s for s in series0.values() if s is not None), None)
+                series0[name] = (torch.zeros_like(like) if like is not None else
+                                 torch.zeros(replicates, dtype=dtype, device=graph.device))
         for g, named in grouped0.items():
             for name, v in named.items():
                 if v is None:

@@ -123,7 +123,8 @@ class Observable:
         total = spmm(adjacency, x)
         if self.kind in ("count", "sum"):
             return total
-        inv = torch.where(sizes > 0, 1.0 / sizes.clamp_min(1), torch.zeros_like(sizes)).to(x.dtype).unsqueeze(1)
+        sizes = sizes.to(x.dtype)  # a float64 run on a float32 graph divides in float64
+        inv = torch.where(sizes > 0, 1.0 / sizes.clamp_min(1), torch.zeros_like(sizes)).unsqueeze(1)
         mean = total * inv
         if self.kind == "mean":
             return mean

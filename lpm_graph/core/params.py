@@ -148,7 +148,10 @@ def check_shape(full_name: str, spec: ParamSpec, value, group_sizes: Mapping[str
     Group dimensions whose size is not known yet (the grouping is read from
     the graph) are checked when the graph is prepared.
     """
-    shape = _shape_of(value)
+    try:
+        shape = _shape_of(value)
+    except ConfigError as e:
+        raise ConfigError(f"model.params.{full_name} (read by process {process!r}) is {e}") from None
     if time_varying:
         if not shape:
             raise ConfigError(f"model.params.{full_name} is time-varying: give a list with one value per period")

@@ -173,7 +173,8 @@ class SparseAdjacency:
         keys = self.rows() * num_src + self.csr.col_indices().to(torch.int64)
         query = dst * num_src + src
         pos = torch.searchsorted(keys, query)
-        inside = pos < keys.numel()
+        # an out-of-range index would alias another edge: the key of num_src -> d is that of 0 -> d + 1
+        inside = (pos < keys.numel()) & (src >= 0) & (src < self.shape[1]) & (dst >= 0) & (dst < self.shape[0])
         found = inside & (keys[pos.clamp_max(max(0, keys.numel() - 1))] == query) if keys.numel() else inside
         if not bool(found.all()):
             bad = int((~found).nonzero()[0])

@@ -7,6 +7,7 @@ import torch
 from torch import Tensor
 from torch_geometric import EdgeIndex
 from torch_geometric.nn import MessagePassing
+from torch_geometric.nn.aggr import SumAggregation
 from torch_geometric.utils import is_sparse
 from torch_geometric.utils import spmm as pyg_spmm
 
@@ -75,6 +76,8 @@ class WeightedSum(MessagePassing):
 
     def __init__(self, normalize: bool = False, **kwargs):
         kwargs.setdefault("aggr", "add")
+        if type(kwargs["aggr"]) is SumAggregation:  # a sum: keep the fused paths (PyG fuses string aggrs only)
+            kwargs["aggr"] = "sum"
         # Nodes are always dim 0 (x is ``[N]`` or ``[N, *]``); PyG's default
         # node_dim=-2 does not exist for a 1-D x.
         kwargs.setdefault("node_dim", 0)
@@ -157,7 +160,8 @@ class WeightedSum(MessagePassing):
         if adj is not None:  # a SparseAdjacency: adj_t is adj.csr, adj also carries the transpose
             return spmm(adj, x[0], edge_weight)
         src = x[0]
-        out = pyg_spmm(adj_t, src.reshape(src.size(0), -1), reduce="sum")
+        # a torch.sparse / SparseTensor adjacency reduces by the configured aggr (PyG's convention), not always a sum
+        out = pyg_spmm(adj_t, src.reshape(src.size(0), -1), reduce=self.aggr)
         return out.reshape(out.size(0), *src.shape[1:])
 
     def extra_repr(self) -> str:

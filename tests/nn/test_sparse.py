@@ -1,24 +1,13 @@
-"""Tests for the fused sparse path (lpm_graph.nn.sparse) and what the layers share."""
+"""SparseAdjacency (CSR and its transpose, built once) and spmm (sparse product with a sparse backward),
+including edge values that change during a run."""
 from __future__ import annotations
 
 import pytest
 import torch
-from torch_geometric.nn import MessagePassing
 
-import lpm_graph.nn
 import lpm_graph.nn.sparse as sparse_mod
-from lpm_graph.nn import ContactInfection, SparseAdjacency, VenueInfection, VenuePressure, spmm
-
-F64 = torch.float64
-
-# 4 people -> 2 venues; the edge 1 -> 0 appears twice (weights 2 and 4, summed to 6).
-#   A = [[1, 6,   0, 0],
-#        [0, 0.5, 1, 3]]
-EDGES = torch.tensor([[0, 1, 1, 2, 3, 1],
-                      [0, 0, 1, 1, 1, 0]])
-WEIGHTS = torch.tensor([1.0, 2.0, 0.5, 1.0, 3.0, 4.0], dtype=F64)
-A = torch.tensor([[1.0, 6.0, 0.0, 0.0],
-                  [0.0, 0.5, 1.0, 3.0]], dtype=F64)
+from lpm_graph.nn import SparseAdjacency, spmm
+from tests.nn.graphs import A, EDGES, F64, WEIGHTS, X, central_difference, dense, rand, random_edges
 
 
 @pytest.fixture
@@ -26,7 +15,14 @@ def adj():
     return SparseAdjacency.from_edge_index(EDGES, WEIGHTS, size=(4, 2), dtype=F64)
 
 
-# --------------------------------------------------------------------------- SparseAdjacency
+def _dense_with(adj: SparseAdjacency, values: torch.Tensor) -> torch.Tensor:
+    """The dense ``[num_dst, num_src]`` matrix of ``adj``'s pattern with ``values`` in its CSR order."""
+    out = torch.zeros(adj.shape, dtype=values.dtype)
+    out[adj.rows(), adj.csr.col_indices().long()] = values
+    return out
+
+
+# --------------------------------------------------------------------------- the layout
 
 
 def test_from_edge_index_layout_by_hand(adj):
@@ -37,6 +33,7 @@ def test_from_edge_index_layout_by_hand(adj):
     assert adj.csr.crow_indices().tolist() == [0, 2, 5]
     assert adj.csr.col_indices().tolist() == [0, 1, 1, 2, 3]
     assert adj.csr_t.crow_indices().tolist() == [0, 1, 3, 4, 5]
+    assert adj.values.tolist() == [1.0, 6.0, 0.5, 1.0, 3.0]
     assert adj.csr.dtype == F64
 
 
@@ -48,15 +45,16 @@ def test_small_graphs_use_int32_indices(adj):
 
 
 def test_int64_indices_when_int32_would_overflow(adj, monkeypatch):
-    # Pretend int32 holds only up to 3: the 4-person graph needs int64 and
-    # must give the same products.
+    # Pretend int32 holds only up to 3: the 4-node graph needs int64 and gives the same products.
     monkeypatch.setattr(sparse_mod, "_INT32_MAX", 3)
     big = SparseAdjacency.from_edge_index(EDGES, WEIGHTS, size=(4, 2), dtype=F64)
     assert big.csr.col_indices().dtype == torch.int64
     assert big.csr_t.crow_indices().dtype == torch.int64
-    x = torch.tensor([1.0, 10.0, 100.0, 1000.0], dtype=F64)
-    assert torch.equal(spmm(big, x), spmm(adj, x))
-    assert torch.equal(spmm(big.T, torch.tensor([1.0, 2.0], dtype=F64)), A.T @ torch.tensor([1.0, 2.0], dtype=F64))
+    assert torch.equal(spmm(big, X), spmm(adj, X))
+    y = torch.tensor([1.0, 2.0], dtype=F64)
+    assert torch.equal(spmm(big.T, y), A.T @ y)
+    v = torch.arange(1.0, 6.0, dtype=F64)
+    assert torch.equal(spmm(big, X, v), spmm(adj, X, v))
 
 
 def test_defaults_unit_weights_and_square_size():
@@ -81,7 +79,8 @@ def test_transpose_swaps_without_copying(adj):
     assert t.shape == (4, 2)
     assert t.csr is adj.csr_t and t.csr_t is adj.csr
     assert t.T.csr is adj.csr
-    assert torch.equal(spmm(t, torch.tensor([1.0, 2.0], dtype=F64)), A.T @ torch.tensor([1.0, 2.0], dtype=F64))
+    y = torch.tensor([1.0, 2.0], dtype=F64)
+    assert torch.equal(spmm(t, y), A.T @ y)
 
 
 def test_layouts_convert_once_and_cache():
@@ -93,14 +92,12 @@ def test_layouts_convert_once_and_cache():
     assert torch.equal(pair[0].to_dense(), A) and torch.equal(pair[1].to_dense(), A.T)
     again = adj.layouts(F64)
     assert again is pair and again[0] is pair[0]
-    # The transpose shares the converted pair, swapped.
-    assert adj.T.layouts(F64)[0] is pair[1]
+    assert adj.T.layouts(F64)[0] is pair[1]  # the transpose shares the converted pair, swapped
 
 
 def test_float32_layout_with_float64_input():
     adj = SparseAdjacency.from_edge_index(EDGES, WEIGHTS, size=(4, 2))  # weights exact in float32
-    x = torch.tensor([1.0, 10.0, 100.0, 1000.0], dtype=F64)
-    y = spmm(adj, x)
+    y = spmm(adj, X)
     assert y.dtype == F64
     assert torch.equal(y, torch.tensor([61.0, 3105.0], dtype=F64))
 
@@ -112,6 +109,7 @@ def test_to_dtype_and_device(adj):
     assert torch.equal(f32.csr.to_dense().double(), A)
     same = adj.to("cpu")
     assert same.shape == adj.shape and torch.equal(same.csr.to_dense(), A)
+    assert torch.equal(same.transpose_order(), adj.transpose_order())
 
 
 def test_nbytes_by_hand(adj):
@@ -136,40 +134,111 @@ def test_from_edge_index_rejects_bad_weight_shape():
         SparseAdjacency.from_edge_index(EDGES, WEIGHTS[:5], size=(4, 2))
 
 
-# --------------------------------------------------------------------------- spmm
+@pytest.mark.parametrize("edge_index, match", [
+    (torch.tensor([[0, 3], [0, 1]]), r"row 0 \(source\) has indices in \[0, 3\] but must be in \[0, 3\)"),
+    (torch.tensor([[0, 1], [-1, 1]]), r"row 1 \(destination\) has indices in \[-1, 1\]"),
+])
+def test_from_edge_index_refuses_out_of_range_indices(edge_index, match):
+    with pytest.raises(ValueError, match=match):
+        SparseAdjacency.from_edge_index(edge_index, size=(3, 2))
+
+
+# --------------------------------------------------------------------------- CSR bookkeeping
+
+
+def test_rows_are_the_destination_of_every_stored_entry(adj):
+    assert adj.rows().tolist() == [0, 0, 1, 1, 1]
+    assert adj.T.rows().tolist() == [0, 1, 1, 2, 3]
+
+
+def test_transpose_order_maps_the_transposes_entries_to_the_layouts(adj):
+    # A's CSR entries: (0,0)=1 (0,1)=6 (1,1)=0.5 (1,2)=1 (1,3)=3; A^T's CSR order is (0,0) (1,0) (1,1) (2,1) (3,1)
+    assert adj.transpose_order().tolist() == [0, 1, 2, 3, 4]
+    ei, w = random_edges(7, 5, 20, seed=4)
+    big = SparseAdjacency.from_edge_index(ei, w, size=(7, 5), dtype=F64)
+    assert torch.equal(big.values[big.transpose_order()], big.csr_t.values())
+    assert torch.equal(big.T.values[big.T.transpose_order()], big.csr.values())
+
+
+def test_positions_by_hand(adj):
+    assert adj.positions(EDGES).tolist() == [0, 1, 2, 3, 4, 1]
+    assert adj.positions(torch.tensor([[3, 0], [1, 0]])).tolist() == [4, 0]
+
+
+@pytest.mark.parametrize("edge", [[[0], [1]], [[2], [0]],              # absent edges inside the layout
+                                  [[4], [0]], [[5], [0]], [[-1], [1]],   # sources out of range
+                                  [[0], [2]], [[3], [-1]]],              # destinations out of range
+                         ids=["0->1", "2->0", "src=4", "src=5", "src=-1", "dst=2", "dst=-1"])
+def test_positions_refuses_an_edge_not_in_the_layout(adj, edge):
+    # 5 -> 0 has the lookup key of 1 -> 1 (a real edge) and 4 -> 0 that of 0 -> 1: out-of-range indices must
+    # not alias other edges
+    with pytest.raises(ValueError, match=r"edge 0 .* is not in this layout"):
+        adj.positions(torch.tensor(edge))
+
+
+def test_positions_in_an_empty_layout():
+    empty = SparseAdjacency.from_edge_index(torch.zeros(2, 0, dtype=torch.long), size=(3, 2))
+    assert empty.positions(torch.zeros(2, 0, dtype=torch.long)).numel() == 0
+    with pytest.raises(ValueError, match="is not in this layout"):
+        empty.positions(torch.tensor([[0], [0]]))
+
+
+def test_values_from_edges_sums_duplicates_in_csr_order(adj):
+    # the layout's own weights come back from the edge list it was built from
+    assert torch.equal(adj.values_from_edges(EDGES, WEIGHTS), adj.values)
+    # new per-edge values (edge_index order) land on their CSR entries, the two 1 -> 0 edges summed
+    new = torch.tensor([10.0, 20.0, 30.0, 40.0, 50.0, 60.0], dtype=F64)
+    assert adj.values_from_edges(EDGES, new).tolist() == [10.0, 80.0, 30.0, 40.0, 50.0]
+    # any order of the edge list gives the same values
+    perm = torch.tensor([5, 3, 0, 4, 1, 2])
+    assert torch.equal(adj.values_from_edges(EDGES[:, perm], new[perm]), adj.values_from_edges(EDGES, new))
+    # a subset of the edges leaves the others at zero
+    assert adj.values_from_edges(EDGES[:, [4]], new[[4]]).tolist() == [0.0, 0.0, 0.0, 0.0, 50.0]
+
+
+def test_values_from_edges_matches_a_layout_built_from_the_values():
+    ei, w = random_edges(9, 6, 30, seed=2)
+    base = SparseAdjacency.from_edge_index(ei, None, size=(9, 6), dtype=F64)
+    assert torch.allclose(base.values_from_edges(ei, w),
+                          SparseAdjacency.from_edge_index(ei, w, size=(9, 6), dtype=F64).values, rtol=1e-15, atol=0)
+
+
+def test_values_from_edges_is_differentiable(adj):
+    w = WEIGHTS.clone().requires_grad_(True)
+    c = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0], dtype=F64)
+    (adj.values_from_edges(EDGES, w) * c).sum().backward()
+    # d/dw_e sum_k c_k v_k = c[position of e]
+    assert w.grad.tolist() == [1.0, 2.0, 3.0, 4.0, 5.0, 2.0]
+
+
+# --------------------------------------------------------------------------- spmm with the stored weights
 
 
 @pytest.mark.parametrize("trailing", [(), (3,), (2, 3)])
-def test_spmm_matches_dense_product(adj, rand, trailing):
+def test_spmm_matches_dense_product(adj, trailing):
     x = rand(4, *trailing)
     y = spmm(adj, x)
     assert y.shape == (2, *trailing)
     assert torch.allclose(y, torch.einsum("ij,j...->i...", A, x), rtol=1e-14, atol=0)
-    assert torch.allclose(adj.matmul(x), y, rtol=0, atol=0)
+    assert torch.equal(adj.matmul(x), y)
 
 
 @pytest.mark.parametrize("trailing", [(), (3,)])
-def test_spmm_gradcheck(adj, rand, trailing):
+def test_spmm_gradcheck(adj, trailing):
     x = rand(4, *trailing).requires_grad_(True)
     assert torch.autograd.gradcheck(lambda x: spmm(adj, x), (x,))
     assert torch.autograd.gradcheck(lambda v: spmm(adj.T, v), (rand(2, *trailing).requires_grad_(True),))
 
 
-def test_spmm_backward_is_the_transpose_product(adj, rand, value_and_grad):
-    x, g = rand(4, 3, seed=1), rand(2, 3, seed=2)
-    _, gx = value_and_grad(lambda x: spmm(adj, x), x, g)
-    assert torch.allclose(gx, A.T @ g, rtol=1e-14, atol=0)
-
-
-def test_spmm_backward_reads_the_cached_transpose(adj, rand, value_and_grad):
-    # Pair A with a different "transpose" B^T: the forward must use A and the
-    # backward must use the stored layout (not re-transpose A).
+def test_spmm_backward_reads_the_cached_transpose(adj):
+    # Pair A with a different "transpose" B^T: the forward uses A, the backward the stored layout.
     b = torch.tensor([[0.0, 2.0, 0.0, 7.0],
                       [5.0, 0.0, 0.0, 1.0]], dtype=F64)
-    bt = b.T.contiguous().to_sparse_csr()
-    mixed = SparseAdjacency(adj.csr, bt)
-    x, g = rand(4, 2, seed=3), rand(2, 2, seed=4)
-    y, gx = value_and_grad(lambda x: spmm(mixed, x), x, g)
+    mixed = SparseAdjacency(adj.csr, b.T.contiguous().to_sparse_csr())
+    x = rand(4, 2, seed=3).requires_grad_(True)
+    g = rand(2, 2, seed=4)
+    y = spmm(mixed, x)
+    (gx,) = torch.autograd.grad(y, x, g)
     assert torch.allclose(y, A @ x, rtol=1e-14, atol=0)
     assert torch.allclose(gx, b.T @ g, rtol=1e-14, atol=0)
 
@@ -191,151 +260,91 @@ def test_spmm_on_empty_graph(size, trailing):
     assert torch.equal(x.grad, torch.zeros_like(x))
 
 
-# --------------------------------------------------------------------------- what all layers share
-
-# (layer class, keyword that fixes the output size on the edge_index path)
-LAYERS = [(VenuePressure, "num_venues"), (VenueInfection, "num_people"), (ContactInfection, None)]
-LAYER_IDS = ["VenuePressure", "VenueInfection", "ContactInfection"]
+# --------------------------------------------------------------------------- spmm with values that change
 
 
-def _square(cls):
-    return cls is ContactInfection
+@pytest.fixture
+def layout():
+    """A random 7 -> 5 layout with duplicates, new values in its CSR order, and its dense form."""
+    ei, w = random_edges(7, 5, 20, seed=6)
+    adj = SparseAdjacency.from_edge_index(ei, w, size=(7, 5), dtype=F64)
+    values = 0.1 + rand(adj.num_edges, seed=7)
+    return adj, values, _dense_with(adj, values)
 
 
-@pytest.mark.parametrize(("cls", "size_kw"), LAYERS, ids=LAYER_IDS)
-def test_layers_are_parameter_free_message_passing(cls, size_kw):
-    layer = cls()
-    assert isinstance(layer, MessagePassing)
-    assert getattr(lpm_graph.nn, cls.__name__) is cls and cls.__name__ in lpm_graph.nn.__all__
-    assert list(layer.parameters()) == [] and list(layer.buffers()) == []
-    assert layer.aggr == "add"
+@pytest.mark.parametrize("trailing", [(), (3,)])
+def test_spmm_with_values_is_the_product_with_those_values(layout, trailing):
+    adj, values, a = layout
+    x = rand(7, *trailing, seed=1)
+    assert not torch.allclose(a, _dense_with(adj, adj.values))  # the values are not the stored weights
+    assert torch.allclose(spmm(adj, x, values), torch.einsum("ij,j...->i...", a, x), rtol=1e-14, atol=0)
+    # the stored weights themselves as values give the plain product
+    assert torch.allclose(spmm(adj, x, adj.values), spmm(adj, x), rtol=1e-15, atol=0)
 
 
-@pytest.mark.parametrize(("cls", "size_kw"), LAYERS, ids=LAYER_IDS)
-def test_fused_path_rejects_edge_weight(cls, size_kw):
-    adj = SparseAdjacency.from_edge_index(EDGES, WEIGHTS, size=(4, 4), dtype=F64)
-    with pytest.raises(ValueError, match=r"edge_weight is part of a SparseAdjacency.*from_edge_index"):
-        cls()(torch.ones(4, dtype=F64), adj, WEIGHTS)
+def test_transposed_product_with_new_values(layout):
+    adj, values, a = layout
+    y = rand(5, 2, seed=2)
+    t_values = values[adj.transpose_order()]  # the same edges' values in the transpose's CSR order
+    assert torch.allclose(spmm(adj.T, y, t_values), a.T @ y, rtol=1e-14, atol=0)
 
 
-@pytest.mark.parametrize(("cls", "size_kw"), LAYERS, ids=LAYER_IDS)
-def test_fused_path_rejects_non_sum_aggregation(cls, size_kw):
-    adj = SparseAdjacency.from_edge_index(EDGES, WEIGHTS, size=(4, 4), dtype=F64)
-    with pytest.raises(ValueError, match=r"aggr='mean' pass an edge_index tensor instead"):
-        cls(aggr="mean")(torch.ones(4, dtype=F64), adj)
+def test_values_from_edges_drive_spmm(layout):
+    ei, w = random_edges(7, 5, 20, seed=6)
+    adj = layout[0]
+    new = rand(ei.size(1), seed=9)
+    x = rand(7, 2, seed=3)
+    assert torch.allclose(spmm(adj, x, adj.values_from_edges(ei, new)), dense(ei, new, 7, 5) @ x, rtol=1e-14, atol=0)
 
 
-@pytest.mark.parametrize(("cls", "size_kw"), LAYERS, ids=LAYER_IDS)
-@pytest.mark.parametrize("edge_index", [EDGES.double(), EDGES.repeat(2, 1)], ids=["float", "4xE"])
-def test_edge_index_path_rejects_bad_edge_index(cls, size_kw, edge_index):
-    with pytest.raises(ValueError, match=r"integer tensor of shape \[2, E\]"):
-        cls()(torch.ones(4, dtype=F64), edge_index)
+@pytest.mark.parametrize("trailing", [(), (2,)])
+def test_gradients_of_values_and_x_match_central_differences(layout, trailing):
+    adj, values, _ = layout
+    x = rand(7, *trailing, seed=4)
+    g = rand(5, *trailing, seed=5)  # upstream gradient: the loss is <g, A(v) x>
+
+    def loss(x, v):
+        return (spmm(adj, x, v) * g).sum()
+
+    v = values.clone().requires_grad_(True)
+    xx = x.clone().requires_grad_(True)
+    gx, gv = torch.autograd.grad(loss(xx, v), (xx, v))
+    assert torch.allclose(gv, central_difference(lambda v: loss(x, v), values), rtol=1e-7, atol=1e-9)
+    assert torch.allclose(gx, central_difference(lambda x: loss(x, values), x), rtol=1e-7, atol=1e-9)
+    # the value gradient is the SDDMM on the edges: sum_f g[dst(e), f] x[src(e), f]
+    src = adj.csr.col_indices().long()
+    sddmm = (g[adj.rows()] * x[src]).reshape(adj.num_edges, -1).sum(1)
+    assert torch.allclose(gv, sddmm, rtol=1e-14, atol=0)
 
 
-@pytest.mark.parametrize(("cls", "size_kw"), LAYERS, ids=LAYER_IDS)
-@pytest.mark.parametrize("bad", [WEIGHTS[:5], WEIGHTS.view(2, 3)], ids=["short", "2-D"])
-def test_edge_index_path_rejects_bad_edge_weight(cls, size_kw, bad):
-    with pytest.raises(ValueError, match=r"edge_weight must have shape \[6\]"):
-        cls()(torch.ones(4, dtype=F64), EDGES, bad)
+def test_gradcheck_through_values_and_x_on_the_transpose(layout):
+    adj, values, _ = layout
+    t = adj.T
+    y = rand(5, 2, seed=6).requires_grad_(True)
+    v = values[adj.transpose_order()].clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda y, v: spmm(t, y, v), (y, v))
+    assert torch.autograd.gradcheck(lambda x, v: spmm(adj, x, v),
+                                    (rand(7, 3, seed=8).requires_grad_(True), values.clone().requires_grad_(True)))
 
 
-@pytest.mark.parametrize(("cls", "size_kw"), LAYERS, ids=LAYER_IDS)
-def test_fused_path_rejects_wrong_number_of_rows(cls, size_kw):
-    adj = SparseAdjacency.from_edge_index(EDGES, WEIGHTS, size=(4, 4), dtype=F64)
-    with pytest.raises(ValueError, match=r"x has 3 rows but the adjacency has 4 source nodes"):
-        cls()(torch.ones(3, dtype=F64), adj)
+def test_backward_for_x_uses_the_new_values_transposed(layout):
+    # d<g, A(v) x>/dx = A(v)^T g: a backward with the stored weights, or with v not reordered by
+    # transpose_order, gives another matrix (the values differ edge by edge)
+    adj, values, a = layout
+    x = rand(7, 2, seed=1).requires_grad_(True)
+    g = rand(5, 2, seed=2)
+    (gx,) = torch.autograd.grad(spmm(adj, x, values), x, g)
+    assert torch.allclose(gx, a.T @ g, rtol=1e-14, atol=0)
 
 
-@pytest.mark.parametrize(("cls", "size_kw"), LAYERS, ids=LAYER_IDS)
-@pytest.mark.parametrize("trailing", [(), (3,)], ids=["N", "NxR"])
-def test_edge_index_and_fused_paths_agree(cls, size_kw, trailing, random_edges, rand, value_and_grad):
-    # Values and gradients w.r.t. x of PyG's message/aggregate path and the
-    # fused CSR product, on a random graph with duplicate edges.
-    n_src, n_dst = (9, 9) if _square(cls) else (9, 4)
-    ei, w = random_edges(n_src, n_dst, 25, seed=11)
-    kw = {size_kw: n_dst} if size_kw else {}
-    adj = SparseAdjacency.from_edge_index(ei, w, size=(n_src, n_dst), dtype=F64)
-    x, g = rand(n_src, *trailing, seed=1), rand(n_dst, *trailing, seed=2)
-    y_ei, gx_ei = value_and_grad(lambda x: cls()(x, ei, w, **kw), x, g)
-    y_adj, gx_adj = value_and_grad(lambda x: cls()(x, adj), x, g)
-    assert y_ei.shape == y_adj.shape == (n_dst, *trailing)
-    assert torch.allclose(y_ei, y_adj, rtol=1e-12, atol=0)
-    assert torch.allclose(gx_ei, gx_adj, rtol=1e-12, atol=0)
+def test_values_of_the_wrong_shape_are_refused(adj):
+    with pytest.raises(ValueError, match=r"values must have shape \[5\]"):
+        spmm(adj, X, WEIGHTS)  # one per edge of the edge list, not per stored edge
 
 
-@pytest.mark.parametrize(("cls", "size_kw"), LAYERS, ids=LAYER_IDS)
-def test_shuffling_the_edge_list_changes_nothing(cls, size_kw, random_edges, rand):
-    n_src, n_dst = (8, 8) if _square(cls) else (8, 3)
-    ei, w = random_edges(n_src, n_dst, 20, seed=5)
-    perm = torch.randperm(ei.size(1), generator=torch.Generator().manual_seed(1))
-    kw = {size_kw: n_dst} if size_kw else {}
-    x = rand(n_src, 2)
-    ref = cls()(x, ei, w, **kw)
-    assert torch.allclose(cls()(x, ei[:, perm], w[perm], **kw), ref, rtol=1e-12, atol=0)
-    a1 = SparseAdjacency.from_edge_index(ei, w, size=(n_src, n_dst), dtype=F64)
-    a2 = SparseAdjacency.from_edge_index(ei[:, perm], w[perm], size=(n_src, n_dst), dtype=F64)
-    assert torch.allclose(cls()(x, a2), cls()(x, a1), rtol=1e-12, atol=0)
-    assert torch.allclose(cls()(x, a1), ref, rtol=1e-12, atol=0)
-
-
-@pytest.mark.parametrize(("cls", "size_kw"), LAYERS, ids=LAYER_IDS)
-def test_learnable_edge_weight_gradcheck(cls, size_kw, random_edges, rand):
-    n_src, n_dst = (6, 6) if _square(cls) else (6, 3)
-    ei, w = random_edges(n_src, n_dst, 12, seed=2)
-    kw = {size_kw: n_dst} if size_kw else {}
-    x = rand(n_src, 2, seed=3).requires_grad_(True)
-    w = w.requires_grad_(True)
-    assert torch.autograd.gradcheck(lambda x, w: cls()(x, ei, w, **kw), (x, w))
-
-
-@pytest.mark.parametrize(("cls", "size_kw"), LAYERS, ids=LAYER_IDS)
-def test_learnable_edge_weight_gradient_is_message_times_upstream(cls, size_kw, random_edges, rand):
-    # d/dw_e <g, y> = <g[dst_e], x[src_e]> for y_i = sum_e w_e x_{src_e}.
-    n_src, n_dst = (6, 6) if _square(cls) else (6, 3)
-    ei, w = random_edges(n_src, n_dst, 12, seed=4)
-    kw = {size_kw: n_dst} if size_kw else {}
-    x, g = rand(n_src, 2, seed=5), rand(n_dst, 2, seed=6)
-    w = w.requires_grad_(True)
-    (gw,) = torch.autograd.grad(cls()(x, ei, w, **kw), w, g)
-    assert torch.allclose(gw, (g[ei[1]] * x[ei[0]]).sum(1), rtol=1e-12, atol=0)
-
-
-@pytest.mark.parametrize(("cls", "size_kw"), LAYERS, ids=LAYER_IDS)
-def test_fused_path_gradcheck_through_scale(cls, size_kw, random_edges, rand):
-    # The per-node factor (venue_scale / susceptibility) is where learnable
-    # rates enter; gradients flow through it and x on the fused path.
-    n_src, n_dst = (6, 6) if _square(cls) else (6, 3)
-    ei, w = random_edges(n_src, n_dst, 12, seed=7)
-    adj = SparseAdjacency.from_edge_index(ei, w, size=(n_src, n_dst), dtype=F64)
-    scale_kw = {VenuePressure: "venue_scale"}.get(cls, "susceptibility")
-    x = rand(n_src, 2, seed=8).requires_grad_(True)
-    s = rand(n_dst, seed=9).requires_grad_(True)
-    assert torch.autograd.gradcheck(lambda x, s: cls()(x, adj, **{scale_kw: s}), (x, s))
-
-
-@pytest.mark.parametrize("edge_index, match", [
-    (torch.tensor([[0, 3], [0, 1]]), "row 0 \\(source\\) has indices in \\[0, 3\\] but must be in \\[0, 3\\)"),
-    (torch.tensor([[0, 1], [-1, 1]]), "row 1 \\(destination\\) has indices in \\[-1, 1\\]"),
-])
-def test_from_edge_index_refuses_out_of_range_indices(edge_index, match):
-    with pytest.raises(ValueError, match=match):
-        SparseAdjacency.from_edge_index(edge_index, size=(3, 2))
-
-
-def test_sum_aggregation_object_uses_the_fused_path():
-    from torch_geometric.nn.aggr import SumAggregation
-
-    from lpm_graph.nn import VenuePressure
-
-    ei = torch.tensor([[0, 1, 2], [0, 0, 1]])
-    adj = SparseAdjacency.from_edge_index(ei, size=(3, 2))
-    x = torch.tensor([1.0, 2.0, 4.0])
-    assert torch.equal(VenuePressure(aggr=SumAggregation())(x, adj), torch.tensor([3.0, 4.0]))
-
-
-def test_a_list_edge_index_gets_the_type_error():
-    from lpm_graph.nn import VenueInfection, VenuePressure
-
-    for layer in (VenuePressure(), VenueInfection()):
-        with pytest.raises(TypeError, match="must be a \\[2, E\\] tensor or a SparseAdjacency"):
-            layer(torch.ones(2), [[0, 1], [0, 0]])
+def test_float32_values_with_float64_x_follow_x(adj):
+    v = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0])
+    y = spmm(adj, X, v)
+    assert y.dtype == F64
+    # row 0: 1*1 + 2*10 = 21;  row 1: 3*10 + 4*100 + 5*1000 = 5430
+    assert y.tolist() == [21.0, 5430.0]

@@ -1,12 +1,15 @@
-"""Tests for the counter-based generator (lpm_graph.random)."""
+"""The counter-based generator: bit-exact key schedule, uniformity, independence, layout invariance, node-type
+keys and the refinement of float32 draws for rare events."""
 from __future__ import annotations
 
 import math
+import zlib
 
 import pytest
 import torch
 
-from lpm_graph.random import CounterRNG, hash_words, splitmix64, stream_id, words_to_float32
+from lpm_graph.core.random import (CounterRNG, hash_words, refinement, splitmix64, stream_id, type_key,
+                                   words_to_float32, words_to_float64)
 
 MASK64 = (1 << 64) - 1
 N = 100_000          # agents in the statistical tests
@@ -255,16 +258,17 @@ def test_splitmix64_published_vector():
     assert int(splitmix64(torch.tensor([gamma]))[0]) == to_signed(0xE220A8397B1DCDAF)
 
 
-def ref_bits(uid: int, seed: int, r: int, step: int, stream: int, lane: int = 0) -> int:
+def ref_mix(v: int) -> int:
+    return ref_splitmix64(v + 0x9E3779B97F4A7C15)
+
+
+def ref_bits(uid: int, seed: int, r: int, step: int, stream: int, lane: int = 0, kappa: int = 0) -> int:
     """The key schedule in unsigned Python ints: every run's draws depend on it,
-    so a change (even to another good hash) silently changes all results."""
+    so a change (even to another good hash) silently changes all results.
+    ``kappa`` is the node type's key (0: the schedule of version 0.1)."""
     gamma = 0x9E3779B97F4A7C15
-
-    def mix(v):
-        return ref_splitmix64(v + gamma)
-
-    base = ref_splitmix64(uid * gamma + mix(mix(seed) + r))
-    salt = mix(mix(step) + stream + (lane << 32))
+    base = ref_splitmix64(uid * gamma + ref_mix(ref_mix(seed) + r) + kappa)
+    salt = ref_mix(ref_mix(step) + stream + (lane << 32))
     return ref_splitmix64(base + salt)
 
 
@@ -386,3 +390,105 @@ def test_cuda_matches_cpu_bit_for_bit():
 def test_negative_uids_are_refused():
     with pytest.raises(ValueError, match="non-negative"):
         CounterRNG(torch.tensor([0, -4, 2]))
+
+
+# --------------------------------------------------------------------------- node types
+
+
+def test_person_keeps_the_version_0_1_schedule():
+    uid = torch.tensor([0, 3, 2**33 + 1])
+    explicit = CounterRNG(uid, seed=77, replicates=2, node_type="person")
+    default = CounterRNG(uid, seed=77, replicates=2)
+    assert type_key("person") == 0
+    for step, stream in [(0, 5), (-1, stream_id("seed")), (40, stream_id("infection"))]:
+        want = [[to_signed(ref_bits(u, 77, r, step, stream)) for r in range(2)] for u in uid.tolist()]
+        assert explicit.bits(step, stream).tolist() == want
+        assert torch.equal(default.bits(step, stream), explicit.bits(step, stream))
+
+
+def test_other_node_types_are_keyed_by_their_name():
+    uid = torch.tensor([0, 3, 2**33 + 1])
+    g = CounterRNG(uid, seed=77, replicates=2, node_type="firm")
+    kappa = ref_mix(zlib.crc32(b"firm"))
+    assert to_signed(kappa) == type_key("firm")
+    want = [[to_signed(ref_bits(u, 77, r, 9, 4, kappa=kappa)) for r in range(2)] for u in uid.tolist()]
+    assert g.bits(9, 4).tolist() == want
+    assert g.node_type == "firm" and g.to("cpu").node_type == "firm"
+    assert torch.equal(g.to("cpu").bits(9, 4), g.bits(9, 4))
+
+
+def test_node_types_with_the_same_uids_draw_different_uncorrelated_numbers():
+    uid = torch.arange(N)
+    people = CounterRNG(uid, seed=SEED, replicates=R).uniform(0, "s", torch.float64)
+    firms = CounterRNG(uid, seed=SEED, replicates=R, node_type="firm").uniform(0, "s", torch.float64)
+    shops = CounterRNG(uid, seed=SEED, replicates=R, node_type="retailer").uniform(0, "s", torch.float64)
+    for a, b in ((people, firms), (people, shops), (firms, shops)):
+        assert _all_differ(a, b)
+        assert abs(corr(a, b)) < 5 / math.sqrt(a.numel())  # sd of a null Pearson correlation: 1/sqrt(n)
+    # each node type's draws are uniform on their own (mean within 5 standard errors of 1/2)
+    assert abs(float(firms.mean()) - 0.5) < 5 * math.sqrt(1 / (12 * firms.numel()))
+
+
+# --------------------------------------------------------------------------- refinement of float32 draws
+
+TAIL_BITS = [*range(0, 9), *range(32, 41)]     # read by neither float32 lane
+LANE_BITS = [*range(9, 32), *range(41, 64)]    # lane 1: bits 9-31, lane 0: bits 41-63
+
+
+def ref_refinement(v: int) -> float:
+    """j = 2^-24 - (s + 1/2) 2^-41 with s the 18 tail bits (bits 32-40 above bits 0-8)."""
+    v &= MASK64
+    s = (((v >> 32) & 511) << 9) | (v & 511)
+    return 2.0**-24 - (s + 0.5) * 2.0**-41
+
+
+def test_refinement_matches_the_formula_and_lies_inside_half_a_cell(rng):
+    w = rng.bits(3, "refine")
+    j = refinement(w)
+    assert j.dtype == torch.float32 and j.shape == w.shape
+    assert j.double().flatten()[:2000].tolist() == [ref_refinement(v) for v in w.flatten()[:2000].tolist()]
+    assert float(j.min()) > -(2.0**-24) and float(j.max()) < 2.0**-24
+    # the extremes s = 0 and s = 2^18 - 1 are half a sub-cell inside the cell's half-width
+    ends = refinement(torch.tensor([0, (511 << 32) | 511], dtype=torch.int64)).double().tolist()
+    assert ends == [2.0**-24 - 2.0**-42, -(2.0**-24) + 2.0**-42]
+    # strided words (the integer-arithmetic path) give the same offsets
+    strided = torch.stack([w, w], -1)[..., 0]
+    assert not strided.is_contiguous() and torch.equal(refinement(strided), j)
+
+
+def test_refinement_is_uniform_over_its_grid(rng):
+    # s = (2^-24 - j) 2^41 - 1/2 is uniform on {0, ..., 2^18 - 1}: mean (2^18 - 1)/2, sd sqrt((2^36 - 1)/12);
+    # the sample mean lies within 5 standard errors of it
+    s = ((2.0**-24 - refinement(rng.bits(5, "refine")).double()) * 2.0**41 - 0.5).flatten()
+    assert torch.equal(s, s.round())
+    n, k = s.numel(), 2.0**18
+    sd = math.sqrt((k * k - 1) / 12)
+    assert abs(float(s.mean()) - (k - 1) / 2) < 5 * sd / math.sqrt(n)
+
+
+def _flip(words: torch.Tensor, bit: int) -> torch.Tensor:
+    return words ^ torch.tensor(to_signed(1 << bit), dtype=torch.int64)
+
+
+def test_refinement_reads_only_the_bits_the_lanes_do_not(rng):
+    w = rng.bits(7, "refine").flatten()[:512].contiguous()
+    j = refinement(w)
+    lanes = (words_to_float32(w, 0), words_to_float32(w, 1))
+    for bit in LANE_BITS:
+        flipped = _flip(w, bit)
+        assert torch.equal(refinement(flipped), j), bit
+    for bit in TAIL_BITS:
+        flipped = _flip(w, bit)
+        assert bool((refinement(flipped) != j).all()), bit
+        # ... and the lanes do not read them
+        assert torch.equal(words_to_float32(flipped, 0), lanes[0]) and torch.equal(words_to_float32(flipped, 1),
+                                                                                   lanes[1]), bit
+    # a tail bit moves j by its weight in s times the sub-cell 2^-41
+    for bit, weight in ((0, 1), (8, 2**8), (32, 2**9), (40, 2**17)):
+        delta = (refinement(_flip(w, bit)).double() - j.double()).abs()
+        assert torch.equal(delta, torch.full_like(delta, weight * 2.0**-41)), bit
+
+
+def test_float64_draw_reads_the_top_52_bits(rng):
+    w = rng.bits(2, "x")
+    assert torch.equal(words_to_float64(w), rng.uniform(2, "x", torch.float64))
