@@ -60,7 +60,7 @@ import torch
 from lpm_graph.errors import InsufficientMemoryError
 
 __all__ = ["MemoryEstimate", "InsufficientMemoryError", "estimate_run", "estimate_model", "estimate_config",
-           "available_memory", "check_memory", "release_free_memory", "current_rss"]
+           "available_memory", "check_memory", "release_free_memory", "current_rss", "peak_rss"]
 
 GiB = 2**30
 MiB = 2**20
@@ -91,6 +91,25 @@ def current_rss() -> int:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return 0
+
+
+def peak_rss() -> int:
+    """Peak resident bytes of this process (``VmHWM`` of ``/proc/self/status``).
+
+    Not ``ru_maxrss``: Linux carries that across ``exec`` from the forked copy
+    of the parent, so a process started by a large one reports the parent's
+    size as its own peak.  Falls back to ``ru_maxrss`` off Linux.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss if sys.platform == "darwin" else rss * 1024
 
 
 def _numel(shape) -> int:

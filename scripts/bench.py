@@ -42,7 +42,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -190,7 +189,7 @@ def worker(args) -> dict:
     out["kernel_ms"] = statistics.median(kernels)
     out["kernel_runs_ms"] = kernels
     out["kernel_bytes"] = _kernel_bytes(adj, args.replicates)
-    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["peak_rss_mb"] = memory.peak_rss() / 2**20  # VmHWM: ru_maxrss carries the parent's size across exec
     if device.startswith("cuda"):
         out["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
     return out

@@ -9,7 +9,7 @@ peak is reached in the first iteration, the rest repeats it).  Before the
 population is built the process records its RSS and the estimate of
 :mod:`lpm_graph.memory` for what the task will add (the population, its
 layouts and the largest run the task makes, from the model's declarations);
-after the task it reads its peak RSS (``ru_maxrss``).  Printed: both, and
+after the task it reads its peak RSS (``VmHWM``: ``ru_maxrss`` carries a parent's size across exec).  Printed: both, and
 their ratio, which the estimate should keep within 0.7-1.3.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 CHILD = r'''
-import json, resource, sys, tempfile
+import json, sys, tempfile
 sys.path.insert(0, sys.argv[1])
 task_name, overrides = sys.argv[2], json.loads(sys.argv[3])
 import torch
@@ -55,7 +55,7 @@ else:
     est = memory.estimate_config(cfg, model, grad=grad, replicates=reps).total
 with tempfile.TemporaryDirectory() as out:
     fn(cfg, out)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+peak = memory.peak_rss()
 print(json.dumps({"task": task_name, "rss_start_mb": rss0 / 2**20, "estimate_added_mb": est / 2**20,
                   "estimate_mb": (rss0 + est) / 2**20, "peak_mb": peak / 2**20, "ratio": (rss0 + est) / peak}))
 '''

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # In a fresh process: the RSS before the population is built, the estimate of what the run adds, the peak.
 MEASURE = r'''
-import json, resource, sys
+import json, sys
 sys.path.insert(0, sys.argv[1])
 import lpm_graph  # before torch allocates: the allocator settings lpm_graph chooses apply
 import torch
@@ -46,7 +46,7 @@ if mode == "forward":
         model(graph, steps=steps, replicates=reps)
 else:
     model(graph, steps=steps, replicates=reps).series["new_infections"].sum().backward()
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+peak = memory.peak_rss()  # not ru_maxrss, which carries the parent's size across exec
 print(json.dumps({"base": base, "peak": peak, "estimate": est.total, "saved": est.parts["saved_for_backward"]}))
 '''
 

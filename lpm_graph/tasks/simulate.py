@@ -21,8 +21,6 @@ import hashlib
 import json
 import math
 import os
-import resource
-import sys
 import time
 from pathlib import Path
 
@@ -54,9 +52,10 @@ def instantiate_config(node):
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MiB (Linux: ru_maxrss in KiB)."""
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / 1024 if sys.platform != "darwin" else rss / 2**20
+    """Peak resident memory of this process so far, in MiB (:func:`lpm_graph.memory.peak_rss`)."""
+    from lpm_graph.memory import peak_rss
+
+    return peak_rss() / 2**20
 
 
 def rounded(value, digits: int = 7):
