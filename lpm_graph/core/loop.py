@@ -142,6 +142,9 @@ class Model(nn.Module):
         temperature (float): temperature of the ``"gumbel"`` surrogate. (default: 0.1)
         dt (float): step length in days (or the model's time unit). (default: 1.0)
         checkpoint (bool): recompute each step in the backward pass. (default: ``False``)
+        order (Sequence[str], optional): the keys of a ``processes`` mapping in
+            step order, when it differs from the mapping's (a config that
+            inherits another adds its keys at the end). (default: the mapping's order)
         compile (bool): run the processes' elementwise kernels through
             ``torch.compile`` (those that have one); the first step of each
             population size compiles (seconds to tens of seconds on a CPU).
@@ -153,8 +156,16 @@ class Model(nn.Module):
                  bounds: Mapping[str, Sequence] | None = None, time_varying: Mapping[str, int] | None = None,
                  groupings: Mapping | None = None, observables: Sequence = (), outcomes: Mapping | None = None,
                  mode: str = "stochastic", surrogate: str = "gumbel", temperature: float = 0.1, dt: float = 1.0,
-                 checkpoint: bool = False, compile: bool = False):
+                 checkpoint: bool = False, compile: bool = False, order: Sequence[str] | None = None):
         super().__init__()
+        if order is not None:
+            if not isinstance(processes, Mapping):
+                raise ConfigError("model.order names the keys of model.processes; give processes as a mapping")
+            present = [k for k, v in processes.items() if v is not None]
+            if sorted(order) != sorted(present):
+                raise ConfigError(f"model.order must list every process of model.processes once: it lists "
+                                  f"{list(order)}, the processes are {present}")
+            processes = {k: processes[k] for k in order}
         self.environment = nn.ModuleList(_listed(environment, "environment"))
         self.behavior = nn.ModuleList(_listed(behavior, "behavior"))
         self.processes = nn.ModuleList(_listed(processes, "processes"))
