@@ -106,6 +106,17 @@ def _listed(items, what: str) -> list:
     return items
 
 
+def _one_each(order: Sequence[Process], specs, message: str) -> dict[str, Process]:
+    """Key -> the one process that declares it (``specs(process)``); ``message`` names two that both do."""
+    found: dict[str, Process] = {}
+    for p in order:
+        for spec in specs(p):
+            if spec.key in found:
+                raise ConfigError(message.format(key=spec.key, a=found[spec.key].name, b=p.name))
+            found[spec.key] = p
+    return found
+
+
 def _nearest(name: str, known: Sequence[str]) -> str:
     close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.6)
     return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
@@ -225,20 +236,10 @@ class Model(nn.Module):
                                   f"{type(p).__name__}); give one another name (name: ...), which also "
                                   "namespaces its parameters")
             seen[p.name] = p
-        owners: dict[str, Process] = {}
-        for p in order:
-            for s in p.state_specs():
-                if s.key in owners:
-                    raise ConfigError(f"state {s.key} is owned by both {owners[s.key].name!r} and {p.name!r}; "
-                                      "a state has one owner: remove one of them, or rename the state of one")
-                owners[s.key] = p
-        emitters: dict[str, Process] = {}
-        for p in order:
-            for e in p.event_specs():
-                if e.key in emitters:
-                    raise ConfigError(f"event {e.key} is emitted by both {emitters[e.key].name!r} and {p.name!r}; "
-                                      "rename the event of one of them")
-                emitters[e.key] = p
+        owners = _one_each(order, lambda p: p.state_specs(), "state {key} is owned by both {a!r} and {b!r}; a state "
+                           "has one owner: remove one of them, or rename the state of one")
+        _one_each(order, lambda p: p.event_specs(), "event {key} is emitted by both {a!r} and {b!r}; rename the "
+                  "event of one of them")
         writers: dict[str, list[int]] = {}
         specs: dict[str, FieldSpec] = {}
         for i, p in enumerate(order):
