@@ -135,14 +135,14 @@ class Stack:
     Attributes:
         edge_types (list): the stacked edge types, in order.
         adjacency (SparseAdjacency): ``[sum of destination counts, num_src]``.
-        offsets (dict): destination type -> its first row.
+        offsets (dict): edge type -> the first row of its destinations.
         type_index (Tensor): ``[V]`` position in ``edge_types`` of each row's type.
         inverse_weight (Tensor): ``[V]``, ``1 / (total incoming weight)``, 0 for rows without edges.
     """
 
     edge_types: list[EdgeType]
     adjacency: SparseAdjacency
-    offsets: dict[str, int]
+    offsets: dict[EdgeType, int]
     type_index: Tensor
     inverse_weight: Tensor
 
@@ -299,7 +299,7 @@ class Graph:
             cols.append(d + offset)
             weights.append(torch.ones(s.numel(), dtype=dtype) if w is None else w.to(dtype))
             type_index.append(torch.full((n_v,), k, dtype=torch.int64))
-            offsets[et[2]] = offset
+            offsets[et] = offset
             offset += n_v
         edge_index = torch.stack([torch.cat(rows), torch.cat(cols)])
         weight = torch.cat(weights)

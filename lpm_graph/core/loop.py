@@ -153,6 +153,9 @@ class Model(nn.Module):
         temperature (float): temperature of the ``"gumbel"`` surrogate. (default: 0.1)
         dt (float): step length in days (or the model's time unit). (default: 1.0)
         checkpoint (bool): recompute each step in the backward pass. (default: ``False``)
+        dtype: floating type the parameter values are stored in (from the
+            config's numbers, so a float64 run holds 0.2, not float32's
+            0.200000003). (default: ``torch.float32``)
         order (Sequence[str], optional): the keys of a ``processes`` mapping in
             step order, when it differs from the mapping's (a config that
             inherits another adds its keys at the end). (default: the mapping's order)
@@ -167,7 +170,8 @@ class Model(nn.Module):
                  bounds: Mapping[str, Sequence] | None = None, time_varying: Mapping[str, int] | None = None,
                  groupings: Mapping | None = None, observables: Sequence = (), outcomes: Mapping | None = None,
                  mode: str = "stochastic", surrogate: str = "gumbel", temperature: float = 0.1, dt: float = 1.0,
-                 checkpoint: bool = False, compile: bool = False, order: Sequence[str] | None = None):
+                 checkpoint: bool = False, compile: bool = False, order: Sequence[str] | None = None,
+                 dtype: torch.dtype | str = torch.float32):
         super().__init__()
         if order is not None:
             if not isinstance(processes, Mapping):
@@ -190,7 +194,10 @@ class Model(nn.Module):
         self.outcomes = self._collect_outcomes(outcomes)
         time_varying = flatten_params(time_varying)
         values = self._check_params(flatten_params(params), time_varying)
-        self.params = ParameterSet(values, learnable, flatten_params(bounds), time_varying)
+        dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+        if dtype not in (torch.float32, torch.float64):
+            raise ConfigError(f"model dtype must be float32 or float64, got {dtype}")
+        self.params = ParameterSet(values, learnable, flatten_params(bounds), time_varying, dtype=dtype)
         self.compiled = bool(compile)
         for p in self.order:
             p.compile_kernel(self.compiled)
@@ -307,6 +314,9 @@ class Model(nn.Module):
                                   f"events: {sorted(events)}")
             if o.source in states:
                 spec = states[o.source]
+                if spec.shape:
+                    raise ConfigError(f"observable {o.name!r}: {o.source} has shape {list(spec.shape)} per node; "
+                                      "observe a state of one value per node (declare one per element)")
                 if o.kind in ("mean", "var") and spec.kind != "continuous" or (
                         o.kind == "count" and spec.kind == "continuous"):
                     raise ConfigError(f"observable {o.name!r}: a {spec.kind} state ({o.source}) is not observed as "
@@ -473,6 +483,7 @@ class Model(nn.Module):
         specs = self._field_specs
         for p in self.order:
             out = p(c, state, fields)
+            self._check_output(p, out)
             if out.state:
                 state = {**state, **out.state}
             for k, v in out.fields.items():
@@ -481,11 +492,22 @@ class Model(nn.Module):
                 else:
                     fields[k] = v
             events.update(out.events)
-        series, grouped = self._observe(state, events, ctx.graph)
+        series, grouped = self._observe(state, events, ctx.graph, c.replicates, c.dtype)
         return state, series, grouped
 
-    def _observe(self, state: dict[str, Tensor], events: dict[str, Tensor],
-                 graph: Graph) -> tuple[dict[str, Tensor], dict[str, dict[str, Tensor]]]:
+    def _check_output(self, p: Process, out: Output) -> None:
+        """A process returns only the state it owns, the fields it writes and the events it emits."""
+        declared = self._declared[p.name]
+        for kind, keys, allowed in (("state", out.state, declared[0]), ("fields", out.fields, declared[1]),
+                                    ("events", out.events, declared[2])):
+            if not allowed.issuperset(keys):
+                extra = sorted(set(keys) - allowed)
+                raise ConfigError(f"process {p.name!r} ({type(p).__name__}) returned {kind} {extra}, which it does "
+                                  f"not declare ({kind}: {sorted(allowed)}); declare them in its "
+                                  f"{ {'state': 'state_specs', 'fields': 'field_specs', 'events': 'event_specs'}[kind]}()")
+
+    def _observe(self, state: dict[str, Tensor], events: dict[str, Tensor], graph: Graph, replicates: int,
+                 dtype: torch.dtype) -> tuple[dict[str, Tensor], dict[str, dict[str, Tensor]]]:
         series: dict[str, Tensor] = {}
         grouped: dict[str, dict[str, Tensor]] = {}
         specs = self._state_specs
@@ -494,10 +516,11 @@ class Model(nn.Module):
             if x is None:
                 x = events.get(o.source)
             categories = specs[o.source].categories if o.source in specs else ()
-            if x is None:  # an event not emitted this step (e.g. at step 0)
-                series[name] = None
+            if x is None:  # an event not emitted this step (e.g. at step 0) happened to nobody
+                series[name] = torch.zeros(replicates, dtype=dtype, device=graph.device)
                 for g in o.by:
-                    grouped.setdefault(g, {})[name] = None
+                    grouped.setdefault(g, {})[name] = torch.zeros(len(graph.group_labels(g)), replicates, dtype=dtype,
+                                                                  device=graph.device)
                 continue
             series[name] = o.reduce(x, categories)
             for g in o.by:
@@ -557,22 +580,12 @@ class Model(nn.Module):
                               f"{self.params.raw(self.params.names[0]).device}; move both with .to(device)")
         self._state_specs = self.state_specs
         self._field_specs = self.field_specs
+        self._declared = {p.name: ({s.key for s in p.state_specs()}, {f.key for f in p.field_specs()},
+                                   {e.key for e in p.event_specs()}) for p in self.order}
         ctx = StepContext(t=0, graph=graph, params=self.params.at(0, values), sampler=self.sampler, dt=self.dt,
                           replicates=replicates, dtype=dtype, seed=int(seed))
         state, events0 = self.initial_state(ctx)
-        series0, grouped0 = self._observe(state, events0, graph)
-        for name, v in series0.items():   # events not emitted at step 0 are zero there
-            if v is None:
-                like = next((s for s in series0.values() if s is not None), None)
-                series0[name] = (torch.zeros_like(like) if like is not None else
-                                 torch.zeros(replicates, dtype=dtype, device=graph.device))
-        for g, named in grouped0.items():
-            for name, v in named.items():
-                if v is None:
-                    like = next(s for s in named.values() if s is not None) if any(
-                        s is not None for s in named.values()) else torch.zeros(
-                        len(graph.group_labels(g)), replicates, dtype=dtype, device=graph.device)
-                    named[name] = torch.zeros_like(like)
+        series0, grouped0 = self._observe(state, events0, graph, replicates, dtype)
         series = {k: [v] for k, v in series0.items()}
         grouped = {g: {k: [v] for k, v in named.items()} for g, named in grouped0.items()}
 

@@ -40,10 +40,10 @@ def config_hash(cfg: DictConfig) -> str:
     return hashlib.sha256(OmegaConf.to_yaml(cfg, resolve=True).encode()).hexdigest()[:16]
 
 
-def instantiate_config(node):
+def instantiate_config(node, **kwargs):
     """``hydra.utils.instantiate`` that re-raises our own errors (config values) unwrapped."""
     try:
-        return instantiate(node, _convert_="all")
+        return instantiate(node, _convert_="all", **kwargs)
     except InstantiationException as e:
         cause = e.__cause__
         if isinstance(cause, ValueError):
@@ -73,8 +73,9 @@ def rounded(value, digits: int = 7):
 
 def build_model(cfg: DictConfig, run, node=None):
     """The model of ``cfg.model`` (or ``node``), built and checked, on the run's device and dtype."""
-    model = instantiate_config(cfg.model if node is None else node)
-    return model.to(device=run.device, dtype=getattr(torch, run.dtype))
+    dtype = getattr(torch, run.dtype)
+    model = instantiate_config(cfg.model if node is None else node, dtype=dtype)
+    return model.to(device=run.device, dtype=dtype)
 
 
 def build(cfg: DictConfig, grad: bool = False, replicates: int | None = None):
@@ -94,7 +95,7 @@ def build(cfg: DictConfig, grad: bool = False, replicates: int | None = None):
     threads.configure(run.threads)
     dtype = getattr(torch, run.dtype)
     reps = run.replicates if replicates is None else replicates
-    model = instantiate_config(cfg.model)
+    model = instantiate_config(cfg.model, dtype=dtype)
     planned = memory.estimate_config(cfg, model, grad=grad, replicates=reps)
     if planned is not None:
         memory.check_memory(planned)

@@ -87,7 +87,7 @@ def test_a_stack_follows_the_graphs_edge_type_order(declared):
     g = Graph(d, Requirements(stacks={frozenset(declared)}))
     s = g.stack(declared)
     assert s.edge_types == [SCHOOL, HOME]
-    assert s.offsets == {"school": 0, "home": 3}
+    assert s.offsets == {SCHOOL: 0, HOME: 3}
     assert s.type_index.tolist() == [0, 0, 0, 1, 1]
     assert s.num_rows == 5 and s.adjacency.shape == (5, 4)
     # rows 0-2: schools (person 2 twice in school 1), rows 3-4: homes with their weights
@@ -330,3 +330,16 @@ def test_repr_names_what_was_built():
 def test_categories_stored_as_json_by_the_importers():
     g = Graph(json_town(), Requirements(groupings={"sex": Grouping("sex")}))
     assert g.group_labels("sex") == ["f", "m"] and g.group_index("sex").tolist() == [0, 1, 1, 0]
+
+
+def test_a_stack_of_two_edge_types_into_one_destination_type_keeps_both_offsets():
+    from torch_geometric.data import HeteroData
+
+    d = HeteroData()
+    d["person"].num_nodes, d["person"].uid = 3, torch.arange(3)
+    d["venue"].num_nodes, d["venue"].uid = 2, torch.arange(2)
+    day, night = ("person", "day", "venue"), ("person", "night", "venue")
+    d[day].edge_index = torch.tensor([[0, 1], [0, 1]])
+    d[night].edge_index = torch.tensor([[2], [0]])
+    s = Graph(d, Requirements(stacks={frozenset([day, night])})).stack([day, night])
+    assert s.offsets == {day: 0, night: 2} and s.num_rows == 4

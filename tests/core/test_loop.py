@@ -629,3 +629,69 @@ def test_cuda_run_matches_cpu_and_has_the_same_gradients():
         assert torch.allclose(a.series[k], b.series[k].cpu(), rtol=1e-12, atol=1e-12), k
     for n in ga:
         assert torch.isfinite(gb[n]).all() and torch.allclose(ga[n], gb[n], rtol=1e-9, atol=0), n
+
+
+# --------------------------------------------------------------------------- what a step may return
+
+
+class Rogue(Process):
+    """Returns, at step 2, a state it does not own, or a field or an event it does not declare."""
+
+    role = "update"
+    default_name = "rogue"
+
+    def __init__(self, returns, name=None):
+        super().__init__(name)
+        self.returns = returns
+
+    def forward(self, ctx, state, fields):
+        if ctx.t < 2:
+            return Output()
+        value = torch.zeros_like(state["firm.stock"])
+        return Output(**{self.returns[0]: {self.returns[1]: value}})
+
+
+@pytest.mark.parametrize("returns", [("state", "firm.stock"), ("fields", "firm.anything"),
+                                     ("events", "firm.produced")])
+def test_a_process_may_return_only_what_it_declares(returns):
+    model = Model([Supply(), Rogue(returns)])
+    with pytest.raises(ConfigError, match=rf"process 'rogue' \(Rogue\) returned {returns[0]} \['{returns[1]}'\]"):
+        model(supply_graph(), steps=4)
+
+
+class Sometimes(Process):
+    """Emits ``firm.sold`` on even steps only."""
+
+    role = "update"
+    default_name = "sometimes"
+
+    def event_specs(self):
+        return [EventSpec("firm", "sold")]
+
+    def observables(self):
+        return [Observable("sold", "firm.sold", "sum")]
+
+    def forward(self, ctx, state, fields):
+        if ctx.t % 2:
+            return Output()
+        return Output(events={"firm.sold": torch.ones(ctx.graph.num_nodes["firm"], ctx.replicates, dtype=ctx.dtype)})
+
+
+def test_an_event_not_emitted_in_a_step_is_zero_then():
+    traj = Model([Sometimes()])(supply_graph(), steps=5, replicates=2)
+    n = supply_graph()["firm"].num_nodes
+    # step 0 (init) and the odd steps emit nothing; steps t = 0, 2, 4 emit one per firm (rows t + 1)
+    assert traj.series["sold"][:, 0].tolist() == [0, n, 0, n, 0, n]
+
+
+def test_a_vector_state_is_not_observed_whole():
+    vector = StateSpec("firm", "levels", "continuous", (3,))
+    with pytest.raises(ConfigError, match=r"firm.levels has shape \[3\] per node"):
+        Model([Declared("v", state=[vector], observables=[Observable("levels", "firm.levels", "mean")])])
+
+
+def test_parameters_are_stored_in_the_models_dtype_from_the_config_values():
+    # float32 would hold 0.2 as 0.20000000298..., and a float64 run would carry that error
+    model = Model([Supply()], params={"supply": {"growth": 0.2}}, dtype=torch.float64)
+    assert model.params["supply.growth"].dtype == F64 and float(model.params["supply.growth"]) == 0.2
+    assert float(Model([Supply()], params={"supply": {"growth": 0.2}}).params["supply.growth"]) != 0.2
