@@ -82,7 +82,8 @@ def test_a_gradient_run_adds_what_its_declarations_say():
 
 
 class _Firms(Process):
-    """A firm-level state of three values per firm, to check that the estimate reads declarations."""
+    """Firm-level state: a vector of ``width`` values and one observed scalar, to check that the estimate
+    reads declarations."""
 
     default_name = "firms"
 
@@ -91,23 +92,23 @@ class _Firms(Process):
         self.width = width
 
     def state_specs(self):
-        return [StateSpec("firm", "stock", "continuous", (self.width,))]
+        return [StateSpec("firm", "levels", "continuous", (self.width,)), StateSpec("firm", "stock", "continuous")]
 
     def observables(self):
         return [Observable("stock_mean", "firm.stock", "mean")]
 
     def forward(self, ctx, state, fields):
-        return Output(state={"firm.stock": state["firm.stock"] * 0.5})
+        return Output(state={"firm.stock": state["firm.stock"] * 0.5, "firm.levels": state["firm.levels"] * 0.5})
 
 
 def test_estimate_is_derived_from_declared_state():
     for width in (1, 3):
         model = Model([_Firms(width)])
         est = estimate_model(model, {"firm": 1000}, {}, steps=10, replicates=2)
-        # state is held twice at the step boundary (input and output): 2 * width * N * R * 4 bytes
-        assert est.parts["state"] == 2 * width * 1000 * 2 * 4
+        # state is held twice at the step boundary (input and output): 2 * (width + 1) * N * R * 4 bytes
+        assert est.parts["state"] == 2 * (width + 1) * 1000 * 2 * 4
         grad = estimate_model(model, {"firm": 1000}, {}, steps=10, replicates=2, grad=True)
-        assert grad.parts["saved_for_backward"] == 10 * width * 1000 * 2 * 4
+        assert grad.parts["saved_for_backward"] == 10 * (width + 1) * 1000 * 2 * 4
         f64 = estimate_model(model, {"firm": 1000}, {}, steps=10, replicates=2, dtype=torch.float64)
         assert f64.parts["state"] == 2 * est.parts["state"]
 
