@@ -170,7 +170,8 @@ def test_selected_analyses_only(tmp_path):
      "two processes are named 'vaccination'"),
     (["task.analyses=[sensitivity, sensitivity]"], "task.analyses must be a non-empty list of distinct"),
     (["task.policy.objective=r0"], "task.policy.objective names \\['r0'\\]"),
-    (["task.policy.parameters=[vaccination.nowhere]", "~task.policy.time_varying"], "task.policy.parameters \\['vaccination.nowhere'\\] are not"),
+    (["task.policy.parameters=[vaccination.nowhere]", "~task.policy.time_varying"],
+     "task.policy.parameters \\['vaccination.nowhere'\\] are not"),
     (["task.baseline=status_quo"], "task.baseline 'status_quo' is not among task.scenarios"),
 ])
 def test_bad_config_fails_before_writing_anything(tmp_path, overrides, match):

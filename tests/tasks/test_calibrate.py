@@ -57,8 +57,9 @@ def test_recovers_known_parameters(observed, tmp_path):
     history = pd.read_csv(tmp_path / "loss.csv")["loss"]
     assert len(history) == 120 and history.iloc[-1] < 1e-2 * history.iloc[0]
     saved = json.loads((tmp_path / "fitted_params.json").read_text())
-    assert saved["fitted"]["transmission.beta_community"] == pytest.approx(metrics["fitted"]["transmission.beta_community"])
-    assert saved["learnable"] == list(TRUTH) or set(saved["learnable"]) == set(TRUTH)
+    name = "transmission.beta_community"
+    assert saved["fitted"][name] == pytest.approx(metrics["fitted"][name])
+    assert set(saved["learnable"]) == set(TRUTH)
     assert metrics["simulations"] == 121 and (tmp_path / "checkpoint.pt").exists()
     assert not (tmp_path / "loss.png").exists()  # task.plot=false
     # the CLI returns the final loss by default
@@ -74,8 +75,8 @@ def stochastic(obs, extra=()):
 def test_resume_is_bit_identical_to_an_uninterrupted_run(observed, tmp_path):
     full = calibrate(stochastic(observed, ["task.iterations=6"]), tmp_path / "full")
     calibrate(stochastic(observed, ["task.iterations=3"]), tmp_path / "first")
-    resumed = calibrate(stochastic(observed, ["task.iterations=6", f"task.resume={tmp_path / 'first' / 'checkpoint.pt'}"]),
-                        tmp_path / "second")
+    first = tmp_path / "first" / "checkpoint.pt"
+    resumed = calibrate(stochastic(observed, ["task.iterations=6", f"task.resume={first}"]), tmp_path / "second")
     assert resumed["fitted"] == full["fitted"]
     # loss.csv of the resumed run, parameter trace of the first three iterations included, is the same file
     a = (tmp_path / "full" / "loss.csv").read_text()

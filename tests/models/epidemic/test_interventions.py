@@ -6,13 +6,13 @@ import math
 import pytest
 import torch
 
+from lpm_graph.core import Model
 from lpm_graph.errors import ConfigError
-from lpm_graph.models.epidemic import SEIR, Isolation, Vaccination, VenueClosure
-from tests.models.epidemic.conftest import (binomial_se, leaves_infected, pairs, pairs_model, seir_model,
+from lpm_graph.models.epidemic import SEIR, ContactTransmission, Infectiousness, Isolation, Vaccination, VenueClosure
+from tests.models.epidemic.conftest import (ROLE, binomial_se, leaves_infected, pairs, pairs_model, seir_model,
                                             step_context)
 
 ZERO_BETAS = {"beta_household": 0.0, "beta_school": 0.0, "beta_workplace": 0.0, "beta_community": 0.0}
-AGE_LABELS = ["0-10", "10-20", "20-30", "30-40", "40-50", "50-60", "60-70", "70-80", "80+"]
 # one-leaf stars: 20,000 leaves x 4 replicates; a proportion near 0.25 has standard error 0.0015
 N_PAIRS, R = 20_000, 4
 
@@ -115,10 +115,6 @@ def test_closure_window_is_half_open(tiny_population):
 def test_closure_factor_is_a_parameter_with_the_exact_derivative():
     # leaves infected = n (1 - exp(-beta f)), so d/df = n beta exp(-beta f), exactly, in the float64 mean field
     beta, f, n = 1.25, 0.375, 500
-    from lpm_graph.core import Model
-    from lpm_graph.models.epidemic import ContactTransmission, Infectiousness
-    from tests.models.epidemic.conftest import ROLE
-
     model = Model({"infectiousness": Infectiousness(grouping=None), "contact": ContactTransmission(),
                    "seir": SEIR(grouping="role")}, environment=[VenueClosure("contact", start=0)],
                   params={"contact": {"beta": beta}, "close_contact": {"factor": f},

@@ -7,7 +7,6 @@ import pandas as pd
 import pytest
 import torch
 
-from lpm_graph.core import StepContext
 from lpm_graph.errors import ConfigError, PopulationGraphError
 from lpm_graph.observation import ObservationModel, load_observations
 from tests.conftest import compose_config
@@ -84,7 +83,7 @@ def test_grouped_series_equal_a_groupby_of_the_per_person_events(sector_populati
 
 def test_a_sector_grouping_needs_the_attribute(tiny_population):
     model = sector_model()
-    with pytest.raises(PopulationGraphError, match="sector"):
+    with pytest.raises(PopulationGraphError, match="node type 'person' is missing attribute\\(s\\) \\['sector'\\]"):
         model(tiny_population, steps=1)
     with pytest.raises(ConfigError, match="grouped by 'branch', which model.groupings does not define"):
         sector_model("model.observables=[{name: x, source: person.new_infections, kind: sum, by: [branch]}]")
@@ -120,7 +119,8 @@ def test_calibrate_fits_to_the_series_of_one_sector(sector_population, tmp_path)
                           *SECTOR_MODEL, f"observations.path={obs}", "~observations.series",
                           "+observations.series={retail: {source: sector_infections, by: sector, group: retail, "
                           "reporting: observation.reporting_fraction}}",
-                          "model.learnable=[observation.reporting_fraction]", "model.params.observation.reporting_fraction=0.2",
+                          "model.learnable=[observation.reporting_fraction]",
+                          "model.params.observation.reporting_fraction=0.2",
                           "task.iterations=60", "task.optimizer.lr=0.2", "task.checkpoint_every=0", "task.plot=false",
                           "progress=false"])
     # the data: the retail series of the task's own (expected-mode) model, reported at 0.5

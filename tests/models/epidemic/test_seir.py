@@ -211,13 +211,18 @@ def test_infection_probability_in_one_step_is_one_minus_exp_of_sigma_lambda_dt()
 
 
 def test_infections_enter_e_and_onsets_enter_i_from_the_start_of_step_compartments():
-    # the leaves infected in step 0 are in E after it, none of them in I yet
+    # the leaves infected in step 0 are in E after it and none of them in I: onsets are drawn from the
+    # compartments at the start of the step, not from the E the same step's infections just entered
     from tests.models.epidemic.conftest import pairs, pairs_model
 
-    traj = pairs_model(2.0)(pairs(2000), steps=1, seed=0, replicates=2)
-    leaves = traj.group("new_infections", "role", "leaf")[1]
-    assert torch.equal(traj.series["E"][1], leaves) and (leaves > 0).all()
-    assert (traj.series["I"][1] <= 2000).all()
+    n = 2000
+    traj = pairs_model(2.0, exposed_period=1.0)(pairs(n), steps=1, seed=0, replicates=2)
+    infected = traj.group("new_infections", "role", "leaf")[1]
+    assert (infected > 0.5 * n).all()
+    leaves = slice(n, 2 * n)
+    assert traj.final_state["person.I"][leaves].sum() == 0
+    assert torch.equal(traj.final_state["person.E"][leaves].sum(0), infected)
+    assert torch.equal(traj.series["E"][1], infected)
 
 
 # -- seeding, fatality ---------------------------------------------------------------------------------------
