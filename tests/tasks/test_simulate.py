@@ -101,6 +101,16 @@ def test_bad_input_fails_before_writing_anything(tmp_path, override, error, matc
     assert not (tmp_path / "out").exists()
 
 
+def test_a_missing_population_file_is_an_error_the_cli_reports(tmp_path):
+    # the CLI turns ConfigError and PopulationGraphError into one line and exit code 2; a plain
+    # FileNotFoundError escaped as Hydra's multi-line instantiation error with exit code 1
+    cfg = compose_config(["population=file", f"population.path={tmp_path / 'none.pt'}", "steps=2", "progress=false"])
+    with pytest.raises(PopulationGraphError, match="population file '.*none.pt' does not exist") as info:
+        simulate(cfg, tmp_path / "out")
+    assert isinstance(info.value, FileNotFoundError)
+    assert not (tmp_path / "out").exists()
+
+
 def test_population_with_a_venue_type_the_model_does_not_cover_is_refused(tmp_path):
     cfg = compose_config(["population.num_people=300", "steps=5", "progress=false",
                           "model.processes.transmission.venue_types=[household,school,workplace]",
