@@ -55,6 +55,11 @@ def test_the_configured_metric_is_what_the_run_returns(simulated):
     assert metric_of("simulate", summary, None) == ("attack_rate", summary["attack_rate"])
     with pytest.raises(ConfigError, match="metric='nowhere' is not a number in the simulate summary"):
         metric_of("simulate", summary, "nowhere")
+    # a mapping of counts is summed (num_nodes: every node); a mapping of anything else is not a metric
+    assert metric_of("simulate", summary, "num_nodes") == ("num_nodes", float(sum(summary["num_nodes"].values())))
+    for entry in ("outcomes", "params"):
+        with pytest.raises(ConfigError, match=f"metric='{entry}' is not a number in the simulate summary"):
+            metric_of("simulate", summary, entry)
 
 
 def test_csv_output_and_config_hash_changes_with_config(tmp_path):
