@@ -80,6 +80,13 @@ def test_features_are_standardised_and_checked(tmp_path):
     pd.DataFrame({"x": [1.0, None]}).to_csv(tmp_path / "g.csv", index=False)
     with pytest.raises(ConfigError, match="values must be finite numbers"):
         load_features(tmp_path / "g.csv")
+    # files the calibrate task cannot use are configuration errors naming the file, which the CLI reports
+    pd.DataFrame({"week": [0, 1], "mobility": ["high", "low"]}).to_csv(tmp_path / "words.csv", index=False)
+    with pytest.raises(ConfigError, match="words.csv.*'mobility'.*must hold numbers"):
+        load_features(tmp_path / "words.csv")
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(ConfigError, match="could not read .*empty.csv"):
+        load_features(tmp_path / "empty.csv")
     with pytest.raises(ConfigError, match="hi > lo"):
         CalibrationNet(2, {"a": [1.0, 1.0]})
     with pytest.raises(ConfigError, match="targets is empty"):
