@@ -28,12 +28,13 @@ def test_builds_then_loads_from_the_cache(tmp_path):
     cfg = compose_config(["task=build_population", "population=tables",
                           f"population.persons={ROOT / 'data/samples/tables/persons.csv'}",
                           f"population.venues={ROOT / 'data/samples/tables/venues.csv'}",
-                          f"task.cache_dir={tmp_path / 'cache'}"])
+                          f"task.cache_dir={tmp_path / 'cache'}", "metric=seconds"])
     first = build_population(cfg, tmp_path / "run1")
     assert first["nodes"]["person"] == 300 and first["cache_status"] == "built"
     assert first["nodes"]["school"] == 4 and first["edges"]["person__member_of__household"] == 300
     assert first["num_nodes"] == sum(first["nodes"].values())
-    # the CLI returns the number of nodes by default
+    # the CLI returns the configured metric, by default the number of nodes
+    assert metric_of("build_population", first, cfg.metric) == ("seconds", first["seconds"])
     assert metric_of("build_population", first, None) == ("num_nodes", float(first["num_nodes"]))
     assert json.loads((tmp_path / "run1" / "population_summary.json").read_text()) == first
     cached = Path(first["cache_file"])

@@ -47,7 +47,7 @@ def observed(tmp_path_factory):
 
 def test_recovers_known_parameters(observed, tmp_path):
     cfg = compose_config(base_overrides(observed, ["task.iterations=120", "task.optimizer.lr=0.1",
-                                                   "task.checkpoint_every=0"]))
+                                                   "task.checkpoint_every=0", "metric=simulations"]))
     metrics = calibrate(cfg, tmp_path)
     start = {k: cfg.model.params[k.split(".")[0]][k.split(".")[1]] for k in TRUTH}
     for name, true in TRUTH.items():
@@ -62,7 +62,8 @@ def test_recovers_known_parameters(observed, tmp_path):
     assert set(saved["learnable"]) == set(TRUTH)
     assert metrics["simulations"] == 121 and (tmp_path / "checkpoint.pt").exists()
     assert not (tmp_path / "loss.png").exists()  # task.plot=false
-    # the CLI returns the final loss by default
+    # the CLI returns the configured metric, by default the final loss
+    assert metric_of("calibrate", metrics, cfg.metric) == ("simulations", 121.0)
     assert metric_of("calibrate", metrics, None) == ("final_loss", metrics["final_loss"])
     assert metrics["final_loss"] < 1e-2 * history.iloc[0]
 
