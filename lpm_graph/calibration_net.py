@@ -36,12 +36,18 @@ def load_features(path: str | Path, columns: Sequence[str] | None = None) -> Ten
     path = resolve_data_path(path)
     if not path.exists():
         raise ConfigError(f"task.calibration_net.features: file {str(path)!r} does not exist")
-    df = pd.read_parquet(path) if path.suffix.lower() in (".parquet", ".pq") else pd.read_csv(path)
+    try:
+        df = pd.read_parquet(path) if path.suffix.lower() in (".parquet", ".pq") else pd.read_csv(path)
+    except Exception as e:  # pandas/pyarrow raise many types for unreadable files
+        raise ConfigError(f"task.calibration_net.features: could not read {str(path)!r}: {e}") from None
     cols = list(columns) if columns else [c for c in df.columns if c not in ("step", "week", "period")]
     missing = [c for c in cols if c not in df.columns]
     if missing or not cols:
         raise ConfigError(f"features file {str(path)!r}: missing columns {missing or 'all'}; has {list(df.columns)}")
-    x = torch.tensor(df[cols].to_numpy(dtype=float), dtype=torch.float32)
+    try:
+        x = torch.tensor(df[cols].to_numpy(dtype=float), dtype=torch.float32)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"features file {str(path)!r}: columns {cols} must hold numbers ({e})") from None
     if not torch.isfinite(x).all():
         raise ConfigError(f"features file {str(path)!r}: values must be finite numbers (no missing cells)")
     return (x - x.mean(0)) / x.std(0, unbiased=False).clamp_min(1e-8)

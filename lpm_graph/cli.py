@@ -43,8 +43,9 @@ def metric_of(name: str, metrics: dict, chosen: str | None) -> tuple[str, float]
     value = metrics.get(key)
     if value is None and key in (metrics.get("outcomes") or {}):
         value = metrics["outcomes"][key]["mean"]
-    if isinstance(value, dict):
-        value = sum(value.values())
+    if isinstance(value, dict):  # counts per kind (num_nodes): their total; anything else is not a metric
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value.values())
+        value = sum(value.values()) if numbers else None
     if not isinstance(value, (int, float)):
         numeric = sorted(k for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool))
         raise ConfigError(f"metric={key!r} is not a number in the {name} summary; numbers there: {numeric}")

@@ -1,8 +1,13 @@
-"""The lpm-graph command, run as a user would, in a temporary directory."""
+"""The lpm-graph command, run as a user would, in a temporary directory.
+
+Each test starts ``python -m lpm_graph`` in a fresh interpreter with this checkout first on ``PYTHONPATH``,
+so that the command under test is this source tree, whatever else is installed.
+"""
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,24 +15,44 @@ from pathlib import Path
 import pytest
 
 pytestmark = pytest.mark.slow
-SMALL = ["population.num_people=1500", "steps=12"]
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = ["population.num_people=1500", "steps=12", "model.params.seir.initial_infected=5"]
 
 
-def run_cli(args, cwd, env=None):
+def env():
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    return {**os.environ, "PYTHONPATH": path}
+
+
+def run_cli(args, cwd):
     return subprocess.run([sys.executable, "-m", "lpm_graph", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=300, env={**os.environ, **(env or {})})
+                          timeout=300, env=env())
 
 
-def test_cli_runs_and_writes_outputs_into_the_run_dir(tmp_path):
-    proc = run_cli([*SMALL, "seed=7", "model.params.beta_household=0.3", "hydra.run.dir=run"], tmp_path)
+def done_line(stderr: str) -> tuple[str, str, float]:
+    """``(task, metric, value)`` of the CLI's closing line."""
+    (match,) = re.findall(r"^lpm-graph: (\w+) done: (\w+)=([-+0-9.e]+|nan|inf); outputs in ", stderr, re.M)
+    return match[0], match[1], float(match[2])
+
+
+def test_cli_runs_this_checkout_and_returns_the_configured_metric(tmp_path):
+    where = subprocess.run([sys.executable, "-c", "import lpm_graph; print(lpm_graph.__file__)"], cwd=tmp_path,
+                           capture_output=True, text=True, env=env())
+    assert Path(where.stdout.strip()) == ROOT / "lpm_graph" / "__init__.py", where.stderr
+    proc = run_cli([*SMALL, "seed=7", "model.params.transmission.beta_household=0.3", "metric=peak_size",
+                    "hydra.run.dir=run"], tmp_path)
     assert proc.returncode == 0, proc.stderr
     out = tmp_path / "run"
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["seed"] == 7 and summary["params"]["beta_household"] == pytest.approx(0.3)
-    assert summary["num_people"] == 1500 and summary["steps"] == 12
-    assert (out / "trajectory.parquet").stat().st_size > 0 and (out / "epidemic_curves.png").exists()
+    assert summary["seed"] == 7 and summary["params"]["transmission.beta_household"] == pytest.approx(0.3)
+    assert summary["num_nodes"]["person"] == 1500 and summary["steps"] == 12
+    assert (out / "trajectory.parquet").stat().st_size > 0 and (out / "trajectory.png").exists()
     assert "simulate" in proc.stderr and "step" in proc.stderr  # progress bar
-    assert "attack_rate=" in proc.stderr
+    task, metric, value = done_line(proc.stderr)
+    assert (task, metric) == ("simulate", "peak_size") and summary["peak_size"] > 5
+    assert value == pytest.approx(summary["peak_size"], rel=1e-3)  # printed to 4 significant digits
+    # the saved Hydra config is this run's
+    assert "peak_size" in (out / ".hydra" / "config.yaml").read_text()
 
 
 def test_multirun_sweep_with_the_basic_launcher(tmp_path):
@@ -36,26 +61,46 @@ def test_multirun_sweep_with_the_basic_launcher(tmp_path):
     summaries = [json.loads((tmp_path / "sweep" / str(i) / "summary.json").read_text()) for i in (0, 1)]
     assert [s["seed"] for s in summaries] == [1, 2]
     assert summaries[0]["config_hash"] != summaries[1]["config_hash"]
+    # without metric: the model's first outcome, once per job
+    assert [m for _, m, _ in re.findall(r"^lpm-graph: (\w+) done: (\w+)=([^;]+);", proc.stderr, re.M)] == \
+        ["attack_rate", "attack_rate"]
 
 
-@pytest.mark.parametrize("override, message", [
-    ("steps=0", "steps must be a positive integer"),
-    ("model.params.fatality=2", ""),
-    ("population.school.enrolment=1.3", "population.school.enrolment must be a probability in [0, 1]"),
-    ("model.params.beta_household=-1", "model.params.beta_household must be a finite number >= 0"),
+def test_task_plan_prints_the_processes(tmp_path):
+    proc = run_cli(["task=plan", "model=seird", "hydra.run.dir=plan"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    for line in ("  1. infectiousness [emission] Infectiousness", "  2. transmission [interaction] VenueTransmission",
+                 "  3. seir [update] SEIR"):
+        assert line in proc.stdout.splitlines(), line
+    assert "seir.fatality = [" in proc.stdout
+    assert done_line(proc.stderr)[:2] == ("plan", "processes") and done_line(proc.stderr)[2] == 3
+    assert (tmp_path / "plan" / "plan.txt").read_text() == proc.stdout
+
+
+@pytest.mark.parametrize("override, field, message", [
+    ("steps=0", "steps", "steps must be a positive integer"),
+    ("model=seird model.params.seir.fatality=2", "model.params.seir.fatality",
+     "model.params.seir.fatality must be a probability in [0, 1], got 2"),
+    ("population.school.enrolment=1.3", "population.school.enrolment",
+     "population.school.enrolment must be a probability in [0, 1]"),
+    ("model.params.transmission.beta_household=-1", "model.params.transmission.beta_household",
+     "model.params.transmission.beta_household must be a finite number >= 0"),
+    ("population=file population.path=none.pt", "none.pt", "population file 'none.pt' does not exist"),
 ])
-def test_bad_values_exit_with_one_clear_line(tmp_path, override, message):
-    proc = run_cli([*SMALL, override, "hydra.run.dir=run"], tmp_path)
-    assert proc.returncode != 0
-    if message:
-        assert proc.returncode == 2
-        assert f"lpm-graph: error: {message}" in proc.stderr
-        assert "Traceback" not in proc.stderr
+def test_bad_values_exit_with_code_2_and_one_line_naming_the_field(tmp_path, override, field, message):
+    args = override.split()
+    small = [a for a in SMALL if not a.startswith("population.")] if args[0].startswith("population=") else SMALL
+    proc = run_cli([*small, *args, "hydra.run.dir=run"], tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("lpm-graph: error: ")]
+    assert len(errors) == 1, proc.stderr
+    assert errors[0].startswith(f"lpm-graph: error: {message}") and field in errors[0]
+    assert "Traceback" not in proc.stderr
     assert not (tmp_path / "run" / "summary.json").exists()
 
 
 def test_unknown_group_choice_lists_the_available_options(tmp_path):
     proc = run_cli(["population=atlantis"], tmp_path)
-    assert proc.returncode != 0
+    assert proc.returncode == 1
     assert "population/atlantis" in proc.stderr and "synthetic" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -8,9 +8,9 @@ from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 from omegaconf.errors import ValidationError
 
-from lpm_graph.config import validate_run_config
-from lpm_graph.data import ConfigError
-from lpm_graph.model import PopulationModel
+from lpm_graph.config import TASK_SCHEMAS, validate_run_config
+from lpm_graph.core import Model
+from lpm_graph.errors import ConfigError
 from tests.conftest import CONF_DIR, compose_config
 
 GROUPS = {g: sorted(p.stem for p in (Path(CONF_DIR) / g).glob("*.yaml")) for g in ("population", "model", "task")}
@@ -19,7 +19,10 @@ GROUPS = {g: sorted(p.stem for p in (Path(CONF_DIR) / g).glob("*.yaml")) for g i
 def test_default_config_has_the_documented_defaults():
     cfg = compose_config()
     assert cfg.population.num_people == 100_000 and cfg.steps == 120 and cfg.device == "cpu"
-    assert cfg.task.name == "simulate"
+    assert cfg.task.name == "simulate" and cfg.dtype == "float32" and cfg.metric is None
+    assert cfg.model._target_ == "lpm_graph.core.Model"
+    assert list(cfg.model.processes) == ["infectiousness", "transmission", "seir"]
+    assert cfg.observations is None  # only task=calibrate picks observations
 
 
 @pytest.fixture(scope="module")
@@ -59,28 +62,49 @@ def test_population_file_needs_a_path():
 def test_model_choices_compose_and_build(choice, tiny_population):
     cfg = compose_config([f"model={choice}"])
     model = instantiate(cfg.model, _convert_="all")
-    assert isinstance(model, PopulationModel)
+    assert isinstance(model, Model)
     population = tiny_population
     if choice == "contact":  # contact-network models go with contact-network populations
         from lpm_graph.data import from_sociopatterns
         from lpm_graph.observation import resolve_data_path
 
         population = from_sociopatterns(resolve_data_path("data/sociopatterns/school_sample.dat"), default_age=8)
-    assert model(population, steps=3).steps == 3
+    traj = model(population, steps=3)
+    assert traj.steps == 3 and traj.num_nodes["person"] == population["person"].num_nodes
+    compartments = {"seir": "SEIR", "seird": "SEIRD", "sir": "SIR", "sis": "SI", "contact": "SEIR"}[choice]
+    assert "".join(c for c in "SEIRD" if c in traj.series) == compartments
 
 
 @pytest.mark.parametrize("choice", GROUPS["task"])
 def test_task_choices_compose_and_validate(choice):
     run, task = validate_run_config(compose_config([f"task={choice}"]))
-    assert task.name == choice and run.steps > 0
+    assert task.name == choice and isinstance(task, TASK_SCHEMAS[choice]) and run.steps > 0
+
+
+def test_task_model_settings_follow_the_chosen_model():
+    # conf/task_model/<task>_<model>.yaml: what calibrate fits and analyze compares depends on the model
+    cfg = compose_config(["task=calibrate"])
+    assert cfg.steps == 100 and cfg.model.mode == "expected" and cfg.observations.path.endswith(".csv")
+    assert "observation.reporting_fraction" in cfg.model.learnable
+    assert compose_config(["task=calibrate", "model=seird"]).model.learnable == cfg.model.learnable
+    analyze = compose_config(["task=analyze"])
+    assert analyze.model.processes.seir.fatality is True  # task=analyze picks model=seird unless told otherwise
+    assert analyze.task.policy.objective == "deaths"
+    seir = compose_config(["task=analyze", "model=seir"])
+    assert seir.model.processes.seir.fatality is False and seir.task.policy.objective == "attack_rate"
+    # a model without task settings of its own composes without them
+    assert compose_config(["task=analyze", "model=sir"]).task.policy is None
 
 
 def test_documented_overrides_apply():
-    cfg = compose_config(["population.num_people=1000000", "model.params.beta_household=0.3", "steps=200",
-                          "seed=7", "device=cpu"])
+    cfg = compose_config(["population.num_people=1000000", "model.params.transmission.beta_household=0.3",
+                          "steps=200", "seed=7", "device=cpu"])
     run, _ = validate_run_config(cfg)
-    assert (run.steps, run.seed, cfg.population.num_people, cfg.model.params.beta_household) == (200, 7, 10**6, 0.3)
+    assert (run.steps, run.seed, cfg.population.num_people,
+            cfg.model.params.transmission.beta_household) == (200, 7, 10**6, 0.3)
     assert cfg.population.seed == 7  # the population follows the run seed
+    model = instantiate(cfg.model, _convert_="all")
+    assert float(model.params["transmission.beta_household"]) == pytest.approx(0.3)
 
 
 @pytest.mark.parametrize("override, match", [
@@ -92,10 +116,17 @@ def test_documented_overrides_apply():
     ("dtype=float16", "dtype must be one of"),
     ("threads=0", "threads must be a positive integer"),
     ("task.trajectory_format=xlsx", "task.trajectory_format must be 'parquet' or 'csv'"),
+    ("task=calibrate task.loss=l1", "task.loss must be one of \\['mse', 'poisson', 'negbin'\\]"),
+    ("task=calibrate task.iterations=0", "task.iterations must be a positive integer"),
+    ("task=analyze task.sensitivity_mode=fast", "task.sensitivity_mode must be one of"),
+    ("task=analyze task.policy.mode=fast", "task.policy.mode must be 'expected' or 'stochastic'"),
+    ("task=analyze task.policy.iterations=0", "task.policy.iterations must be a positive integer"),
+    ("task=analyze +task.policy.steps=0", "task.policy.steps must be a positive integer or null"),
+    ("task=analyze task.analyses=[policy,policy]", "task.analyses must be a non-empty list of distinct"),
 ])
 def test_impossible_run_values_are_refused(override, match):
     with pytest.raises(ConfigError, match=match):
-        validate_run_config(compose_config([override]))
+        validate_run_config(compose_config(override.split()))
 
 
 @pytest.mark.parametrize("override, match", [
@@ -110,9 +141,28 @@ def test_impossible_population_values_are_refused(override, match):
     assert match in str(info.value)
 
 
-def test_types_are_checked_at_composition():
-    with pytest.raises((ValidationError, ConfigCompositionException), match="steps"):
-        compose_config(["steps=many"])
+@pytest.mark.parametrize("overrides, key", [
+    (["steps=many"], "steps"),
+    (["task=simulate", "task.plot=maybe"], "task.plot"),
+    # the calibrate task's schema is registered and first in its config: a wrong type fails at composition,
+    # not later as a Python comparison of a string with a number
+    (["task=calibrate", "task.iterations=abc"], "task.iterations"),
+    (["task=calibrate", "task.dispersion=wide"], "task.dispersion"),
+    (["task=analyze", "task.replicates=x"], "task.replicates"),
+    (["task=build_population", "task.cache_dir=[1]"], "task.cache_dir"),
+])
+def test_types_are_checked_at_composition(overrides, key):
+    with pytest.raises(ConfigCompositionException) as info:
+        compose_config(overrides)
+    cause = info.value.__cause__
+    assert isinstance(cause, ValidationError) and cause.full_key == key, (type(cause), str(cause))
+
+
+def test_every_task_config_starts_with_its_schema():
+    for name in TASK_SCHEMAS:
+        text = (Path(CONF_DIR) / "task" / f"{name}.yaml").read_text()
+        defaults = text.split("defaults:", 1)[1].lstrip().splitlines()[0]
+        assert defaults.split("#")[0].strip() in (f"- {name}_schema", f"- /task/{name}_schema@task"), name
 
 
 def test_unknown_group_choice_names_the_options():

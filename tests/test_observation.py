@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 import torch
 
-from lpm_graph.data import ConfigError
-from lpm_graph.model import Trajectory
+from lpm_graph.core import Observable, Trajectory
+from lpm_graph.errors import ConfigError
 from lpm_graph.observation import ObservationModel, load_observations, observation_loss
 
-SERIES = {"cases": {"source": "new_infections", "reporting": "rho", "delay": 2}}
+SERIES = {"cases": {"source": "new_infections", "reporting": "observation.rho", "delay": 2}}
 
 
 def write(tmp_path, frame, name="obs.csv"):
@@ -21,10 +21,13 @@ def write(tmp_path, frame, name="obs.csv"):
 
 
 def trajectory(new_infections):
+    """Two replicates (x and 3x: mean 2x); by age, group 0-50 holds x and 50+ holds 2x in each replicate."""
     x = torch.tensor(new_infections, dtype=torch.float64)
-    series = {"new_infections": torch.stack([x, 3 * x], 1)}  # two replicates, mean 2x
-    by_age = {"new_infections": torch.stack([x, x], 1).unsqueeze(-1).expand(-1, -1, 2)}
-    return Trajectory(series=series, by_age=by_age, compartments=("S",), age_bins=[0, 50])
+    series = {"new_infections": torch.stack([x, 3 * x], 1)}
+    grouped = {"age": {"new_infections": torch.stack([x, 2 * x], 1).unsqueeze(-1).expand(-1, -1, 2)}}
+    observables = {"new_infections": Observable("new_infections", "person.new_infections", "sum", by=("age",))}
+    return Trajectory(series=series, grouped=grouped, labels={"age": ["0-50", "50+"]}, observables=observables,
+                      num_nodes={"person": 100})
 
 
 @pytest.mark.parametrize("name", ["obs.csv", "obs.parquet"])
@@ -33,21 +36,41 @@ def test_load_and_predict_with_reporting_and_delay(tmp_path, name):
     obs = load_observations(path, SERIES)
     assert obs.steps.tolist() == [1, 2, 3, 5] and math.isnan(obs.values["cases"][1])
     traj = trajectory([1, 2, 3, 4, 5, 6])
-    pred = ObservationModel(SERIES).predict(traj, obs, {"rho": torch.tensor(0.5)})["cases"]
+    pred = ObservationModel(SERIES).predict(traj, obs, {"observation.rho": torch.tensor(0.5)})["cases"]
     # mean over replicates is 2x; step s reads index s-2 (index 0: the seeded infections);
     # before the delay: 0
     assert pred.tolist() == [0.0, 0.5 * 2 * 1, 0.5 * 2 * 2, 0.5 * 2 * 4]
 
 
-def test_age_group_source(tmp_path):
-    path = write(tmp_path, pd.DataFrame({"step": [1, 2], "old": [1, 2]}))
-    spec = {"old": {"source": "new_infections", "age_group": "50+"}}
+def test_a_series_may_be_one_group_of_a_grouped_observable(tmp_path):
+    path = write(tmp_path, pd.DataFrame({"step": [1, 2], "old": [1, 2], "young": [1, 2]}))
+    spec = {"old": {"source": "new_infections", "by": "age", "group": "50+", "reporting": 0.5},
+            "young": {"source": "new_infections", "by": "age", "group": "0-50"}}
     obs = load_observations(path, spec)
-    pred = ObservationModel(spec).predict(trajectory([5, 6, 7]), obs, {})["old"]
-    assert pred.tolist() == [6.0, 7.0]
-    with pytest.raises(ConfigError, match="age_group = '30-40' is not an age group"):
-        ObservationModel({"old": {"source": "new_infections", "age_group": "30-40"}}).predict(
+    pred = ObservationModel(spec).predict(trajectory([5, 6, 7]), obs, {})
+    # the group's series (2x in 50+, x in 0-50), averaged over replicates, at steps 1 and 2
+    assert pred["old"].tolist() == [0.5 * 12.0, 0.5 * 14.0] and pred["young"].tolist() == [6.0, 7.0]
+    with pytest.raises(ConfigError, match="'30-40' is not a group of 'age'; groups: \\['0-50', '50\\+'\\]"):
+        ObservationModel({"old": {"source": "new_infections", "by": "age", "group": "30-40"}}).predict(
             trajectory([5, 6, 7]), obs, {})
+    with pytest.raises(ConfigError, match="give both by .* and group"):
+        ObservationModel({"old": {"source": "new_infections", "by": "age"}})
+
+
+def test_the_observation_model_is_checked_against_the_model():
+    from lpm_graph.models.epidemic import SEIR
+    from tests.models.epidemic.conftest import seir_model
+
+    model = seir_model(SEIR(fatality=True), params={"observation": {"rho": 0.5}})
+    ObservationModel({"cases": {"source": "new_infections", "by": "age", "group": "0-10",
+                                "reporting": "observation.rho"},
+                      "deaths": {"source": "D"}}).check(model)
+    with pytest.raises(ConfigError, match="source = 'cases' is not observed by the model"):
+        ObservationModel({"x": {"source": "cases"}}).check(model)
+    with pytest.raises(ConfigError, match="'S' is not observed by 'age'; it is grouped by nothing"):
+        ObservationModel({"x": {"source": "S", "by": "age", "group": "0-10"}}).check(model)
+    with pytest.raises(ConfigError, match="reporting names parameter 'observation.nowhere', which is not in"):
+        ObservationModel({"x": {"source": "new_infections", "reporting": "observation.nowhere"}}).check(model)
 
 
 @pytest.mark.parametrize("kind", ["mse", "poisson", "negbin"])
@@ -98,6 +121,7 @@ def test_dates_map_to_steps(tmp_path):
     ({"cases": {"reporting": 0.5}}, "source is missing"),
     ({"cases": {"source": "new_infections", "reporting": 1.5}}, "reporting must be in \\[0, 1\\]"),
     ({"cases": {"source": "new_infections", "delay": -1}}, "delay must be an integer >= 0"),
+    ({"cases": {"source": "new_infections", "delay": 1.5}}, "delay must be an integer >= 0"),
     ({"cases": {"source": "new_infections", "lag": 1}}, "unknown keys \\['lag'\\]"),
 ])
 def test_bad_observation_model_settings(spec, match):

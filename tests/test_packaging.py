@@ -29,6 +29,9 @@ def test_wheel_carries_configs_and_console_script(wheel):
     source_configs = {str(p.relative_to(ROOT / "conf")) for p in (ROOT / "conf").rglob("*.yaml")}
     packaged = {n.removeprefix("lpm_graph/conf/") for n in names if n.startswith("lpm_graph/conf/")}
     assert source_configs and source_configs == packaged
+    # every module of the source tree, the core and the models included
+    modules = {str(p.relative_to(ROOT)) for p in (ROOT / "lpm_graph").rglob("*.py")}
+    assert {"lpm_graph/core/loop.py", "lpm_graph/models/epidemic/seir.py"} <= modules <= set(names)
     shipped = {str(p.relative_to(ROOT / "data")) for p in (ROOT / "data" / "observations").rglob("*") if p.is_file()}
     assert shipped <= {n.removeprefix("lpm_graph/_data/") for n in names}
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
@@ -53,7 +56,7 @@ def test_cli_runs_from_the_installed_wheel(wheel, tmp_path):
                            "progress=false", "hydra.run.dir=run"], cwd=work, env=env, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert json.loads((work / "run" / "summary.json").read_text())["num_people"] == 800
+    assert json.loads((work / "run" / "summary.json").read_text())["num_nodes"]["person"] == 800
     # the shipped observations are found inside the installed package
     proc = subprocess.run([sys.executable, "-m", "lpm_graph", "task=calibrate", "population.num_people=800",
                            "task.iterations=1", "task.plot=false", "progress=false", "hydra.run.dir=cal"],

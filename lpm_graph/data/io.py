@@ -24,7 +24,7 @@ import torch
 from torch_geometric.data import HeteroData
 
 from lpm_graph.data.validate import validate_population
-from lpm_graph.errors import PopulationFileError, PopulationGraphError
+from lpm_graph.errors import MissingInputError, PopulationFileError, PopulationGraphError
 
 __all__ = [
     "FORMAT_TAG",
@@ -129,14 +129,15 @@ def load_population(path: str | os.PathLike) -> HeteroData:
     """Load and validate a population graph written by :func:`save_population`.
 
     Raises:
-        FileNotFoundError: if ``path`` does not exist.
+        MissingInputError: if ``path`` does not exist (a ``FileNotFoundError`` and a
+            ``PopulationGraphError``, which the CLI reports in one line).
         PopulationFileError: if the file is not a population file, has an unsupported
             format version, or holds a graph that fails :func:`validate_population`
             (messages name the path).
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"population file {str(path)!r} does not exist; check the path, or create it "
             f"with lpm_graph.data.save_population(generate_population(...), path)"
         )

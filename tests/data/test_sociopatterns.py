@@ -8,14 +8,14 @@ import pandas as pd
 import pytest
 import torch
 
+from lpm_graph.core import Graph, Requirements
 from lpm_graph.data.assemble import original_ids
-from lpm_graph.data.prepare import PreparedPopulation
 from lpm_graph.data.readers import DataFileError, PopulationDataWarning
 from lpm_graph.data.sociopatterns import from_sociopatterns
 from lpm_graph.errors import ConfigError
-from lpm_graph.dynamics import ContactTransmission, Environment
 from lpm_graph.tasks.simulate import simulate
-from tests.conftest import compose_config
+from tests.conftest import build_model, compose_config
+from tests.models.epidemic.conftest import step_context
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sociopatterns" / "school_sample.dat"
 CONTACT = ("person", "contact", "person")
@@ -63,17 +63,26 @@ def test_the_shipped_sample(sample):
 
 
 def test_simulator_sees_a_different_graph_on_different_days(sample):
-    graph = PreparedPopulation(sample, [0, 18, 65])
-    day = [graph.contact_adjacency(CONTACT, t) for t in range(4)]
+    model = build_model(["model=contact", "model.params.contact.beta=1.0"])
+    graph = model.prepare(sample)
+    assert graph.time_varying(CONTACT) and [graph.window(CONTACT, t) for t in range(4)] == [0, 1, 2, 0]
+    day = [graph.layout(CONTACT, t) for t in range(4)]
     edges = [set(zip(*a.csr.to_sparse_coo().coalesce().indices().tolist())) for a in day[:3]]
     assert edges[0] != edges[1] and edges[1] != edges[2]
     assert day[3] is day[0]                                    # the recording repeats: t mod 3
+    # each day's layout holds that day's edges and weights, from the HeteroData
+    store = sample[CONTACT]
+    for t in range(3):
+        on_day = store.time == t
+        assert day[t].num_edges == int(on_day.sum())
+        assert float(day[t].csr.values().double().sum()) == pytest.approx(float(store.edge_weight[on_day].sum()),
+                                                                          rel=1e-6)
     # the force of infection from the same infectious people differs by day
-    channel = ContactTransmission()
+    channel = model.process("contact")
     x = torch.zeros(300, 1)
     x[:30] = 1.0
-    params = {"beta_contact": torch.tensor(1.0)}
-    lam = [channel(x, graph, params, Environment(), t) for t in range(4)]
+    lam = [channel(step_context(model, graph, t=t), {}, {"person.infectiousness": x}).fields[
+        "person.force_of_infection"] for t in range(4)]
     assert not torch.allclose(lam[0], lam[1]) and torch.equal(lam[0], lam[3])
 
 
@@ -81,10 +90,10 @@ def test_simulate_task_end_to_end_on_the_sample(tmp_path):
     cfg = compose_config(["population=sociopatterns", f"population.path={SAMPLE}",
                           f"population.cache_dir={tmp_path / 'cache'}", "model=contact", "steps=9",
                           "replicates=2", "progress=false", "task.plot=false",
-                          "model.params.beta_contact=20.0", "model.params.initial_infected_fraction=0.05"])
+                          "model.params.contact.beta=20.0", "model.params.seir.initial_infected_fraction=0.05"])
     summary = simulate(cfg, tmp_path / "out")
     traj = pd.read_parquet(tmp_path / "out" / "trajectory.parquet")
-    assert summary["num_people"] == 300 and len(traj) == 10 * 2
+    assert summary["num_nodes"] == {"person": 300} and len(traj) == 10 * 2
     assert (traj[["S", "E", "I", "R"]].sum(axis=1) == 300).all()
     assert summary["total_infections"] > traj[traj.step == 0]["I"].mean()   # infections happened
     assert len(list((tmp_path / "cache").glob("sociopatterns-*.pt"))) == 1
@@ -102,10 +111,11 @@ def test_repeated_and_self_lines_are_merged_and_dropped_with_counts(tmp_path):
 def test_custom_window_and_period(tmp_path):
     text = "20 1 2\n3620 1 2\n7220 2 3\n"     # hours 0, 1, 2
     data = from_sociopatterns(_write(tmp_path, text), window=3600, period=5, default_age=30)
-    graph = PreparedPopulation(data, [0])
+    graph = Graph(data, Requirements(edge_types={CONTACT}))
     assert data[CONTACT].time.tolist() == [0, 1, 2, 0, 1, 2]
-    assert graph.contact_adjacency(CONTACT, 3).num_edges == 0     # windows 3, 4 have no contacts
-    assert graph.contact_adjacency(CONTACT, 7).num_edges == 2     # 7 mod 5 = window 2
+    assert graph.layout(CONTACT, 3).num_edges == 0     # windows 3, 4 have no contacts
+    assert graph.layout(CONTACT, 7).num_edges == 2     # 7 mod 5 = window 2
+    assert graph.layout(CONTACT, 6).num_edges == 2 and graph.window(CONTACT, 6) == 1
 
 
 @pytest.mark.parametrize("text, match", [

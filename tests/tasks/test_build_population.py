@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from lpm_graph.cli import PRIMARY_METRIC
+from lpm_graph.cli import DEFAULT_METRIC, metric_of
 from lpm_graph.config import TASK_SCHEMAS, validate_run_config
 from lpm_graph.data import load_population
 from lpm_graph.data.readers import MissingInputError
-from lpm_graph.tasks import TASKS
+from lpm_graph.tasks import get
 from lpm_graph.tasks.build_population import build_population
 from tests.conftest import compose_config
 
@@ -18,8 +18,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_task_is_registered():
-    assert TASKS["build_population"] is build_population
-    assert "build_population" in TASK_SCHEMAS and PRIMARY_METRIC["build_population"] == "num_people"
+    assert get("build_population") is build_population
+    assert "build_population" in TASK_SCHEMAS and DEFAULT_METRIC["build_population"] == "num_nodes"
     _, task = validate_run_config(compose_config(["task=build_population"]))
     assert task.name == "build_population" and task.cache_dir is None
 
@@ -28,10 +28,14 @@ def test_builds_then_loads_from_the_cache(tmp_path):
     cfg = compose_config(["task=build_population", "population=tables",
                           f"population.persons={ROOT / 'data/samples/tables/persons.csv'}",
                           f"population.venues={ROOT / 'data/samples/tables/venues.csv'}",
-                          f"task.cache_dir={tmp_path / 'cache'}"])
+                          f"task.cache_dir={tmp_path / 'cache'}", "metric=seconds"])
     first = build_population(cfg, tmp_path / "run1")
-    assert first["num_people"] == 300 and first["cache_status"] == "built"
+    assert first["nodes"]["person"] == 300 and first["cache_status"] == "built"
     assert first["nodes"]["school"] == 4 and first["edges"]["person__member_of__household"] == 300
+    assert first["num_nodes"] == sum(first["nodes"].values())
+    # the CLI returns the configured metric, by default the number of nodes
+    assert metric_of("build_population", first, cfg.metric) == ("seconds", first["seconds"])
+    assert metric_of("build_population", first, None) == ("num_nodes", float(first["num_nodes"]))
     assert json.loads((tmp_path / "run1" / "population_summary.json").read_text()) == first
     cached = Path(first["cache_file"])
     assert cached.parent == tmp_path / "cache" and load_population(cached)["person"].num_nodes == 300

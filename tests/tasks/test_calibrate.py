@@ -1,4 +1,4 @@
-"""task=calibrate: recovery of known parameters, bit-identical resume, refusals, calibration network."""
+"""task=calibrate: recovery of known parameters, bit-identical resume, refusals, calibration network, groups."""
 from __future__ import annotations
 
 import json
@@ -8,53 +8,64 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from lpm_graph.data import ConfigError
+from lpm_graph.cli import metric_of
+from lpm_graph.errors import ConfigError
 from lpm_graph.tasks.calibrate import calibrate
 from tests.conftest import compose_config
 
-TRUTH = {"beta_community": 0.6, "beta_school": 0.5, "reporting_fraction": 0.4}
+TRUTH = {"transmission.beta_community": 0.6, "transmission.beta_school": 0.5, "observation.reporting_fraction": 0.4}
 N, STEPS = 1500, 50
+
+
+def as_overrides(values):
+    return [f"model.params.{k}={v}" for k, v in values.items()]
 
 
 def base_overrides(obs_path, extra=()):
     return ["task=calibrate", f"population.num_people={N}", "population.seed=3", f"steps={STEPS}", "progress=false",
-            f"observations.path={obs_path}", "task.plot=false", "model.learnable=[beta_community,beta_school,reporting_fraction]",
-            *extra]
+            f"observations.path={obs_path}", "task.plot=false", f"model.learnable=[{','.join(TRUTH)}]", *extra]
 
 
 @pytest.fixture(scope="module")
 def observed(tmp_path_factory):
-    """Noise-free reported cases by age group from the expected-mode model at TRUTH."""
+    """Noise-free reported cases by age group (delay 3, as conf/observations/synthetic.yaml) from the
+    expected-mode model at TRUTH."""
     path = tmp_path_factory.mktemp("obs") / "cases.csv"
-    cfg = compose_config(base_overrides(path))
+    cfg = compose_config(base_overrides(path, as_overrides(TRUTH)))
     model = instantiate(cfg.model, _convert_="all")
-    for k, v in TRUTH.items():
-        with torch.no_grad():
-            model.params.raw(k).copy_(model.params._unconstrain(k, torch.tensor(v)) if k in model.params.bounds
-                                      else torch.tensor(v))
     data = instantiate(cfg.population, _convert_="all")
     with torch.no_grad():
         traj = model(data, steps=STEPS)
     table = {"step": list(range(1, STEPS + 1))}
-    for g, label in enumerate(traj.age_labels()):
-        x = traj.by_age["new_infections"][:, g, 0].double()
+    for label in traj.labels["age"]:
+        x = traj.group("new_infections", "age", label)[:, 0].double()
         shifted = torch.cat([torch.zeros(3, dtype=x.dtype), x])[1:STEPS + 1]
-        table[f"cases_{label}"] = (TRUTH["reporting_fraction"] * shifted).tolist()
+        table[f"cases_{label}"] = (TRUTH["observation.reporting_fraction"] * shifted).tolist()
     pd.DataFrame(table).to_csv(path, index=False)
     return path
 
 
 def test_recovers_known_parameters(observed, tmp_path):
     cfg = compose_config(base_overrides(observed, ["task.iterations=120", "task.optimizer.lr=0.1",
-                                                   "task.checkpoint_every=0"]))
+                                                   "task.checkpoint_every=0", "metric=simulations"]))
     metrics = calibrate(cfg, tmp_path)
+    start = {k: cfg.model.params[k.split(".")[0]][k.split(".")[1]] for k in TRUTH}
     for name, true in TRUTH.items():
+        assert abs(start[name] - true) > 0.05, name  # the run starts away from the truth
         # stated tolerance: 5% of the true value after 120 Adam steps on noise-free data
         assert metrics["fitted"][name] == pytest.approx(true, rel=0.05), (name, metrics["fitted"][name])
     history = pd.read_csv(tmp_path / "loss.csv")["loss"]
-    assert history.iloc[-1] < 1e-2 * history.iloc[0]
+    assert len(history) == 120 and history.iloc[-1] < 1e-2 * history.iloc[0]
     saved = json.loads((tmp_path / "fitted_params.json").read_text())
-    assert saved["fitted"]["beta_community"] == pytest.approx(metrics["fitted"]["beta_community"])
+    name = "transmission.beta_community"
+    assert saved["fitted"][name] == pytest.approx(metrics["fitted"][name])
+    assert set(saved["learnable"]) == set(TRUTH)
+    assert metrics["simulations"] == 121 and (tmp_path / "checkpoint.pt").exists()
+    assert not (tmp_path / "loss.png").exists()  # task.plot=false
+    # the CLI returns the configured metric, by default the final loss
+    assert metric_of("calibrate", metrics, cfg.metric) == ("simulations", 121.0)
+    assert metric_of("calibrate", metrics, None) == ("final_loss", metrics["final_loss"])
+    assert metrics["final_loss"] < 1e-2 * history.iloc[0]
 
 
 def stochastic(obs, extra=()):
@@ -65,17 +76,18 @@ def stochastic(obs, extra=()):
 def test_resume_is_bit_identical_to_an_uninterrupted_run(observed, tmp_path):
     full = calibrate(stochastic(observed, ["task.iterations=6"]), tmp_path / "full")
     calibrate(stochastic(observed, ["task.iterations=3"]), tmp_path / "first")
-    resumed = calibrate(stochastic(observed, ["task.iterations=6", f"task.resume={tmp_path / 'first' / 'checkpoint.pt'}"]),
-                        tmp_path / "second")
+    first = tmp_path / "first" / "checkpoint.pt"
+    resumed = calibrate(stochastic(observed, ["task.iterations=6", f"task.resume={first}"]), tmp_path / "second")
     assert resumed["fitted"] == full["fitted"]
     # loss.csv of the resumed run, parameter trace of the first three iterations included, is the same file
     a = (tmp_path / "full" / "loss.csv").read_text()
     assert (tmp_path / "second" / "loss.csv").read_text() == a
     table = pd.read_csv(tmp_path / "full" / "loss.csv")
-    assert list(table.columns) == ["iteration", "loss", "beta_school", "beta_community", "reporting_fraction"]
+    assert list(table.columns) == ["iteration", "loss", "transmission.beta_school", "transmission.beta_community",
+                                   "observation.reporting_fraction"]  # in model.params order
     assert len(table) == 6 and table.iteration.tolist() == list(range(1, 7))
-    # in model.params order; the last row holds the fitted values
-    assert {k: table[k].iloc[-1] for k in TRUTH} == {k: full["fitted"][k] for k in TRUTH}
+    # the last row holds the fitted values
+    assert {k: table[k].iloc[-1] for k in TRUTH} == pytest.approx({k: full["fitted"][k] for k in TRUTH}, rel=1e-6)
     # a checkpoint written before loss.csv traced the parameters resumes with NaN for the iterations it covers
     old = torch.load(tmp_path / "first" / "checkpoint.pt", weights_only=True)
     del old["trace"]
@@ -91,8 +103,8 @@ def test_resume_refuses_another_config_or_other_data(observed, tmp_path):
     calibrate(stochastic(observed, ["task.iterations=3"]), tmp_path / "first")
     ckpt = tmp_path / "first" / "checkpoint.pt"
     with pytest.raises(ConfigError, match="different config"):
-        calibrate(stochastic(observed, ["task.iterations=6", f"task.resume={ckpt}", "model.params.beta_household=0.9"]),
-                  tmp_path / "x")
+        calibrate(stochastic(observed, ["task.iterations=6", f"task.resume={ckpt}",
+                                        "model.params.transmission.beta_household=0.9"]), tmp_path / "x")
     # same config, same path, one byte of the data changed in place
     copy = tmp_path / "copy.csv"
     copy.write_text(observed.read_text())
@@ -111,19 +123,30 @@ def test_calibration_network_trains_time_varying_parameters(observed, tmp_path):
                   "temperature": [5, 6, 8, 9, 11, 12, 14, 15]}).to_csv(features, index=False)
     cfg = compose_config(base_overrides(observed, [
         "task.iterations=15", "task.checkpoint_every=0", "task.optimizer.lr=0.05",
-        "model.learnable=[reporting_fraction]", "model.params.beta_community=[0.3,0.3,0.3,0.3,0.3,0.3,0.3,0.3]",
-        "+model.time_varying.beta_community=7",
-        f"task.calibration_net={{features: {features}, targets: {{beta_community: [0.0, 2.0]}}, hidden: 8}}"]))
+        "model.learnable=[observation.reporting_fraction]",
+        "model.params.transmission.beta_community=[0.3,0.3,0.3,0.3,0.3,0.3,0.3,0.3]",
+        "+model.time_varying.transmission.beta_community=7",
+        f"task.calibration_net={{features: {features}, targets: {{transmission.beta_community: [0.0, 2.0]}}, "
+        "hidden: 8}"]))
     metrics = calibrate(cfg, tmp_path / "net")
     table = pd.read_csv(tmp_path / "net" / "loss.csv")
     history = table["loss"]
     assert history.iloc[-1] < 0.5 * history.iloc[0]
-    series = metrics["fitted"]["beta_community"]
-    assert len(series) == 8 and all(0 < v < 2 for v in series)
+    series = metrics["fitted"]["transmission.beta_community"]
+    assert len(series) == 8 and all(0 < v < 2 for v in series) and len(set(series)) > 1
     # loss.csv traces the network's output series too, one column per element
-    weekly = [f"beta_community[{k}]" for k in range(8)]
-    assert list(table.columns) == ["iteration", "loss", "reporting_fraction", *weekly] and len(table) == 15
+    weekly = [f"transmission.beta_community[{k}]" for k in range(8)]
+    assert list(table.columns) == ["iteration", "loss", "observation.reporting_fraction", *weekly] and len(table) == 15
     assert table[weekly].iloc[-1].tolist() == pytest.approx(series, rel=1e-6)
+
+
+def test_a_network_target_must_be_time_varying(observed, tmp_path):
+    features = tmp_path / "features.csv"
+    pd.DataFrame({"mobility": [1.0, 0.5]}).to_csv(features, index=False)
+    cfg = compose_config(base_overrides(observed, [
+        f"task.calibration_net={{features: {features}, targets: {{transmission.beta_community: [0.0, 2.0]}}}}"]))
+    with pytest.raises(ConfigError, match="'transmission.beta_community' must be time-varying"):
+        calibrate(cfg, tmp_path / "out")
 
 
 def test_nothing_to_fit_and_missing_observations_are_refused(observed, tmp_path):
@@ -131,3 +154,8 @@ def test_nothing_to_fit_and_missing_observations_are_refused(observed, tmp_path)
         calibrate(compose_config(base_overrides(observed, ["model.learnable=[]"])), tmp_path)
     with pytest.raises(ConfigError, match="observations reach step 50 but steps=20"):
         calibrate(compose_config(base_overrides(observed, ["steps=20"])), tmp_path)
+    with pytest.raises(ConfigError, match="task=calibrate needs observations"):
+        calibrate(compose_config([o for o in base_overrides(observed) if not o.startswith("observations.")]
+                                 + ["~observations"]), tmp_path)
+    with pytest.raises(ConfigError, match="source = 'cases' is not observed by the model"):
+        calibrate(compose_config(base_overrides(observed, ["observations.series.cases_0-10.source=cases"])), tmp_path)

@@ -184,3 +184,135 @@ def test_fixed_infectious_period_lasts_exactly_that_many_steps(population):
         traj = model(population, steps=6, seed=0)
         assert traj.series["I"][:4].eq(3000).all() and traj.series["I"][4:].eq(0).all()
         assert traj.series["R"][4].eq(3000).all()
+
+
+# -- the infection rate -------------------------------------------------------------------------------------
+
+
+def test_infection_probability_in_one_step_is_one_minus_exp_of_sigma_lambda_dt():
+    """P(S -> E in one step) = 1 - exp(-sigma * e * lambda * dt): each leaf of a one-leaf star meets exactly
+    lambda = beta * w from its infectious infector (e = 1: no intervention).  The settings move sigma, lambda
+    and dt separately; each p is checked in expected mode (exact) and stochastic mode, where 20,000 leaves x
+    4 replicates give a binomial proportion whose standard error is at most 0.0018: 5 of them is < 0.009,
+    while any factor of two in sigma, beta, w or dt moves p by more than 0.05."""
+    from tests.models.epidemic.conftest import binomial_se, leaves_infected, pairs, pairs_model
+
+    n, R = 20_000, 4
+    # values exact in float32, so that the float64 mean field matches the formula to rounding
+    for beta, weight, sigma, dt in ((1.25, 1.0, 0.5, 0.5), (0.375, 2.5, 1.0, 1.0), (0.3125, 1.0, 0.75, 1.0)):
+        p = 1 - math.exp(-sigma * beta * weight * dt)
+        data = pairs(n, weight)
+        expected = pairs_model(beta, mode="expected", dt=dt, susceptibility=[sigma, 1.0]).double()(data, steps=1)
+        assert abs(float(leaves_infected(expected)) - p) < 1e-12, (beta, weight, sigma, dt)
+        traj = pairs_model(beta, dt=dt, susceptibility=[sigma, 1.0])(data, steps=1, seed=1, replicates=R)
+        assert abs(float(leaves_infected(traj).mean()) - p) < 5 * binomial_se(p, n * R), (beta, weight, sigma, dt)
+        # nobody else is infected: the infectors start in I, the leaves have no other contact
+        assert torch.equal(traj.series["new_infections"][1], traj.group("new_infections", "role", "leaf")[1])
+
+
+def test_infections_enter_e_and_onsets_enter_i_from_the_start_of_step_compartments():
+    # the leaves infected in step 0 are in E after it and none of them in I: onsets are drawn from the
+    # compartments at the start of the step, not from the E the same step's infections just entered
+    from tests.models.epidemic.conftest import pairs, pairs_model
+
+    n = 2000
+    traj = pairs_model(2.0, exposed_period=1.0)(pairs(n), steps=1, seed=0, replicates=2)
+    infected = traj.group("new_infections", "role", "leaf")[1]
+    assert (infected > 0.5 * n).all()
+    leaves = slice(n, 2 * n)
+    assert traj.final_state["person.I"][leaves].sum() == 0
+    assert torch.equal(traj.final_state["person.E"][leaves].sum(0), infected)
+    assert torch.equal(traj.series["E"][1], infected)
+
+
+# -- seeding, fatality ---------------------------------------------------------------------------------------
+
+
+def test_initial_infected_fraction_is_the_seeding_frequency_per_group():
+    """Each person starts infected with the fraction of their group: per role [0.02, 0.3] on 20,000 people per
+    role x 8 replicates; 5 binomial standard errors (0.0018 and 0.0057), far below a factor of two."""
+    from tests.models.epidemic.conftest import binomial_se, pairs, pairs_model
+
+    n, R = 20_000, 8
+    traj = pairs_model(0.0, initial_infected_fraction=[0.02, 0.3])(pairs(n), steps=1, seed=2, replicates=R)
+    for label, f in (("leaf", 0.02), ("infector", 0.3)):
+        seeded = traj.group("new_infections", "role", label)[0].double() / n
+        assert abs(float(seeded.mean()) - f) < 5 * binomial_se(f, n * R), label
+    assert torch.equal(traj.series["I"][0], traj.series["new_infections"][0])
+
+
+def test_death_among_the_removed_has_probability_fatality(population):
+    """Everyone infectious, removal certain in the first step (T_I = dt): D / N is a binomial proportion of
+    3000 x 8 draws with mean mu; 5 standard errors (0.013 at mu = 0.2) are far below a factor of two."""
+    from tests.models.epidemic.conftest import binomial_se
+
+    for mu in (0.2, 0.05):
+        model = _no_transmission(SEIR(fatality=True, initial_compartment="I"), infectious_period=1.0, fatality=mu,
+                                 initial_infected_fraction=1.0)
+        traj = model(population, steps=3, seed=4, replicates=8)
+        assert torch.equal(traj.series["R"][1] + traj.series["D"][1], torch.full((8,), 3000.0))
+        dead = traj.series["D"][-1].double() / 3000
+        assert abs(float(dead.mean()) - mu) < 5 * binomial_se(mu, 3000 * 8), mu
+        assert torch.equal(traj.series["new_deaths"][1:].sum(0), traj.series["D"][-1])
+        expected = seir_model(SEIR(fatality=True), mode="expected", params={
+            "transmission": {k: 0.0 for k in ("beta_household", "beta_school", "beta_workplace", "beta_community")},
+            "seir": {"infectious_period": 1.0, "fatality": mu, "initial_infected_fraction": 1.0}})(population, steps=2)
+        assert abs(float(expected.series["D"][-1]) - mu * 3000) < 1e-2
+
+
+def test_without_transmission_only_the_seeds_are_ever_infected(population):
+    model = _no_transmission(SEIR(), infectious_period=3.0)
+    traj = model(population, steps=40, seed=2, replicates=2)
+    seeds = traj.series["new_infections"][0]
+    assert traj.series["new_infections"][1:].sum() == 0
+    assert torch.equal(traj.series["S"][-1], 3000 - seeds)
+    # Binomial(3000, 0.01): sd 5.4 per replicate
+    assert (seeds - 30).abs().max() < 5 * 5.45
+
+
+def test_per_group_susceptibility_is_applied_to_each_group():
+    # half the people are 5, half 50; susceptibility [0, 1] by the groups [0, 18), [18, inf)
+    from tests.models.epidemic.conftest import well_mixed
+    from lpm_graph.core import Model
+    from lpm_graph.models.epidemic import Infectiousness, VenueTransmission
+
+    n = 8000
+    data = well_mixed(n)
+    data["person"].age = torch.where(torch.arange(n) % 2 == 0, 5.0, 50.0)
+    model = Model({"infectiousness": Infectiousness(grouping=None),
+                   "transmission": VenueTransmission(venue_types=["community"]), "seir": SEIR()},
+                  params={"transmission": {"beta_community": 1.0},
+                          "seir": {"exposed_period": 2.0, "infectious_period": 3.0, "susceptibility": [0.0, 1.0],
+                                   "initial_infected_fraction": 0.01}},
+                  groupings={"age": {"bins": [0, 18]}})
+    traj = model(data, steps=40, seed=5)
+    by_age = traj.grouped["age"]["new_infections"][1:].sum(0)[:, 0]
+    seeds = traj.grouped["age"]["new_infections"][0, :, 0]
+    # adults: R0 = beta * T_I * (their share of contacts) = 1.5, so infections grow well past the ~40 seeds
+    assert by_age[0] == 0 and by_age[1] > 10 * seeds[1], (by_age, seeds)
+    assert traj.labels["age"] == ["0-18", "18+"]
+
+
+def test_bad_seir_settings_are_refused():
+    import pytest
+
+    from lpm_graph.errors import ConfigError
+    from lpm_graph.models.epidemic import SIR
+
+    with pytest.raises(ConfigError, match="SEIR.initial_compartment must be E or I, got 'R'"):
+        SEIR(initial_compartment="R")
+    with pytest.raises(ConfigError, match="SIR.initial_compartment must be I, got 'E'"):
+        SIR(initial_compartment="E")
+    with pytest.raises(ConfigError, match="infectious_steps must be a positive integer"):
+        SEIR(infectious_steps=0)
+    assert SEIR(fatality=True).compartments == ("S", "E", "I", "R", "D")
+    assert SIR().compartments == ("S", "I", "R")
+    with pytest.raises(ConfigError, match=r"model.params.seir.fatality\[2\] must be a probability"):
+        seir_model(SEIR(fatality=True), params={"seir": {"fatality": [0, 0, 1.5, 0, 0, 0, 0, 0, 0]}})
+    with pytest.raises(ConfigError, match=r"model.params.seir.susceptibility is shape \[3\] but process 'seir' "
+                                          r"reads it as scalar or \[9\] \(one per age group\)"):
+        seir_model(params={"seir": {"susceptibility": [1.0, 1.0, 1.0]}})
+    with pytest.raises(ConfigError, match="model.params.seir.exposed_period must be a finite number > 0"):
+        seir_model(params={"seir": {"exposed_period": 0.0}})
+    with pytest.raises(ConfigError, match="model.params.seir.initial_infected must be a whole number"):
+        seir_model(params={"seir": {"initial_infected": 2.5}})
