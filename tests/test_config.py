@@ -43,7 +43,8 @@ def test_population_choices_compose_and_build(choice, saved_population):
                  "edgelist": ["population.edges=data/samples/edgelist/contacts.parquet", "population.cache_dir=null"],
                  "sociopatterns": ["population.path=data/sociopatterns/school_sample.dat", "population.cache_dir=null"],
                  "networkx": ["population.path=data/samples/network.graphml", "population.cache_dir=null"],
-                 "nyc": ["population.num_people=300", "population.cache_dir=null"]}
+                 "nyc": ["population.num_people=300", "population.cache_dir=null"],
+                 "random_graph": ["population.num_people=300"]}
     cfg = compose_config([f"population={choice}", *overrides[choice]])
     validate_run_config(cfg)
     data = instantiate(cfg.population, _convert_="all")
@@ -64,14 +65,19 @@ def test_model_choices_compose_and_build(choice, tiny_population):
     model = instantiate(cfg.model, _convert_="all")
     assert isinstance(model, Model)
     population = tiny_population
-    if choice == "contact":  # contact-network models go with contact-network populations
-        from lpm_graph.data import from_sociopatterns
-        from lpm_graph.observation import resolve_data_path
+    from lpm_graph.data import from_edgelist, from_sociopatterns, random_graph
+    from lpm_graph.observation import resolve_data_path
 
+    if choice == "contact":  # contact-network models go with contact-network populations
         population = from_sociopatterns(resolve_data_path("data/sociopatterns/school_sample.dat"), default_age=8)
+    elif choice == "contact_layers":  # one layer per relation: the sample edge list's home, work, community
+        population = from_edgelist(resolve_data_path("data/samples/edgelist/contacts.parquet"), default_age=30)
+    elif choice == "opinion":
+        population = random_graph(300, seed=1)
     traj = model(population, steps=3)
     assert traj.steps == 3 and traj.num_nodes["person"] == population["person"].num_nodes
-    compartments = {"seir": "SEIR", "seird": "SEIRD", "sir": "SIR", "sis": "SI", "contact": "SEIR"}[choice]
+    compartments = {"seir": "SEIR", "seird": "SEIRD", "sir": "SIR", "sis": "SI", "contact": "SEIR",
+                    "contact_layers": "SEIR", "opinion": ""}[choice]
     assert "".join(c for c in "SEIRD" if c in traj.series) == compartments
 
 
@@ -92,8 +98,10 @@ def test_task_model_settings_follow_the_chosen_model():
     assert analyze.task.policy.objective == "deaths"
     seir = compose_config(["task=analyze", "model=seir"])
     assert seir.model.processes.seir.fatality is False and seir.task.policy.objective == "attack_rate"
+    # a model's own task settings: SIS has no attack rate, its policy minimises infections
+    assert compose_config(["task=analyze", "model=sis"]).task.policy.objective == "total_infections"
     # a model without task settings of its own composes without them
-    assert compose_config(["task=analyze", "model=sir"]).task.policy is None
+    assert compose_config(["task=analyze", "model=opinion"]).task.policy is None
 
 
 def test_documented_overrides_apply():
@@ -177,3 +185,19 @@ def test_cuda_request_without_cuda_is_refused():
         pytest.skip("a CUDA device is present")
     with pytest.raises(ConfigError, match="no CUDA device is available"):
         validate_run_config(compose_config(["device=cuda"]))
+
+
+@pytest.mark.parametrize("choice", GROUPS["model"])
+def test_every_model_composes_and_builds_for_analyze_and_calibrate(choice):
+    # the task_model settings of every shipped model (scenarios, policies, what calibration fits) build
+    from lpm_graph.tasks.analyze import _Plan
+
+    cfg = compose_config(["task=analyze", f"model={choice}"])
+    run, task = validate_run_config(cfg)
+    plan = _Plan(cfg, run, task)  # builds every scenario's and the policy's model: every wiring check runs
+    assert plan.outcomes
+    if choice in ("contact", "contact_layers"):
+        return  # no shipped observations of a contact network
+    cfg = compose_config(["task=calibrate", f"model={choice}"])
+    model = instantiate(cfg.model, _convert_="all")
+    assert model.params.learnable and cfg.observations.path

@@ -269,6 +269,10 @@ class Model(nn.Module):
                                       f"{streams[s].name!r} and {p.name!r}; their draws would be the same numbers. "
                                       "Rename one process (its streams are prefixed by its name)")
                 streams[s] = p
+        readers: dict[str, list[int]] = {}
+        for i, p in enumerate(order):
+            for r in map(Read.of, p.reads()):
+                readers.setdefault(r.key, []).append(i)
         for i, p in enumerate(order):
             for r in map(Read.of, p.reads()):
                 if r.key in owners:
@@ -286,6 +290,13 @@ class Model(nn.Module):
                 raise ConfigError(f"process {p.name!r} reads {r.key}, which no process before it writes or owns"
                                   f"{_nearest(r.key, fields + states)} (fields written: {fields}; state: {states}). "
                                   "Add the process that produces it, earlier in the step")
+        for key, ws in writers.items():
+            if not any(j > ws[0] for j in readers.get(key, [])):
+                p = order[ws[0]]
+                read = sorted(k for k in readers if k not in owners)
+                raise ConfigError(f"process {p.name!r} writes field {key}, which no later process reads, so it would "
+                                  f"change nothing{_nearest(key, read)} (fields read: {read}); fix the name, or "
+                                  "add the process that reads it")
         for p in order:
             req = p.requirements()
             for name in req.groupings:
@@ -372,6 +383,10 @@ class Model(nn.Module):
                 value = given[full]
             elif spec.default is not None:
                 value = spec.default
+                if not spec.scalar_ok and spec.shape and not isinstance(value, (list, tuple)):
+                    dims = [sizes.get(spec.grouping) if d == GROUP else int(d) for d in spec.shape]
+                    if None not in dims:  # one value per element, each the default
+                        value = torch.full(dims, float(value)).tolist()
             else:
                 raise ConfigError(f"model.params.{full} is missing: process {p.name!r} ({type(p).__name__}) reads "
                                   f"it ({spec.doc or spec.domain}" + (f", {spec.unit}" if spec.unit else "")

@@ -695,3 +695,11 @@ def test_parameters_are_stored_in_the_models_dtype_from_the_config_values():
     model = Model([Supply()], params={"supply": {"growth": 0.2}}, dtype=torch.float64)
     assert model.params["supply.growth"].dtype == F64 and float(model.params["supply.growth"]) == 0.2
     assert float(Model([Supply()], params={"supply": {"growth": 0.2}}).params["supply.growth"]) != 0.2
+
+
+def test_a_field_no_later_process_reads_is_refused_with_the_nearest_name():
+    # e.g. a closure of a misspelled venue type: it would run and change nothing
+    with pytest.raises(ConfigError, match=r"process 'close' writes field schools.contact_scale, which no later "
+                                          r"process reads.*did you mean 'school.contact_scale'"):
+        Model([Declared("close", role="environment", fields=[FieldSpec("schools", "contact_scale", per_node=False)]),
+               owner(reads=[Read("school.contact_scale", optional=True, default=1.0)])])

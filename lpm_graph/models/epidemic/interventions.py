@@ -157,8 +157,9 @@ class Vaccination(Window):
         specs = [ParamSpec("efficacy", "probability", default=self.efficacy, unit="probability",
                            doc="reduction of susceptibility of the vaccinated")]
         if self.allocation == "logits":
-            specs.append(ParamSpec("allocation", "real", (GROUP,), grouping=self.grouping, default=0.0,
-                                   doc="allocation logits relative to population shares (0: population shares)"))
+            specs.append(ParamSpec("allocation", "real", (GROUP,), scalar_ok=False, grouping=self.grouping,
+                                   default=0.0, doc="allocation logits relative to population shares (0: population "
+                                   "shares), one per group"))
         return specs
 
     def streams(self):
