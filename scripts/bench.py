@@ -110,6 +110,8 @@ def worker(args) -> dict:
     import torch
     from hydra.utils import instantiate
 
+    import lpm_graph.data  # noqa: F401  (imported before the build is timed: the build, not the import)
+    import lpm_graph.models.epidemic  # noqa: F401
     from lpm_graph import memory
 
     if args.threads:

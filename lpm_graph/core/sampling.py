@@ -109,13 +109,20 @@ class Sampler:
     def __call__(self, p: Tensor, u: Tensor | None, refine: Tensor | None = None) -> Tensor:
         """A Bernoulli event indicator for probability ``p`` given uniforms ``u`` (same shape).
 
-        ``refine``: the sub-cell offsets of ``float32`` uniforms
-        (:func:`lpm_graph.core.random.refinement`); with them the event is
-        ``u - p < refine``, exact for rare ``p``; without, ``u < p``.
+        ``refine``: for ``float32`` uniforms, their
+        :class:`~lpm_graph.core.random.Refinement` (or dense sub-cell offsets
+        from :func:`~lpm_graph.core.random.refinement`): the event is then
+        ``u - j < p``, exact for rare ``p``; without, ``u < p``.
         """
         if not self.stochastic:
             return p
-        hard = (u < p if refine is None else (u - p) < refine).to(p.dtype)
+        if refine is None:
+            hard = u < p
+        elif isinstance(refine, Tensor):
+            hard = (u - p) < refine
+        else:
+            hard = refine.fire(p, u)
+        hard = hard.to(p.dtype)
         if not p.requires_grad:
             return hard
         if self.surrogate == "straight_through":

@@ -492,3 +492,22 @@ def test_refinement_reads_only_the_bits_the_lanes_do_not(rng):
 def test_float64_draw_reads_the_top_52_bits(rng):
     w = rng.bits(2, "x")
     assert torch.equal(words_to_float64(w), rng.uniform(2, "x", torch.float64))
+
+
+def test_sparse_refinement_decides_like_the_dense_offsets_below_the_cut():
+    # Refinement.fire refines only uniforms below REFINE_CUT (the only ones that can decide p < 2^-12) and
+    # keeps u < p above it; below the cut it must equal the dense comparison u - j < p exactly.
+    from lpm_graph.core.random import REFINE_CUT, Refinement, refinement
+
+    g = torch.Generator().manual_seed(7)
+    words = torch.randint(-(2**62), 2**62, (400_000, 2), generator=g, dtype=torch.int64) * 2 + 1
+    u = words_to_float32(words, 0)
+    p = torch.tensor([1e-9, 1e-6, 3e-5, 0.3])[torch.randint(0, 4, (400_000, 1), generator=g)].expand_as(u)
+    fired = Refinement(words).fire(p, u)
+    dense = (u - p) < refinement(words)
+    below = u < REFINE_CUT
+    assert below.any() and torch.equal(fired[below], dense[below])
+    assert torch.equal(fired[~below], (u < p)[~below])
+    # a per-group probability broadcast from [G] gives the same events as the expanded one
+    q = torch.full((1, 2), 1e-4)
+    assert torch.equal(Refinement(words).fire(q, u), Refinement(words).fire(q.expand_as(u), u))
