@@ -100,12 +100,10 @@ def peak_rss() -> int:
     of the parent, so a process started by a large one reports the parent's
     size as its own peak.  Falls back to ``ru_maxrss`` off Linux.
     """
-    try:
+    with contextlib.suppress(OSError):
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) * 1024
-    except OSError:
-        pass
     import resource
 
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
