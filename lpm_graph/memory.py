@@ -290,8 +290,7 @@ def release_free_memory() -> bool:
     :data:`~lpm_graph.core.loop.TRIM_EVERY` steps on the CPU, which bounds
     the RSS of an unroll and speeds its steps up; serving large blocks with
     ``mmap`` (``MALLOC_MMAP_THRESHOLD_``) bounds it too, but costs a page
-    fault per 4 KiB of every temporary.  ``BENCHMARKS.md`` ("What was
-    changed for these numbers", Memory) has the measurements.
+    fault per 4 KiB of every temporary.  ``BENCHMARKS.md`` compares peaks across allocator settings.
     """
     global _LIBC
     if not sys.platform.startswith("linux"):

@@ -3,8 +3,8 @@ r"""How many threads torch uses: a default that holds up on a shared machine.
 torch's intra-op parallelism uses OpenMP threads that spin while they wait
 for each other.  With as many threads as cores, one other busy process on
 the machine makes every parallel region wait for the thread that lost its
-core: ``BENCHMARKS.md`` ("Threads") measured the 1M-person run 10-30×
-slower on 2 threads with one core busy.  The default therefore leaves one
+core: ``BENCHMARKS.md`` ("Threads") has the default 1M-person run on 2
+threads and on the default, quiet and with one core busy.  The default therefore leaves one
 core to others — ``max(1, cores - 1)``, with ``cores`` the CPUs this
 process may run on — which on 2 cores is one thread, and keeps a busy
 neighbour from stalling the run.  ``threads=<n>`` sets it; so does

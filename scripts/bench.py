@@ -302,7 +302,7 @@ def markdown(rows, info, args, command) -> str:
     lines += ["", f"step: forward (no grad) time per step over {args.steps} steps (median of {args.repeat} runs); "
               "kernel: A x + A^T p on the same layout (int32 CSR), median over all rounds in the same process; "
               f"grad: 4 learnable betas, per-step checkpointing, {args.grad_steps} steps; "
-              "peak MB: ru_maxrss of a fresh process (build included); est.: lpm_graph.memory."]
+              "peak MB: the peak RSS (VmHWM) of a fresh process (build included); est.: lpm_graph.memory."]
     return "\n".join(lines) + "\n"
 
 
