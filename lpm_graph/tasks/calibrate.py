@@ -6,8 +6,8 @@ takes one optimiser step on the learnable parameters — or, with
 ``task.calibration_net``, on the weights of a network producing the
 time-varying parameters from feature series.
 
-Iteration ``i`` draws its random numbers with seed ``seed + 1 + i``: the run
-is a pure function of the config, the data and the iteration count.  A
+Iteration ``i`` draws its random numbers with seed ``seed + 1 + i``: the
+result is determined by the config, the data and the iteration count.  A
 checkpoint (parameters, network, optimiser state, loss history, config and
 data digests) is written atomically every ``task.checkpoint_every``
 iterations; ``task.resume=<checkpoint.pt>`` continues from it and reaches the
