@@ -62,10 +62,13 @@ class CalibrationNet(nn.Module):
         hidden (int): hidden width. (default: 16)
         init (Mapping[str, float], optional): initial value of each target,
             so training starts from the configured parameter values.
+        seed (int): seeds the initial weights (from the run's seed in
+            ``task=calibrate``), so a run is reproducible; torch's global
+            random state is left as it was. (default: 0)
     """
 
     def __init__(self, num_features: int, targets: Mapping[str, Sequence[float]], hidden: int = 16,
-                 init: Mapping[str, float] | None = None):
+                 init: Mapping[str, float] | None = None, seed: int = 0):
         super().__init__()
         if not targets:
             raise ConfigError("task.calibration_net.targets is empty: name the time-varying parameters to produce")
@@ -78,7 +81,9 @@ class CalibrationNet(nn.Module):
             bounds.append((lo, hi))
         self.register_buffer("lo", torch.tensor([b[0] for b in bounds]))
         self.register_buffer("hi", torch.tensor([b[1] for b in bounds]))
-        self.mlp = nn.Sequential(nn.Linear(num_features, hidden), nn.Tanh(), nn.Linear(hidden, len(self.names)))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(seed))
+            self.mlp = nn.Sequential(nn.Linear(num_features, hidden), nn.Tanh(), nn.Linear(hidden, len(self.names)))
         if init:
             q = torch.tensor([(float(init[n]) - lo) / (hi - lo) for n, (lo, hi) in zip(self.names, bounds)])
             with torch.no_grad():

@@ -185,7 +185,7 @@ def calibrate(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
                 raise ConfigError(f"task.calibration_net.targets: {name!r} must be time-varying "
                                   f"(model.time_varying.{name}: <period>) with one value per feature row")
         init = {n: float(model.params[n].detach().flatten()[0]) for n in targets}
-        net = CalibrationNet(features.size(1), targets, int(nc.get("hidden", 16)), init).to(run.device)
+        net = CalibrationNet(features.size(1), targets, int(nc.get("hidden", 16)), init, seed=run.seed).to(run.device)
     trainable = [p for p in model.parameters() if p.requires_grad]
     if net is not None:
         trainable += list(net.parameters())
