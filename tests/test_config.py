@@ -204,8 +204,10 @@ def test_every_model_composes_and_builds_for_analyze_and_calibrate(choice):
 
 
 def test_a_misspelled_parameter_added_with_plus_is_refused_with_the_nearest_names():
+    from lpm_graph.tasks.simulate import instantiate_config
+
     # the form Hydra's own error suggests for a key not in the config: it used to be accepted silently
     cfg = compose_config(["+model.params.transmission.beta_houshold=0.3"])
     with pytest.raises(ConfigError, match=r"model.params.transmission.beta_houshold is not read by any process.*"
                                           r"did you mean 'transmission.beta_household'"):
-        instantiate(cfg.model, _convert_="all")
+        instantiate_config(cfg.model)
