@@ -16,12 +16,13 @@ type                        raised for
 :class:`MissingInputError`  an input file that does not exist
 :class:`PopulationFileError`  a saved population that cannot be loaded
 :class:`PopulationDataWarning`  records merged or dropped by an importer
+:class:`SimulationWarning`      a run that will likely not show what was meant
 ==========================  ==================================================
 """
 from __future__ import annotations
 
 __all__ = ["ConfigError", "InsufficientMemoryError", "PopulationGraphError", "DataFileError", "MissingInputError",
-           "PopulationFileError", "PopulationDataWarning"]
+           "PopulationFileError", "PopulationDataWarning", "SimulationWarning"]
 
 
 class ConfigError(ValueError):
@@ -50,3 +51,7 @@ class PopulationFileError(PopulationGraphError):
 
 class PopulationDataWarning(UserWarning):
     """An importer merged or dropped records; the message says which and how many."""
+
+
+class SimulationWarning(UserWarning):
+    """A run will likely not show what was meant (e.g. replicates without any initial infection)."""

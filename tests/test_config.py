@@ -61,7 +61,9 @@ def test_population_file_needs_a_path():
 
 @pytest.mark.parametrize("choice", GROUPS["model"])
 def test_model_choices_compose_and_build(choice, tiny_population):
-    cfg = compose_config([f"model={choice}"])
+    seeds = {"seir": "seir", "seird": "seir", "sir": "sir", "sis": "sis"}
+    cfg = compose_config([f"model={choice}"] + ([f"model.params.{seeds[choice]}.initial_infected=2"]
+                                                 if choice in seeds else []))
     model = instantiate(cfg.model, _convert_="all")
     assert isinstance(model, Model)
     population = tiny_population

@@ -53,6 +53,7 @@ def test_cli_runs_from_the_installed_wheel(wheel, tmp_path):
     module_file, conf = where.stdout.split()
     assert module_file.startswith(str(target)) and conf == str(target / "lpm_graph" / "conf")
     proc = subprocess.run([sys.executable, "-m", "lpm_graph", "population.num_people=800", "steps=5",
+                           "model.params.seir.initial_infected=1",
                            "progress=false", "hydra.run.dir=run"], cwd=work, env=env, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr

@@ -23,6 +23,7 @@ def as_overrides(values):
 
 def base_overrides(obs_path, extra=()):
     return ["task=calibrate", f"population.num_people={N}", "population.seed=3", f"steps={STEPS}", "progress=false",
+            "model.params.seir.initial_infected=2",  # every stochastic replicate starts with an infection
             f"observations.path={obs_path}", "task.plot=false", f"model.learnable=[{','.join(TRUTH)}]", *extra]
 
 

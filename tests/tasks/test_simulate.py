@@ -63,20 +63,22 @@ def test_the_configured_metric_is_what_the_run_returns(simulated):
 
 
 def test_csv_output_and_config_hash_changes_with_config(tmp_path):
-    a = compose_config(["population.num_people=500", "steps=5", "progress=false", "task.trajectory_format=csv",
+    a = compose_config(["population.num_people=500", "steps=5", "progress=false", "model.params.seir.initial_infected=1",
+                        "task.trajectory_format=csv",
                         "task.plot=false"])
     simulate(a, tmp_path)
     assert (tmp_path / "trajectory.csv").exists() and not (tmp_path / "trajectory.png").exists()
     assert not (tmp_path / "trajectory.parquet").exists()
     assert len(pd.read_csv(tmp_path / "trajectory.csv")) == 6
-    b = compose_config(["population.num_people=500", "steps=6", "progress=false"])
+    b = compose_config(["population.num_people=500", "steps=6", "progress=false", "model.params.seir.initial_infected=1"])
     assert config_hash(a) != config_hash(b)
 
 
 def test_float64_runs_build_float64_layouts():
     """dtype=float64 prepares the graph in float64: the stacked venue layout's values and its per-venue
     factors (1 / total weight), not only the state; a float32 layout would round every venue sum."""
-    cfg = compose_config(["population.num_people=300", "steps=3", "progress=false", "dtype=float64"])
+    cfg = compose_config(["population.num_people=300", "steps=3", "progress=false", "dtype=float64",
+                          "model.params.seir.initial_infected=1"])
     model, graph, _, run, _ = build(cfg)
     assert run.dtype == "float64" and graph.dtype == torch.float64
     stack = graph.stack(model.process("transmission").edge_types)

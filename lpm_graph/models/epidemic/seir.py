@@ -57,7 +57,7 @@ from lpm_graph.core.process import Output, Process, StepContext
 from lpm_graph.core.random import uniform_from_salts, uniform_pair_from_salts
 from lpm_graph.core.sampling import needs_refinement
 from lpm_graph.core.state import EventSpec, FieldSpec, Read, StateSpec
-from lpm_graph.errors import ConfigError
+from lpm_graph.errors import ConfigError, SimulationWarning
 
 __all__ = ["SEIR", "SIR", "SIS", "Infectiousness", "seir_update", "per_person"]
 
@@ -167,6 +167,10 @@ class SEIR(Process):
         force (str): the field read as force of infection.
         susceptibility_factor (str): the field read as the environment's
             susceptibility factor (optional: 1 without a writer).
+        require_infection (bool): a run in which no replicate starts with an
+            infection is an error (a replicate without one is a
+            :class:`~lpm_graph.errors.SimulationWarning` with the count);
+            ``False`` allows it. (default: ``True``)
         name (str): the process name and parameter namespace. (default: ``"seir"``)
 
     Parameters (``model.params.<name>``): ``exposed_period``,
@@ -189,8 +193,9 @@ class SEIR(Process):
     def __init__(self, fatality: bool = False, initial_compartment: str = "I", grouping: str | None = "age",
                  infectious_steps: int | None = None, node_type: str = "person", prefix: str = "",
                  force: str = "person.force_of_infection", susceptibility_factor: str = "person.susceptibility_factor",
-                 name: str | None = None):
+                 require_infection: bool = True, name: str | None = None):
         super().__init__(name)
+        self.require_infection = bool(require_infection)
         if initial_compartment not in (("E", "I") if self.exposed else ("I",)):
             raise ConfigError(f"{type(self).__name__}.initial_compartment must be "
                               f"{'E or I' if self.exposed else 'I'}, got {initial_compartment!r}")
@@ -332,6 +337,8 @@ class SEIR(Process):
                 seeded = torch.maximum(seeded, chosen)
             else:
                 seeded = 1.0 - (1.0 - seeded) * (1.0 - k / n)
+        if self.require_infection:
+            self._check_seeds(seeded)
         # one tensor per compartment: a shared zero would alias E, R and D
         comp = {self.key(c): torch.zeros(n, r, dtype=dtype, device=ctx.graph.device) for c in self.compartments}
         comp[self.key("S")] = 1.0 - seeded
@@ -342,6 +349,21 @@ class SEIR(Process):
                 days[..., -1] = seeded
             comp[self.key("I_days")] = days
         return Output(state=comp, events={self.event("new_infections"): 1.0 - comp[self.key("S")]})
+
+    def _check_seeds(self, seeded: Tensor) -> None:
+        """Refuse a run that starts without any infection; warn of replicates that do."""
+        counts = seeded.detach().sum(0)
+        empty = int((counts <= 0).sum())
+        fix = (f"raise model.params.{self.param('initial_infected_fraction')}, or seed exactly "
+               f"model.params.{self.param('initial_infected')}=<k> people per replicate")
+        if empty == counts.numel():
+            raise ConfigError(f"process {self.name!r}: no replicate starts with an infection ({counts.numel()} "
+                              f"replicate(s) of {seeded.size(0)} {self.node_type} nodes): the run would simulate "
+                              f"nothing; {fix}, or set model.processes.{self.name}.require_infection=false if that is "
+                              "meant")
+        if empty:
+            warnings.warn(SimulationWarning(f"process {self.name!r}: {empty} of {counts.numel()} replicates start "
+                                            f"without any infection and will stay so; {fix}"), stacklevel=2)
 
     def forward(self, ctx: StepContext, state: dict[str, Tensor], fields: dict[str, Tensor]) -> Output:
         """One step: the new compartments and per-person events ``new_infections``, ``new_onsets``,

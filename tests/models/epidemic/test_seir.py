@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from lpm_graph.models.epidemic import SEIR
@@ -316,3 +317,29 @@ def test_bad_seir_settings_are_refused():
         seir_model(params={"seir": {"exposed_period": 0.0}})
     with pytest.raises(ConfigError, match="model.params.seir.initial_infected must be a whole number"):
         seir_model(params={"seir": {"initial_infected": 2.5}})
+
+
+def test_a_run_without_any_initial_infection_is_refused_and_a_replicate_without_one_warned(population):
+    # 3000 people with a fraction of 1e-4: about 74% of replicates start with no infection at all
+    import warnings
+
+    from lpm_graph.errors import ConfigError, SimulationWarning
+
+    none = seir_model(params={"seir": {"initial_infected_fraction": 0.0}})
+    with pytest.raises(ConfigError, match="no replicate starts with an infection.*initial_infected"):
+        none(population, steps=2, replicates=4)
+    seir_model(SEIR(require_infection=False), params={"seir": {"initial_infected_fraction": 0.0}})(
+        population, steps=2, replicates=4)  # asked for: runs
+    rare = seir_model(params={"seir": {"initial_infected_fraction": 1e-4}})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        traj = rare(population, steps=2, seed=0, replicates=32)
+    empty = int((traj.series["I"][0] == 0).sum())
+    assert 0 < empty < 32
+    assert [str(w.message) for w in caught if issubclass(w.category, SimulationWarning)] == [
+        f"process 'seir': {empty} of 32 replicates start without any infection and will stay so; raise "
+        "model.params.seir.initial_infected_fraction, or seed exactly model.params.seir.initial_infected=<k> people "
+        "per replicate"]
+    # exact seeding never leaves a replicate empty
+    seir_model(params={"seir": {"initial_infected_fraction": 0.0, "initial_infected": 1}})(population, steps=2,
+                                                                                         replicates=32)
