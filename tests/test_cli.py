@@ -104,3 +104,16 @@ def test_unknown_group_choice_lists_the_available_options(tmp_path):
     assert proc.returncode == 1
     assert "population/atlantis" in proc.stderr and "synthetic" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_two_runs_started_together_get_two_run_directories(tmp_path):
+    # the run folder used to be outputs/<date>/<HH-MM-SS>: two runs in one second shared it and the second
+    # overwrote the first
+    cmd = [sys.executable, "-m", "lpm_graph", *SMALL, "task.plot=false"]
+    procs = [subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
+             for _ in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    runs = sorted(p.parent for p in (tmp_path / "outputs").glob("*/*/summary.json"))
+    assert len(runs) == 2 and runs[0] != runs[1]
