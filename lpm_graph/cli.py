@@ -7,12 +7,15 @@ task's own, :data:`DEFAULT_METRIC`).
 """
 from __future__ import annotations
 
+import itertools
+import re
 import sys
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
 
 import lpm_graph.config  # noqa: F401  (registers the structured schemas)
 from lpm_graph.errors import ConfigError, PopulationGraphError
@@ -64,11 +67,96 @@ def _hydra_main(cfg: DictConfig) -> float:
     except (ConfigError, PopulationGraphError) as e:
         print(f"lpm-graph: error: {e}", file=sys.stderr)
         sys.exit(2)
+    except OmegaConfBaseException as e:  # e.g. a mandatory value (population.path) left unset
+        print(f"lpm-graph: error: {one_line(e)}", file=sys.stderr)
+        sys.exit(2)
     print(f"lpm-graph: {name} done: {key}={value:.4g}; outputs in {output_dir}", file=sys.stderr)
     return value
 
 
+#: flags that make Hydra do something other than run a task (help, printing the config, completion)
+_HYDRA_ONLY = ("-h", "--help", "--hydra-help", "--info", "-i", "-c", "--cfg", "-p", "--package", "--resolve",
+               "--shell-completion", "-sc", "--version", "--config-path", "-cp", "--config-name", "-cn",
+               "--config-dir", "-cd", "--experimental-rerun")
+
+
+def one_line(error: BaseException, causes: bool = True) -> str:
+    """A Hydra or OmegaConf error as one line: its lines (and its cause's) joined, Hydra's hints dropped."""
+    lines = [ln.strip() for ln in str(error).splitlines()]
+    keep, choices = [], []
+    for ln in lines:
+        if not ln or ln.startswith(("Set the environment variable HYDRA_FULL_ERROR", "Config search path",
+                                     "provider=", "object_type=")):
+            continue
+        if keep and keep[-1].startswith("Available options") and re.fullmatch(r"[\w.-]+", ln):
+            choices.append(ln)
+            continue
+        if choices:
+            keep[-1] += " " + ", ".join(choices)
+            choices = []
+        keep.append(ln)
+    if choices:
+        keep[-1] += " " + ", ".join(choices)
+    cause = error.__cause__ or error.__context__
+    if causes and cause is not None and str(cause) and str(cause) not in str(error) and "$" not in str(cause):
+        keep.append(one_line(cause, causes=False))
+    return "; ".join(k.rstrip(".") for k in keep if not k.startswith("full_key:"))
+
+
+def _jobs(overrides: list[str], multirun: bool) -> list[list[str]]:
+    """The override lists of every job: one, or the product of a sweep's values (basic sweeper semantics)."""
+    if not multirun:
+        return [overrides]
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    axes = []
+    for o in parsed:
+        if o.is_sweep_override():
+            key = o.get_key_element()
+            axes.append([f"{key}={v}" for v in o.sweep_string_iterator()])
+        else:
+            axes.append([o.input_line])
+    return [list(job) for job in itertools.product(*axes)]
+
+
+def precheck(argv: list[str]) -> None:
+    """Compose the config of every job and build its model before anything runs.
+
+    Errors of composition (an unknown group choice, an unknown key, a wrong
+    type), of the run settings and of the model come out as one line with
+    status 2, like the project's own checks; a sweep with one impossible
+    value fails before its first job.  Only the model is built (its checks
+    are instant); the population is checked when the task builds it.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    multirun = any(a in ("-m", "--multirun") for a in argv)
+    overrides = [a for a in argv if not a.startswith("-")]
+    try:
+        jobs = _jobs(overrides, multirun)
+        with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+            for job in jobs:
+                cfg = compose(config_name="config", overrides=job)
+                from lpm_graph.config import validate_run_config
+                from lpm_graph.tasks.simulate import instantiate_config
+
+                run, _ = validate_run_config(cfg)
+                instantiate_config(cfg.model, dtype=getattr(__import__("torch"), run.dtype))
+    except (ConfigError, PopulationGraphError) as e:
+        print(f"lpm-graph: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except (HydraException, OmegaConfBaseException) as e:
+        print(f"lpm-graph: error: {one_line(e)}", file=sys.stderr)
+        sys.exit(2)
+
+
 def main() -> None:
+    argv = sys.argv[1:]
+    if not any(a.split("=", 1)[0] in _HYDRA_ONLY for a in argv):
+        precheck(argv)
     _hydra_main()
 
 

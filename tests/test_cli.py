@@ -101,7 +101,7 @@ def test_bad_values_exit_with_code_2_and_one_line_naming_the_field(tmp_path, ove
 
 def test_unknown_group_choice_lists_the_available_options(tmp_path):
     proc = run_cli(["population=atlantis"], tmp_path)
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert "population/atlantis" in proc.stderr and "synthetic" in proc.stderr
     assert "Traceback" not in proc.stderr
 
@@ -117,3 +117,24 @@ def test_two_runs_started_together_get_two_run_directories(tmp_path):
         assert p.returncode == 0, err
     runs = sorted(p.parent for p in (tmp_path / "outputs").glob("*/*/summary.json"))
     assert len(runs) == 2 and runs[0] != runs[1]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["model=seirr"], r"Could not find 'model/seirr'; Available options in 'model': contact, .*seir, seird"),
+    (["foo=1"], r"Could not override 'foo'; To append to your config use \+foo=1"),
+    (["task=calibrate", "task.iterations=abc"], r"task.iterations=abc; Value 'abc' of type 'str' could not be converted"),
+    (["population=file"], r"Missing mandatory value: population.path"),
+])
+def test_errors_of_hydras_layer_are_one_line_with_status_2(args, message, tmp_path):
+    # they came out as Hydra's 6-12 lines with status 1, unlike the project's own checks
+    proc = run_cli(args, tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("lpm-graph: error: ") and re.search(message, lines[0]), lines
+
+
+def test_a_sweep_with_one_impossible_value_fails_before_its_first_job(tmp_path):
+    proc = run_cli(["-m", "model.params.seir.susceptibility=0.5,-1", *SMALL], tmp_path)
+    assert proc.returncode == 2
+    assert "model.params.seir.susceptibility must be a finite number >= 0, got -1" in proc.stderr
+    assert not (tmp_path / "multirun").exists()
