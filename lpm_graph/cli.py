@@ -129,9 +129,12 @@ def precheck(argv: list[str]) -> None:
     value fails before its first job.  Only the model is built (its checks
     are instant); the population is checked when the task builds it.
     """
+    import torch
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
+
+    from lpm_graph.config import validate_run_config
+    from lpm_graph.tasks.simulate import instantiate_config
 
     multirun = any(a in ("-m", "--multirun") for a in argv)
     overrides = [a for a in argv if not a.startswith("-")]
@@ -140,11 +143,8 @@ def precheck(argv: list[str]) -> None:
         with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
             for job in jobs:
                 cfg = compose(config_name="config", overrides=job)
-                from lpm_graph.config import validate_run_config
-                from lpm_graph.tasks.simulate import instantiate_config
-
                 run, _ = validate_run_config(cfg)
-                instantiate_config(cfg.model, dtype=getattr(__import__("torch"), run.dtype))
+                instantiate_config(cfg.model, dtype=getattr(torch, run.dtype))
     except (ConfigError, PopulationGraphError) as e:
         print(f"lpm-graph: error: {e}", file=sys.stderr)
         sys.exit(2)

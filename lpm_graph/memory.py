@@ -152,12 +152,12 @@ def estimate_model(model, num_nodes: dict[str, int], num_edges: dict, steps: int
         for et, e in num_edges.items():
             n = num_nodes.get(et[0], 0) + num_nodes.get(et[2], 0)
             layout_bytes += 2 * (4 * e + 4 * n + b * e)
-    for name, grouping in model.groupings.items():  # the group index and its [G, N] indicator (CSR + transpose)
-        if any(name in o.by for o in model.observables.values()) or name in model.requirements().groupings:
-            n = num_nodes.get(grouping.node_type, 0)
-            layout_bytes += 8 * n + 2 * (4 * n + b * n + 4 * n)
+    req = model.requirements()
+    for grouping in req.groupings.values():  # the group index and its [G, N] indicator (CSR + transpose)
+        n = num_nodes.get(grouping.node_type, 0)
+        layout_bytes += 8 * n + 2 * (4 * n + b * n + 4 * n)
     largest = max([0, *num_edges.values()])
-    for stack in model.requirements().stacks:  # a stack is built as one layout
+    for stack in req.stacks:  # a stack is built as one layout
         largest = max(largest, sum(num_edges.get(et, 0) for et in stack))
     groups = sum((group_sizes or {}).get(g, 0) for o in model.observables.values() for g in o.by)
     cuda = str(device).startswith("cuda")

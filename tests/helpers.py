@@ -28,3 +28,20 @@ def permute_nodes(data: HeteroData, node_type: str, perm: torch.Tensor) -> Heter
 
 def permute_people(data: HeteroData, perm: torch.Tensor) -> HeteroData:
     return permute_nodes(data, "person", perm)
+
+
+CONTACT = ("person", "contact", "person")
+
+
+def timed_chain(time, period=None, n: int = 4) -> HeteroData:
+    """A 4-person chain of two-way contacts (weights 1, 2, 3) with per-edge windows ``time`` (and ``period``)."""
+    d = HeteroData()
+    d["person"].num_nodes = n
+    d["person"].uid = torch.arange(n)
+    d["person"].age = torch.full((n,), 30.0)
+    d[CONTACT].edge_index = torch.tensor([[0, 1, 1, 2, 2, 3], [1, 0, 2, 1, 3, 2]])
+    d[CONTACT].edge_weight = torch.tensor([1.0, 1.0, 2.0, 2.0, 3.0, 3.0])
+    d[CONTACT].time = torch.as_tensor(time)
+    if period is not None:
+        d[CONTACT].time_period = period
+    return d

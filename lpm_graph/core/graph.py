@@ -219,6 +219,7 @@ class Graph:
         self._stacks: dict[frozenset, Stack] = {
             s: self._build_stack(tuple(et for et in data.edge_types if et in s)) for s in req.stacks}
         self._groups: dict[str, tuple[Tensor, list[str]]] = {}
+        self._group_counts: dict[str, Tensor] = {}
         self._group_adj: dict[str, SparseAdjacency] = {}
         self.groupings = dict(req.groupings)
         for name in self.groupings:
@@ -345,6 +346,7 @@ class Graph:
             if index.numel() and int(index.max()) >= len(labels):
                 raise PopulationGraphError(f"{where}: code {int(index.max())} has no label among {labels}")
         self._groups[name] = (index, labels)
+        self._group_counts[name] = torch.bincount(index, minlength=len(labels))
 
     def group_index(self, name: str) -> Tensor:
         """``[N]`` group of every node of the grouping's node type."""
@@ -352,6 +354,10 @@ class Graph:
 
     def group_labels(self, name: str) -> list[str]:
         return list(self._groups[name][1])
+
+    def group_counts(self, name: str) -> Tensor:
+        """``[G]`` nodes per group (``int64``), counted once when the graph is built."""
+        return self._group_counts[name]
 
     def group_sizes(self) -> dict[str, int]:
         return {name: len(labels) for name, (_, labels) in self._groups.items()}
@@ -383,6 +389,7 @@ class Graph:
         out._empty = {k: v.to(device) for k, v in self._empty.items()}
         out._stacks = {k: v.to(device) for k, v in self._stacks.items()}
         out._groups = {k: (i.to(device), labels) for k, (i, labels) in self._groups.items()}
+        out._group_counts = {k: c.to(device) for k, c in self._group_counts.items()}
         out._group_adj = {k: v.to(device) for k, v in self._group_adj.items()}
         return out
 

@@ -467,8 +467,6 @@ class Model(nn.Module):
         for full, (p, spec) in self.param_specs.items():
             if GROUP in spec.shape:
                 req.groupings[spec.grouping] = self.groupings[spec.grouping]
-        for name in list(req.groupings):
-            req.groupings[name] = self.groupings[name]
         return req
 
     def prepare(self, data, dtype: torch.dtype | None = None) -> Graph:
@@ -539,20 +537,9 @@ class Model(nn.Module):
                 continue
             series[name] = o.reduce(x, categories)
             for g in o.by:
-                grouped.setdefault(g, {})[name] = o.reduce_groups(x, graph.group_adjacency(g), self._group_count(graph, g),
+                grouped.setdefault(g, {})[name] = o.reduce_groups(x, graph.group_adjacency(g), graph.group_counts(g),
                                                                   categories)
         return series, grouped
-
-    def _group_count(self, graph: Graph, name: str) -> Tensor:
-        cache = self.__dict__.setdefault("_group_counts", {})
-        key = (id(graph), name)
-        index = graph.group_index(name)
-        entry = cache.get(key)
-        # the id of a freed graph can be another graph's: the entry holds (and so keeps alive) the index it counted
-        if entry is None or entry[0] is not index:
-            cache.clear() if len(cache) > 32 else None
-            entry = cache[key] = (index, torch.bincount(index, minlength=len(graph.group_labels(name))).to(graph.dtype))
-        return entry[1]
 
     # -- running -------------------------------------------------------------
     def forward(self, graph, steps: int, seed: int = 0, replicates: int = 1, progress: bool = False,

@@ -12,6 +12,7 @@ from lpm_graph.core.graph import bin_index, bin_labels
 from lpm_graph.errors import ConfigError, PopulationGraphError
 from lpm_graph.nn import spmm
 from tests.core.toys import SECTORS, SUPPLIES, supply_graph
+from tests.helpers import timed_chain
 
 F64 = torch.float64
 NEAR = ("school", "near", "school")
@@ -229,16 +230,7 @@ def test_grouping_declarations_are_checked():
 # --------------------------------------------------------------------------- time-varying edges
 
 
-def _timed(time, period=None) -> HeteroData:
-    d = HeteroData()
-    d["person"].num_nodes = 4
-    d["person"].uid = torch.arange(4)
-    d[CONTACT].edge_index = torch.tensor([[0, 1, 1, 2, 2, 3], [1, 0, 2, 1, 3, 2]])
-    d[CONTACT].edge_weight = torch.tensor([1.0, 1.0, 2.0, 2.0, 3.0, 3.0])
-    d[CONTACT].time = torch.as_tensor(time)
-    if period is not None:
-        d[CONTACT].time_period = period
-    return d
+_timed = timed_chain
 
 
 def _edges(adj):

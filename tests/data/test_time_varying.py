@@ -10,21 +10,12 @@ from torch_geometric.data import HeteroData
 
 from lpm_graph.data.validate import validate_population
 from lpm_graph.errors import PopulationGraphError
+from tests.helpers import timed_chain
 
 CONTACT = ("person", "contact", "person")
 
 
-def _graph(time, period=None, n=4):
-    d = HeteroData()
-    d["person"].num_nodes = n
-    d["person"].uid = torch.arange(n)
-    d["person"].age = torch.full((n,), 30.0)
-    d[CONTACT].edge_index = torch.tensor([[0, 1, 1, 2, 2, 3], [1, 0, 2, 1, 3, 2]])
-    d[CONTACT].edge_weight = torch.tensor([1.0, 1.0, 2.0, 2.0, 3.0, 3.0])
-    d[CONTACT].time = torch.as_tensor(time)
-    if period is not None:
-        d[CONTACT].time_period = period
-    return d
+_graph = timed_chain
 
 
 @pytest.mark.parametrize("time, period, match", [
