@@ -17,12 +17,15 @@ type                        raised for
 :class:`PopulationFileError`  a saved population that cannot be loaded
 :class:`PopulationDataWarning`  records merged or dropped by an importer
 :class:`SimulationWarning`      a run that will likely not show what was meant
+:class:`CalibrationWarning`     observations and model that may not match (scale,
+                                a column compared by default)
 ==========================  ==================================================
 """
 from __future__ import annotations
 
 __all__ = ["ConfigError", "InsufficientMemoryError", "PopulationGraphError", "DataFileError", "MissingInputError",
-           "PopulationFileError", "PopulationDataWarning", "SimulationWarning"]
+           "PopulationFileError", "PopulationDataWarning", "SimulationWarning",
+           "CalibrationWarning"]
 
 
 class ConfigError(ValueError):
@@ -55,3 +58,8 @@ class PopulationDataWarning(UserWarning):
 
 class SimulationWarning(UserWarning):
     """A run will likely not show what was meant (e.g. replicates without any initial infection)."""
+
+
+class CalibrationWarning(UserWarning):
+    """Observations and the model may not match: their scales differ widely, or a column was compared with the
+    model's main observable because the config named none."""

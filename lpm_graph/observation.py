@@ -40,7 +40,7 @@ from lpm_graph.data.cache import file_digest
 from lpm_graph.errors import ConfigError
 
 __all__ = ["Observations", "load_observations", "ObservationModel", "observation_loss", "LOSSES",
-           "resolve_data_path"]
+           "resolve_data_path", "series_for_file"]
 
 LOSSES = ("mse", "poisson", "negbin")
 
@@ -95,6 +95,54 @@ def _read_table(path: Path):
     except Exception as e:  # pandas/pyarrow raise many types for unreadable files
         raise ConfigError(f"observations.path: could not read {str(path)!r} as "
                           f"{'Parquet' if path.suffix.lower() in ('.parquet', '.pq') else 'CSV'}: {e}") from None
+
+
+def _columns(path: Path) -> list[str]:
+    """The column names of an observation file, without reading its rows."""
+    if path.suffix.lower() in (".parquet", ".pq"):
+        import pyarrow.parquet as pq
+
+        try:
+            return list(pq.read_schema(path).names)
+        except Exception as e:  # pyarrow raises several types for unreadable files
+            raise ConfigError(f"observations.path: could not read {str(path)!r} as Parquet: {e}") from None
+    import pandas as pd
+
+    try:
+        return [str(c) for c in pd.read_csv(path, nrows=0).columns]
+    except Exception as e:  # pandas raises several types for unreadable files
+        raise ConfigError(f"observations.path: could not read {str(path)!r} as CSV: {e}") from None
+
+
+def series_for_file(path: str | Path, series: Mapping[str, Mapping], time_column: str,
+                    main_observable: str) -> tuple[dict[str, dict], str | None]:
+    """The observed series to fit in ``path``: ``series`` as configured, or, for a file of one unnamed column.
+
+    A file whose columns are the time column and one column that
+    ``observations.series`` does not name (``step,cases``) is compared with
+    the model's main observable (:class:`~lpm_graph.core.Model`
+    ``main_observable``, e.g. ``new_infections``), with the reporting fraction
+    and delay the configured series share (else 1 and 0).  Returns the series
+    and a note saying so (``None`` when the configured series are used).
+    """
+    series = {k: dict(v or {}) for k, v in dict(series).items()}
+    path = resolve_data_path(path)
+    if not path.exists():
+        return series, None  # load_observations reports it
+    data_columns = [c for c in _columns(path) if c != time_column]
+    if len(data_columns) != 1 or data_columns[0] in series:
+        return series, None
+    column = data_columns[0]
+    shared = {}
+    for key, fallback in (("reporting", 1.0), ("delay", 0)):
+        values = {repr(spec.get(key, fallback)) for spec in series.values()}
+        shared[key] = next(iter(series.values())).get(key, fallback) if len(values) == 1 else fallback
+    spec = {"source": main_observable, **shared}
+    note = (f"observations: column {column!r} of {str(path)!r} is not named in observations.series; it is "
+            f"compared with {main_observable!r}, the model's main observable (reporting {shared['reporting']}, "
+            f"delay {shared['delay']}); to choose, set '~observations.series' "
+            f"'+observations.series={{{column}: {{source: <observable>, reporting: <fraction>, delay: <steps>}}}}'")
+    return {column: spec}, note
 
 
 def load_observations(path: str | Path, series: Mapping[str, object], time_column: str = "step",

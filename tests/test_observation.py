@@ -9,7 +9,7 @@ import torch
 
 from lpm_graph.core import Observable, Trajectory
 from lpm_graph.errors import ConfigError
-from lpm_graph.observation import ObservationModel, load_observations, observation_loss
+from lpm_graph.observation import ObservationModel, load_observations, observation_loss, series_for_file
 
 SERIES = {"cases": {"source": "new_infections", "reporting": "observation.rho", "delay": 2}}
 
@@ -127,3 +127,35 @@ def test_dates_map_to_steps(tmp_path):
 def test_bad_observation_model_settings(spec, match):
     with pytest.raises(ConfigError, match=match):
         ObservationModel(spec)
+
+
+def _series():
+    return {f"cases_{g}": {"source": "new_infections", "by": "age", "group": g, "reporting": "observation.rho",
+                           "delay": 3} for g in ("0-10", "10-20")}
+
+
+def test_one_unnamed_column_is_compared_with_the_main_observable(tmp_path):
+    path = tmp_path / "my_cases.csv"
+    pd.DataFrame({"step": [1, 2, 3], "cases": [1, 4, 9]}).to_csv(path, index=False)
+    series, note = series_for_file(path, _series(), "step", "new_infections")
+    # the configured series share their reporting fraction and delay: the column keeps them
+    assert series == {"cases": {"source": "new_infections", "reporting": "observation.rho", "delay": 3}}
+    assert "column 'cases'" in note and "'new_infections', the model's main observable" in note
+    assert "'~observations.series'" in note  # says how to choose otherwise
+    # series that disagree on reporting and delay: reported in full, unshifted
+    mixed = {**_series(), "deaths": {"source": "new_deaths", "reporting": 1.0}}
+    series, _ = series_for_file(path, mixed, "step", "new_infections")
+    assert series == {"cases": {"source": "new_infections", "reporting": 1.0, "delay": 0}}
+    # a Parquet file is read by its schema alone
+    pq = tmp_path / "my_cases.parquet"
+    pd.DataFrame({"day": [1, 2], "reported": [3.0, 4.0]}).to_parquet(pq)
+    series, note = series_for_file(pq, _series(), "day", "opinion_var")
+    assert series == {"reported": {"source": "opinion_var", "reporting": "observation.rho", "delay": 3}} and note
+
+
+@pytest.mark.parametrize("columns", [["step", "cases_0-10", "cases_10-20"], ["step", "cases_0-10"],
+                                     ["step", "a", "b"], ["step"]])
+def test_named_or_several_columns_keep_the_configured_series(tmp_path, columns):
+    path = tmp_path / "obs.csv"
+    pd.DataFrame({c: [1, 2] for c in columns}).to_csv(path, index=False)
+    assert series_for_file(path, _series(), "step", "new_infections") == (_series(), None)

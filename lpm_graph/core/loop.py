@@ -122,6 +122,33 @@ def _nearest(name: str, known: Sequence[str]) -> str:
     return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
 
 
+class _BackwardProgress:
+    """A progress bar of the backward pass through the steps, advanced by a gradient hook on each step's state.
+
+    The backward pass reaches step ``t``'s state after every later step's; the bar opens at the first
+    gradient that arrives and closes at step 0's (steps whose state the loss does not depend on never tick).
+    """
+
+    def __init__(self, steps: int):
+        self.steps, self.bar, self.last = steps, None, None
+
+    def watch(self, t: int, state: Mapping[str, Tensor]) -> None:
+        x = next((v for v in state.values() if v.requires_grad), None)
+        if x is None or x is self.last:
+            return  # no gradient flows here, or a state carried over unchanged (hooked already)
+        self.last = x
+        x.register_hook(lambda grad, t=t: self._tick(t))
+
+    def _tick(self, t: int) -> None:
+        from tqdm.auto import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(total=t + 1, desc="backward", unit="step", leave=False)
+        self.bar.update(1)
+        if t == 0:
+            self.bar.close()
+
+
 class Model(nn.Module):
     r"""A population model: processes in order over a graph, unrolled for ``T`` steps.
 
@@ -163,6 +190,11 @@ class Model(nn.Module):
             ``torch.compile`` (those that have one); the first step of each
             population size compiles (seconds to tens of seconds on a CPU).
             (default: ``False``)
+        main_observable (str, optional): the series a plain data column of
+            counts is compared with when nothing else is said (an observation
+            file with one unnamed column, :mod:`lpm_graph.observation`).
+            (default: the first observable of kind ``sum`` (events per step,
+            what surveillance reports), else the first observable)
     """
 
     def __init__(self, processes: Sequence[Process] = (), environment: Sequence[Process] = (),
@@ -171,7 +203,7 @@ class Model(nn.Module):
                  groupings: Mapping | None = None, observables: Sequence = (), outcomes: Mapping | None = None,
                  mode: str = "stochastic", surrogate: str = "gumbel", temperature: float = 0.1, dt: float = 1.0,
                  checkpoint: bool = False, compile: bool = False, order: Sequence[str] | None = None,
-                 dtype: torch.dtype | str = torch.float32):
+                 dtype: torch.dtype | str = torch.float32, main_observable: str | None = None):
         super().__init__()
         if order is not None:
             if not isinstance(processes, Mapping):
@@ -192,6 +224,7 @@ class Model(nn.Module):
         self._check_wiring()
         self.observables = self._collect_observables(observables)
         self.outcomes = self._collect_outcomes(outcomes)
+        self.main_observable = self._main_observable(main_observable)
         time_varying = flatten_params(time_varying)
         values = self._check_params(flatten_params(params), time_varying)
         dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
@@ -309,6 +342,15 @@ class Model(nn.Module):
                     raise ConfigError(f"parameter {p.param(s.name)} has one value per {s.grouping!r} group, but "
                                       f"model.groupings does not define {s.grouping!r} (defined: "
                                       f"{sorted(self.groupings)})")
+
+    def _main_observable(self, name: str | None) -> str:
+        if name is None:
+            sums = [n for n, o in self.observables.items() if o.kind == "sum"]
+            return (sums or list(self.observables))[0]
+        if name not in self.observables:
+            raise ConfigError(f"model.main_observable = {name!r} is not observed by the model"
+                              f"{_nearest(name, list(self.observables))}; observables: {sorted(self.observables)}")
+        return name
 
     def _collect_observables(self, extra: Sequence) -> dict[str, Observable]:
         out: dict[str, Observable] = {}
@@ -444,7 +486,8 @@ class Model(nn.Module):
         lines.append("observables:")
         for o in self.observables.values():
             by = f" by {', '.join(o.by)}" if o.by else ""
-            lines.append(f"  {o.name}: {o.kind} of {o.source}{by}")
+            main = " (main)" if o.name == self.main_observable else ""
+            lines.append(f"  {o.name}: {o.kind} of {o.source}{by}{main}")
         if self.outcomes:
             lines.append("outcomes:")
             for o in self.outcomes.values():
@@ -593,12 +636,15 @@ class Model(nn.Module):
 
         from tqdm.auto import tqdm
 
+        backward = _BackwardProgress(steps) if progress and torch.is_grad_enabled() else None
         for t in tqdm(range(steps), desc="simulate", unit="step", disable=not progress, leave=False):
             if self.use_checkpoint and torch.is_grad_enabled():
                 state, s, a = _checkpoint(self.step, t, state, values, ctx, use_reentrant=False,
                                           preserve_rng_state=False)
             else:
                 state, s, a = self.step(t, state, values, ctx)
+            if backward is not None:
+                backward.watch(t, state)
             for k, v in s.items():
                 series[k].append(v)
             for g, named in a.items():

@@ -703,3 +703,45 @@ def test_a_field_no_later_process_reads_is_refused_with_the_nearest_name():
                                           r"process reads.*did you mean 'school.contact_scale'"):
         Model([Declared("close", role="environment", fields=[FieldSpec("schools", "contact_scale", per_node=False)]),
                owner(reads=[Read("school.contact_scale", optional=True, default=1.0)])])
+
+
+# --------------------------------------------------------------------------- main observable and progress
+
+
+def test_the_main_observable_is_the_first_event_series_unless_named():
+    # the chain observes stock (mean), produced (sum), inventory, failed (count), failures (sum), in step order
+    assert Model(supply_chain()).main_observable == "produced"
+    assert Model(supply_chain(), main_observable="failures").main_observable == "failures"
+    assert "  failures: sum of firm.failures (main)" in Model(supply_chain(), main_observable="failures").describe()
+    # no event series: the first observable
+    assert Model([owner()]).main_observable == "stock"
+    with pytest.raises(ConfigError, match=r"model.main_observable = 'failure' is not observed by the model; did you "
+                                          r"mean 'failures'"):
+        Model(supply_chain(), main_observable="failure")
+
+
+@pytest.mark.parametrize("ckpt", [False, True])
+def test_the_backward_pass_shows_its_progress_through_the_steps(ckpt, monkeypatch, capsys):
+    import lpm_graph.core.loop as loop
+
+    bars = []
+
+    class Recorded(loop._BackwardProgress):
+        def __init__(self, steps):
+            super().__init__(steps)
+            bars.append(self)
+
+    monkeypatch.setattr(loop, "_BackwardProgress", Recorded)
+    model = learnable_chain(checkpoint=ckpt)
+    traj = model(supply_graph(), steps=6, seed=3, progress=True)
+    assert len(bars) == 1 and bars[0].bar is None  # nothing before the backward pass
+    loss(traj).backward()
+    bar = bars[0].bar
+    # every step's state receives a gradient (the loss reads the stock at every step): six ticks, then closed
+    assert (bar.total, bar.n) == (6, 6)
+    assert "backward:" in capsys.readouterr().err
+    with torch.no_grad():
+        model(supply_graph(), steps=3, progress=True)
+    assert len(bars) == 1  # no backward pass, no bar
+    model(supply_graph(), steps=3, progress=False)
+    assert len(bars) == 1
