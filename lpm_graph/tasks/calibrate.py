@@ -25,17 +25,19 @@ import json
 import math
 import os
 import time
+import warnings
 from pathlib import Path
 
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from lpm_graph.errors import ConfigError
+from lpm_graph.errors import CalibrationWarning, ConfigError
 from lpm_graph.core.loop import flush_denormals
 from lpm_graph.core.params import flatten_params
 from lpm_graph.data.cache import file_digest
-from lpm_graph.observation import ObservationModel, load_observations, observation_loss, resolve_data_path
+from lpm_graph.observation import (ObservationModel, load_observations, observation_loss, resolve_data_path,
+                                   series_for_file)
 from lpm_graph.tasks.simulate import atomic_write, build, peak_rss_mb, rounded
 
 __all__ = ["calibrate", "resume_key"]
@@ -110,7 +112,12 @@ def _plot_loss(history, path: Path) -> None:
     plt.close(fig)
 
 
-def _plot_fit(obs, pred, path: Path) -> None:
+def fit_figure(obs, pred, obs_model, model):
+    """The figure of ``fit.png``: per observed series, the data and the fitted prediction.
+
+    Each panel's y axis names what the column counts: the observable it is compared with (and its group), its
+    unit, and the reporting fraction and delay applied to it.
+    """
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -122,16 +129,70 @@ def _plot_fit(obs, pred, path: Path) -> None:
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
     steps = obs.steps.numpy()
     for ax, (name, yhat) in zip(axes.flat, pred.items()):
+        source, group, reporting, delay = obs_model.series[name]
+        unit = model.observables[source].unit if source in model.observables else ""
+        what = source + (f" ({group[0]} {group[1]})" if group else "")
+        scaled = [f"x {reporting}" if isinstance(reporting, str) or float(reporting) != 1.0 else "",
+                  f"{delay} steps later" if delay else ""]
         ax.plot(steps, obs.values[name].numpy(), ".", color="k", ms=3, label="observed")
         ax.plot(steps, yhat.detach().double().cpu().numpy(), color="tab:red", label="fitted")
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("step")
+        ax.set_ylabel(what + (f", {unit}" if unit else "") + "".join(f"\n{x}" for x in scaled if x), fontsize=8)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=8)
     fig.tight_layout()
+    return fig
+
+
+def _plot_fit(obs, pred, obs_model, model, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = fit_figure(obs, pred, obs_model, model)
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+#: a simulated-to-observed ratio of totals beyond this factor (either way) at the first iteration is warned of
+SCALE_FACTOR = 10.0
+
+
+def _warn_on_scale(pred, obs, obs_model, model, graph) -> None:
+    """Warn when the simulated and observed totals differ by more than :data:`SCALE_FACTOR` either way.
+
+    Compared at the starting parameters, before the first optimiser step, over the series that scale with the
+    population (observables of kind ``count`` or ``sum``, summed over their groups; a mean or a variance does
+    not).  A factor of that size is most often a population of another size than the one the data came from,
+    or a missing reporting fraction, which the fitted parameters would then absorb.
+    """
+    observed = simulated = 0.0
+    node_types, names = set(), []
+    for name, yhat in pred.items():
+        observable = model.observables[obs_model.series[name][0]]
+        if observable.kind not in ("count", "sum"):
+            continue
+        y = obs.values[name]
+        mask = ~torch.isnan(y)
+        observed += float(y[mask].sum())
+        simulated += float(yhat.detach().double().cpu()[mask].sum())
+        node_types.add(observable.node_type)
+        names.append(name)
+    if not names or (observed <= 0 and simulated <= 0):
+        return
+    ratio = math.inf if observed <= 0 else simulated / observed
+    if 1 / SCALE_FACTOR <= ratio <= SCALE_FACTOR:
+        return
+    factor = "none simulated" if simulated <= 0 else (
+        f"{ratio:.3g}x the data" if ratio > 1 else f"1/{1 / ratio:.3g} of the data")
+    sizes = ", ".join(f"{int(graph.num_nodes[t]):,} {t} nodes" for t in sorted(node_types))
+    shown = ", ".join(map(repr, names[:3])) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    warnings.warn(
+        f"observations and model differ in scale by more than {SCALE_FACTOR:g}x at the starting parameters: "
+        f"the observed series ({shown}) total {observed:.6g} over the observed steps, the simulated ones "
+        f"{simulated:.6g} ({factor}), on a population of {sizes}. If the data come from a population of another "
+        "size, match population.num_people (or the reporting fraction) before calibrating, or the fitted "
+        "parameters absorb the difference", CalibrationWarning, stacklevel=3)
 
 
 def _save_checkpoint(path: Path, payload: dict) -> None:
@@ -164,9 +225,13 @@ def calibrate(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
         raise ConfigError("task=calibrate needs observations: choose observations=<name> (e.g. observations=synthetic)")
     model, graph, _, run, task = build(cfg, grad=True, replicates=int(cfg.task.replicates))
     ocfg = OmegaConf.to_container(cfg.observations, resolve=True)
-    obs_model = ObservationModel(ocfg["series"])
+    series, note = series_for_file(ocfg["path"], ocfg["series"], ocfg.get("time_column", "step"),
+                                   model.main_observable)
+    if note:
+        warnings.warn(note, CalibrationWarning, stacklevel=2)
+    obs_model = ObservationModel(series)
     obs_model.check(model)
-    obs = load_observations(ocfg["path"], ocfg["series"], ocfg.get("time_column", "step"), ocfg.get("start_date"))
+    obs = load_observations(ocfg["path"], series, ocfg.get("time_column", "step"), ocfg.get("start_date"))
     if obs.last_step > run.steps:
         raise ConfigError(f"the observations reach step {obs.last_step} but steps={run.steps}; set steps >= "
                           f"{obs.last_step}")
@@ -221,9 +286,10 @@ def calibrate(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
             "history": history, "trace": trace, "config_key": key, "data_digest": digest,
             "torch_rng": torch.get_rng_state()})
 
-    def simulate(seed: int, replicates: int):
+    def simulate(seed: int, replicates: int, progress: bool = False):
         overrides = net(features) if net is not None else None
-        traj = model(graph, steps=run.steps, seed=seed, replicates=replicates, overrides=overrides)
+        traj = model(graph, steps=run.steps, seed=seed, replicates=replicates, overrides=overrides,
+                     progress=progress)
         values = {**model.params.as_dict(), **(overrides or {})}
         return obs_model.predict(traj, obs, values)
 
@@ -232,7 +298,10 @@ def calibrate(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
     bar = tqdm(range(start, task.iterations), desc="calibrate", unit="it", disable=not run.progress, leave=False)
     for it in bar:
         optimizer.zero_grad(set_to_none=True)
-        loss = observation_loss(simulate(run.seed + 1 + it, task.replicates), obs, task.loss, task.dispersion)
+        pred = simulate(run.seed + 1 + it, task.replicates, progress=run.progress)
+        if it == start:
+            _warn_on_scale(pred, obs, obs_model, model, graph)
+        loss = observation_loss(pred, obs, task.loss, task.dispersion)
         if not torch.isfinite(loss):
             raise ConfigError(f"task=calibrate: the loss became {float(loss)} at iteration {it}; lower the "
                               "learning rate (task.optimizer.lr) or add bounds (model.bounds)")
@@ -265,5 +334,5 @@ def calibrate(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
     atomic_write(out / "loss.csv", lambda p: p.write_text(_loss_csv(history, trace, tracer.columns)))
     if task.plot:
         atomic_write(out / "loss.png", lambda p: _plot_loss(history, p))
-        atomic_write(out / "fit.png", lambda p: _plot_fit(obs, pred, p))
+        atomic_write(out / "fit.png", lambda p: _plot_fit(obs, pred, obs_model, model, p))
     return metrics

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import pandas as pd
 import pytest
@@ -9,7 +10,8 @@ import torch
 from hydra.utils import instantiate
 
 from lpm_graph.cli import metric_of
-from lpm_graph.errors import ConfigError
+from lpm_graph.errors import CalibrationWarning, ConfigError
+from lpm_graph.observation import resolve_data_path
 from lpm_graph.tasks.calibrate import calibrate
 from tests.conftest import compose_config
 
@@ -71,7 +73,9 @@ def test_recovers_known_parameters(observed, tmp_path):
 
 def stochastic(obs, extra=()):
     return compose_config(base_overrides(obs, ["model.mode=stochastic", "task.replicates=2", "task.checkpoint_every=3",
-                                               "task.optimizer.lr=0.05", *extra]))
+                                               "task.optimizer.lr=0.05",
+                                               # a start within the data's scale (no CalibrationWarning)
+                                               "model.params.transmission.beta_community=0.5", *extra]))
 
 
 def test_resume_is_bit_identical_to_an_uninterrupted_run(observed, tmp_path):
@@ -178,3 +182,70 @@ def test_nothing_to_fit_and_missing_observations_are_refused(observed, tmp_path)
                                  + ["~observations"]), tmp_path)
     with pytest.raises(ConfigError, match="source = 'cases' is not observed by the model"):
         calibrate(compose_config(base_overrides(observed, ["observations.series.cases_0-10.source=cases"])), tmp_path)
+
+
+def test_a_file_of_one_unnamed_column_is_fitted_to_the_main_observable(observed, tmp_path):
+    # README: `observations.path=my_cases.csv` with a step column and one column of cases, no series named
+    table = pd.read_csv(observed)
+    mine = tmp_path / "my_cases.csv"
+    pd.DataFrame({"step": table["step"], "cases": table.drop(columns="step").sum(axis=1)}).to_csv(mine, index=False)
+    cfg = compose_config(base_overrides(mine, ["task.iterations=2", "task.checkpoint_every=0", "task.plot=true"]))
+    with pytest.warns(CalibrationWarning, match=r"column 'cases' .* compared with 'new_infections', the model's main "
+                                                r"observable \(reporting observation.reporting_fraction, delay 3\)"):
+        metrics = calibrate(cfg, tmp_path / "out")
+    # the shipped series' shared reporting fraction and delay applied to the total: at the truth the fit is exact
+    at_truth = compose_config(base_overrides(mine, ["task.iterations=1", "task.checkpoint_every=0",
+                                                    "task.optimizer.lr=0", *as_overrides(TRUTH)]))
+    with pytest.warns(CalibrationWarning, match="main observable"):
+        exact = calibrate(at_truth, tmp_path / "truth")
+    assert exact["final_loss"] < 1e-10 < metrics["final_loss"]
+
+
+def test_observations_of_another_scale_are_warned_of_before_iterating(observed, tmp_path):
+    # the same cases from a population 50 times larger than the simulated one (1,500 people)
+    table = pd.read_csv(observed)
+    scaled = tmp_path / "large.csv"
+    table.assign(**{c: table[c] * 50 for c in table.columns if c != "step"}).to_csv(scaled, index=False)
+    cfg = compose_config(base_overrides(scaled, ["task.iterations=2", "task.checkpoint_every=0"]))
+    with pytest.warns(CalibrationWarning, match=r"differ in scale by more than 10x at the starting parameters: .* "
+                                                r"\(1/\d+.\d+ of the data\), on a population of 1,500 person nodes"):
+        calibrate(cfg, tmp_path / "out")
+    # the unscaled data and the same start: no warning (warnings are errors in this suite)
+    calibrate(compose_config(base_overrides(observed, ["task.iterations=2", "task.checkpoint_every=0"])),
+              tmp_path / "same")
+
+
+def test_fit_panels_name_what_their_y_axis_counts(observed, tmp_path):
+    import matplotlib.pyplot as plt
+
+    from lpm_graph.observation import ObservationModel, load_observations
+    from lpm_graph.tasks.calibrate import fit_figure
+
+    cfg = compose_config(base_overrides(observed))
+    model = instantiate(cfg.model, _convert_="all")
+    series = {k: dict(v) for k, v in cfg.observations.series.items()}
+    obs = load_observations(observed, series)
+    pred = {k: torch.ones(len(obs.steps)) for k in series}
+    fig = fit_figure(obs, pred, ObservationModel(series), model)
+    labels = [ax.get_ylabel() for ax in fig.axes if ax.get_visible() and ax.axison]
+    plt.close(fig)
+    assert len(labels) == 9
+    assert labels[0] == "new_infections (age 0-10), people per day\nx observation.reporting_fraction\n3 steps later"
+
+
+def test_the_calibration_network_experiment_runs_as_the_readme_shows(tmp_path):
+    # README: `lpm-graph +experiment=calibration_net` (weekly features -> weekly community intensity)
+    cfg = compose_config(["+experiment=calibration_net", "population.num_people=1500", "population.seed=3",
+                          "steps=21", "progress=false", "task.iterations=2", "task.checkpoint_every=0",
+                          "task.plot=false", "model.params.seir.initial_infected=2"])
+    assert cfg.task.name == "calibrate"
+    shipped = pd.read_csv(resolve_data_path(cfg.observations.path))
+    cfg.observations.path = str(tmp_path / "obs.csv")  # the shipped cases, cut to 21 days
+    shipped[shipped.step <= 21].to_csv(cfg.observations.path, index=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CalibrationWarning)  # 1,500 people against data of 100,000: warned, as it should
+        metrics = calibrate(cfg, tmp_path / "out")
+    weekly = metrics["fitted"]["transmission.beta_community"]
+    rows = len(pd.read_csv(resolve_data_path(cfg.task.calibration_net.features)))
+    assert len(weekly) == rows == 15 and len(set(weekly)) > 1  # one value per feature row, from the network
+    assert metrics["learnable"][-1] == "transmission.beta_community"  # trained through the network's weights
