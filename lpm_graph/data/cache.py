@@ -16,6 +16,11 @@ files sets it, default ``data/processed`` relative to the working directory, or
   the log says which file changed (logger ``lpm_graph.data.cache``, level WARNING)
   and the stale entry is removed once the new one is in place.
 * a cache file that no longer loads is logged and rebuilt.
+* both files are written through a temporary beside them and renamed, with the mode
+  ``0o666 & ~umask``. A build killed while writing leaves its temporary
+  (``.<source>-<key>.pt.<host>.<pid>.<random>.tmp``); the next build of the same key
+  removes those of that key whose writer is gone (a dead pid on this host, or unmodified
+  for an hour; :func:`~lpm_graph.data.io.remove_stale_temporaries`) and logs each one.
 
 Hashing reads every input once per call (about 1 GB/s); loading a cached graph costs
 ``torch.load`` of its tensors.
@@ -26,7 +31,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -34,7 +38,8 @@ from pathlib import Path
 
 from torch_geometric.data import HeteroData
 
-from lpm_graph.data.io import PopulationFileError, load_population, save_population
+from lpm_graph.data.io import (PopulationFileError, load_population, publish, remove_stale_temporaries,
+                               save_population, temporary_file)
 from lpm_graph.errors import ConfigError
 
 __all__ = ["CacheRecord", "cached_build", "file_digest", "last_record", "cache_key", "DEFAULT_CACHE_DIR"]
@@ -101,11 +106,11 @@ def cache_key(source: str, digests: Mapping[str, str], options: Mapping, version
 
 
 def _write_json(path: Path, payload: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = temporary_file(path)
     try:
         with os.fdopen(fd, "w") as handle:
             json.dump(payload, handle, indent=2, sort_keys=True)
-        os.replace(tmp, path)
+        publish(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -156,6 +161,8 @@ def cached_build(source: str, inputs: Mapping[str, str | os.PathLike], options: 
     key = cache_key(source, digests, options, version)
     target = root / f"{source}-{key}.pt"
     manifest = root / f"{source}-{key}.json"
+    for orphan in remove_stale_temporaries(target) + remove_stale_temporaries(manifest):
+        log.warning("population cache: removed %s, left by an interrupted write of this entry", orphan)
     if target.is_file():
         try:
             data = load_population(target)
