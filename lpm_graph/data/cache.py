@@ -16,6 +16,9 @@ files sets it, default ``data/processed`` relative to the working directory, or
   the log says which file changed (logger ``lpm_graph.data.cache``, level WARNING)
   and the stale entry is removed once the new one is in place.
 * a cache file that no longer loads is logged and rebuilt.
+* :func:`last_record` tells what the last call did: ``"hit"``; ``"built"`` (no entry
+  for these inputs and options yet); ``"rebuilt"``, with the reason (which input
+  changed, with both digests, or that the cached file did not load).
 * both files are written through a temporary beside them and renamed, with the mode
   ``0o666 & ~umask``. A build killed while writing leaves its temporary
   (``.<source>-<key>.pt.<host>.<pid>.<random>.tmp``); the next build of the same key
@@ -163,11 +166,13 @@ def cached_build(source: str, inputs: Mapping[str, str | os.PathLike], options: 
     manifest = root / f"{source}-{key}.json"
     for orphan in remove_stale_temporaries(target) + remove_stale_temporaries(manifest):
         log.warning("population cache: removed %s, left by an interrupted write of this entry", orphan)
+    unreadable = None
     if target.is_file():
         try:
             data = load_population(target)
         except PopulationFileError as exc:
             log.warning("population cache: %s does not load (%s); rebuilding", target, exc)
+            unreadable = f"the cached file {target.name} does not load ({exc})"
         else:
             log.info("population cache: loaded %s (inputs and options unchanged)", target)
             _LAST[0] = CacheRecord(source, key, target, "hit", "inputs and options unchanged",
@@ -182,6 +187,8 @@ def cached_build(source: str, inputs: Mapping[str, str | os.PathLike], options: 
         reason = "input changed since the cached build: " + "; ".join(changed)
         log.warning("population cache: %s; rebuilding %s", reason, target.name)
         status = "rebuilt"
+    elif unreadable is not None:
+        reason, status = unreadable, "rebuilt"
     else:
         reason = "no cached build for these inputs and options"
         log.info("population cache: %s; building %s", reason, target.name)

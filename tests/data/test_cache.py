@@ -80,7 +80,8 @@ def test_a_corrupt_cache_file_is_rebuilt(tmp_path, persons, caplog):
     last_record().path.write_bytes(b"not a population")
     with caplog.at_level(logging.WARNING, logger="lpm_graph.data.cache"):
         data = from_tables(persons, cache_dir=root)
-    assert "does not load" in caplog.text and last_record().status == "built"
+    assert "does not load" in caplog.text and last_record().status == "rebuilt"
+    assert last_record().reason.startswith(f"the cached file {last_record().path.name} does not load")
     assert data["person"].num_nodes == 3
 
 
