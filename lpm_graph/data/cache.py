@@ -16,6 +16,9 @@ files sets it, default ``data/processed`` relative to the working directory, or
   the log says which file changed (logger ``lpm_graph.data.cache``, level WARNING)
   and the stale entry is removed once the new one is in place.
 * a cache file that no longer loads is logged and rebuilt.
+* with :func:`lpm_graph.data.progress.shown` on (the run setting ``progress``), the
+  stages -- hash inputs, load cached graph or read and build, validate and write
+  cache -- are shown on stderr.
 * :func:`last_record` tells what the last call did: ``"hit"``; ``"built"`` (no entry
   for these inputs and options yet); ``"rebuilt"``, with the reason (which input
   changed, with both digests, or that the cached file did not load).
@@ -41,6 +44,7 @@ from pathlib import Path
 
 from torch_geometric.data import HeteroData
 
+from lpm_graph.data import progress
 from lpm_graph.data.io import (PopulationFileError, load_population, publish, remove_stale_temporaries,
                                save_population, temporary_file)
 from lpm_graph.errors import ConfigError
@@ -148,8 +152,14 @@ def cached_build(source: str, inputs: Mapping[str, str | os.PathLike], options: 
         cache_dir: the cache root; ``None`` builds without caching.
         version: the importer's output version; bump it when its output changes.
     """
+    with progress.stages(f"population {source}") as stage:
+        return _cached_build(source, inputs, options, build, cache_dir, version, stage)
+
+
+def _cached_build(source, inputs, options, build, cache_dir, version, stage) -> HeteroData:
     t0 = time.perf_counter()
     if cache_dir is None:
+        stage("read and build")
         data = build()
         _LAST[0] = None
         return data
@@ -159,6 +169,7 @@ def cached_build(source: str, inputs: Mapping[str, str | os.PathLike], options: 
     except OSError as exc:
         raise ConfigError(f"population.cache_dir: cannot create the cache directory {str(root)!r} ({exc}); "
                           "set population.cache_dir to a writable directory or null") from None
+    stage("hash inputs")
     paths = {name: str(Path(p).resolve()) for name, p in inputs.items()}
     digests = {name: file_digest(p) for name, p in paths.items()}
     key = cache_key(source, digests, options, version)
@@ -168,6 +179,7 @@ def cached_build(source: str, inputs: Mapping[str, str | os.PathLike], options: 
         log.warning("population cache: removed %s, left by an interrupted write of this entry", orphan)
     unreadable = None
     if target.is_file():
+        stage("load cached graph")
         try:
             data = load_population(target)
         except PopulationFileError as exc:
@@ -193,7 +205,9 @@ def cached_build(source: str, inputs: Mapping[str, str | os.PathLike], options: 
         reason = "no cached build for these inputs and options"
         log.info("population cache: %s; building %s", reason, target.name)
         status = "built"
+    stage("read and build")
     data = build()
+    stage("validate and write cache")
     save_population(data, target)
     _write_json(manifest, {
         "source": source, "key": key, "version": version, "format": CACHE_FORMAT, "options": dict(options),

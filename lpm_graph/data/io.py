@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 from torch_geometric.data import HeteroData
 
+from lpm_graph.data import progress
 from lpm_graph.data.validate import validate_population
 from lpm_graph.errors import MissingInputError, PopulationFileError, PopulationGraphError
 
@@ -220,11 +221,17 @@ def load_population(path: str | os.PathLike) -> HeteroData:
             (messages name the path).
     """
     path = Path(path)
+    with progress.stages(f"population file {path.name}", 2) as stage:
+        return _load_population(path, stage)
+
+
+def _load_population(path: Path, stage) -> HeteroData:
     if not path.is_file():
         raise MissingInputError(
             f"population file {str(path)!r} does not exist; check the path, or create it "
             f"with lpm_graph.data.save_population(generate_population(...), path)"
         )
+    stage("read")
     try:
         payload = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as exc:
@@ -261,6 +268,7 @@ def load_population(path: str | os.PathLike) -> HeteroData:
         for attr, value in attrs.items():
             if attr != "edge_type":
                 store[attr] = value
+    stage("validate")
     try:
         validate_population(data)
     except PopulationGraphError as exc:

@@ -10,7 +10,8 @@ them from their config (a generated population is determined by its spec and see
 ``population=file`` already is a file), so a stored copy would never be read.
 Writes ``population_summary.json`` (node and edge counts, cache file, ``cache_status``
 ``"hit"``, ``"built"``, ``"rebuilt"`` or null when not cached, its reason, seconds)
-to the output folder and returns it.
+to the output folder and returns it. With ``progress=true`` the build's stages are shown
+on stderr (:mod:`lpm_graph.data.progress`).
 
     lpm-graph task=build_population population=nyc            # ~8.3M people, cached
     lpm-graph task=build_population population=tables population.persons=people.parquet
@@ -27,7 +28,7 @@ from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig
 
 from lpm_graph.config import validate_run_config
-from lpm_graph.data import cache
+from lpm_graph.data import cache, progress
 from lpm_graph.errors import PopulationGraphError
 
 __all__ = ["build_population", "population_summary"]
@@ -54,7 +55,7 @@ def population_summary(data) -> dict:
 def build_population(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
     """Build (or load from the cache) ``cfg.population``; write and return its summary."""
     t0 = time.perf_counter()
-    _, task = validate_run_config(cfg)
+    run, task = validate_run_config(cfg)
     population = cfg.population
     if "_target_" not in population:
         raise PopulationGraphError("population config has no _target_; choose a population, e.g. population=tables")
@@ -62,11 +63,13 @@ def build_population(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
     cache_dir = task.cache_dir or own or cache.DEFAULT_CACHE_DIR
     cache.clear_last_record()
     if "cache_dir" in population:
-        data = _instantiate(population, cache_dir=cache_dir)
+        with progress.shown(run.progress):
+            data = _instantiate(population, cache_dir=cache_dir)
         not_cached = None
     else:
         get_method(population._target_)  # fail early and clearly on a bad _target_
-        data = _instantiate(population)
+        with progress.shown(run.progress):
+            data = _instantiate(population)
         not_cached = (f"{population._target_} has no cache_dir: every run builds it from its config, "
                       "so nothing is stored")
     record = cache.last_record()

@@ -92,7 +92,7 @@ def build(cfg: DictConfig, grad: bool = False, replicates: int | None = None):
     :mod:`lpm_graph.threads`).
     """
     from lpm_graph import memory, threads
-    from lpm_graph.data import cache
+    from lpm_graph.data import cache, progress
 
     run, task = validate_run_config(cfg)
     threads.configure(run.threads)
@@ -103,7 +103,8 @@ def build(cfg: DictConfig, grad: bool = False, replicates: int | None = None):
     if planned is not None:
         memory.check_memory(planned)
     cache.clear_last_record()  # what the build did is then cache.last_record()
-    data = instantiate_config(cfg.population)
+    with progress.shown(run.progress):
+        data = instantiate_config(cfg.population)
     graph = model.prepare(data, dtype)
     model = model.to(device=run.device, dtype=dtype)
     graph = graph.to(run.device)
