@@ -16,6 +16,17 @@ files sets it, default ``data/processed`` relative to the working directory, or
   the log says which file changed (logger ``lpm_graph.data.cache``, level WARNING)
   and the stale entry is removed once the new one is in place.
 * a cache file that no longer loads is logged and rebuilt.
+* with :func:`lpm_graph.data.progress.shown` on (the run setting ``progress``), the
+  stages -- hash inputs, load cached graph or read and build, validate and write
+  cache -- are shown on stderr.
+* :func:`last_record` tells what the last call did: ``"hit"``; ``"built"`` (no entry
+  for these inputs and options yet); ``"rebuilt"``, with the reason (which input
+  changed, with both digests, or that the cached file did not load).
+* both files are written through a temporary beside them and renamed, with the mode
+  ``0o666 & ~umask``. A build killed while writing leaves its temporary
+  (``.<source>-<key>.pt.<host>.<pid>.<random>.tmp``); the next build of the same key
+  removes those of that key whose writer is gone (a dead pid on this host, or unmodified
+  for an hour; :func:`~lpm_graph.data.io.remove_stale_temporaries`) and logs each one.
 
 Hashing reads every input once per call (about 1 GB/s); loading a cached graph costs
 ``torch.load`` of its tensors.
@@ -26,7 +37,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -34,7 +44,9 @@ from pathlib import Path
 
 from torch_geometric.data import HeteroData
 
-from lpm_graph.data.io import PopulationFileError, load_population, save_population
+from lpm_graph.data import progress
+from lpm_graph.data.io import (PopulationFileError, load_population, publish, remove_stale_temporaries,
+                               save_population, temporary_file)
 from lpm_graph.errors import ConfigError
 
 __all__ = ["CacheRecord", "cached_build", "file_digest", "last_record", "cache_key", "DEFAULT_CACHE_DIR"]
@@ -101,11 +113,11 @@ def cache_key(source: str, digests: Mapping[str, str], options: Mapping, version
 
 
 def _write_json(path: Path, payload: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = temporary_file(path)
     try:
         with os.fdopen(fd, "w") as handle:
             json.dump(payload, handle, indent=2, sort_keys=True)
-        os.replace(tmp, path)
+        publish(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -140,8 +152,14 @@ def cached_build(source: str, inputs: Mapping[str, str | os.PathLike], options: 
         cache_dir: the cache root; ``None`` builds without caching.
         version: the importer's output version; bump it when its output changes.
     """
+    with progress.stages(f"population {source}") as stage:
+        return _cached_build(source, inputs, options, build, cache_dir, version, stage)
+
+
+def _cached_build(source, inputs, options, build, cache_dir, version, stage) -> HeteroData:
     t0 = time.perf_counter()
     if cache_dir is None:
+        stage("read and build")
         data = build()
         _LAST[0] = None
         return data
@@ -151,16 +169,22 @@ def cached_build(source: str, inputs: Mapping[str, str | os.PathLike], options: 
     except OSError as exc:
         raise ConfigError(f"population.cache_dir: cannot create the cache directory {str(root)!r} ({exc}); "
                           "set population.cache_dir to a writable directory or null") from None
+    stage("hash inputs")
     paths = {name: str(Path(p).resolve()) for name, p in inputs.items()}
     digests = {name: file_digest(p) for name, p in paths.items()}
     key = cache_key(source, digests, options, version)
     target = root / f"{source}-{key}.pt"
     manifest = root / f"{source}-{key}.json"
+    for orphan in remove_stale_temporaries(target) + remove_stale_temporaries(manifest):
+        log.warning("population cache: removed %s, left by an interrupted write of this entry", orphan)
+    unreadable = None
     if target.is_file():
+        stage("load cached graph")
         try:
             data = load_population(target)
         except PopulationFileError as exc:
             log.warning("population cache: %s does not load (%s); rebuilding", target, exc)
+            unreadable = f"the cached file {target.name} does not load ({exc})"
         else:
             log.info("population cache: loaded %s (inputs and options unchanged)", target)
             _LAST[0] = CacheRecord(source, key, target, "hit", "inputs and options unchanged",
@@ -175,11 +199,15 @@ def cached_build(source: str, inputs: Mapping[str, str | os.PathLike], options: 
         reason = "input changed since the cached build: " + "; ".join(changed)
         log.warning("population cache: %s; rebuilding %s", reason, target.name)
         status = "rebuilt"
+    elif unreadable is not None:
+        reason, status = unreadable, "rebuilt"
     else:
         reason = "no cached build for these inputs and options"
         log.info("population cache: %s; building %s", reason, target.name)
         status = "built"
+    stage("read and build")
     data = build()
+    stage("validate and write cache")
     save_population(data, target)
     _write_json(manifest, {
         "source": source, "key": key, "version": version, "format": CACHE_FORMAT, "options": dict(options),

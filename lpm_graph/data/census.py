@@ -331,7 +331,10 @@ def population_from_marginals(marginals: str | os.PathLike = "data/nyc/marginals
         validate_population(data)
         return data
 
-    return cached_build("census", inputs, {"num_people": n, "seed": seed}, build, cache_dir, BUILDER_VERSION)
+    # num_people as given: a null one (the marginals' total) is covered by the marginals' digest, and an
+    # edit of the total is then an input change ("rebuilt", the old entry dropped), not a new option
+    return cached_build("census", inputs, {"num_people": num_people, "seed": seed}, build, cache_dir,
+                        BUILDER_VERSION)
 
 
 def census_tables(marginals: str | os.PathLike = "data/nyc/marginals.yaml", num_people: int | None = None,

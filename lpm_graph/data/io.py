@@ -12,17 +12,31 @@ The string key of an edge type is only a label; the ``edge_type`` list inside is
 is read back, so type names that themselves contain ``__`` cannot be mis-split.
 Tensors are stored detached and on the CPU. Attributes may be tensors or plain
 ``int``/``float``/``bool``/``str`` values; anything else is refused at save time.
+
+Files are written through a temporary file beside the target,
+``.<name>.<host>.<pid>.<random>.tmp`` (:func:`temporary_file`), then renamed onto it
+(:func:`publish`) with the mode a plain ``open`` would give (``0o666`` less the umask).
+A process killed mid-write leaves its temporary behind; :func:`remove_stale_temporaries`
+removes those of one target whose writer is gone: on this host, when no process has
+its pid any more; from another host, or without a pid in the name, when it has not
+been modified for :data:`STALE_SECONDS`. A temporary whose writer may still be running
+is left alone.
 """
 
 from __future__ import annotations
 
+import glob
 import os
+import re
+import socket
 import tempfile
+import time
 from pathlib import Path
 
 import torch
 from torch_geometric.data import HeteroData
 
+from lpm_graph.data import progress
 from lpm_graph.data.validate import validate_population
 from lpm_graph.errors import MissingInputError, PopulationFileError, PopulationGraphError
 
@@ -31,13 +45,83 @@ __all__ = [
     "FORMAT_VERSION",
     "PopulationFileError",
     "load_population",
+    "publish",
+    "remove_stale_temporaries",
     "save_population",
+    "temporary_file",
 ]
 
 FORMAT_TAG = "lpm_graph.population"
 FORMAT_VERSION = 1
 
 _PLAIN = (bool, int, float, str)
+
+#: A temporary whose writer cannot be checked (another host, no pid in its name) is
+#: stale once it has not been modified for this long (a live write keeps touching it).
+STALE_SECONDS = 3600.0
+
+_HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:64] or "host"
+
+
+def temporary_file(path: Path) -> tuple[int, str]:
+    """``mkstemp`` beside ``path``, named ``.<name>.<host>.<pid>.<random>.tmp`` (see the module docstring)."""
+    return tempfile.mkstemp(prefix=f".{path.name}.{_HOST}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def publish(tmp: str | os.PathLike, path: Path) -> None:
+    """Give the closed temporary ``tmp`` the mode ``0o666 & ~umask``, then rename it onto ``path``.
+
+    ``mkstemp`` creates files readable by their owner only; a cache or output file should
+    be as readable as any other file the user writes.
+    """
+    os.chmod(tmp, 0o666 & ~_umask())
+    os.replace(tmp, path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. PermissionError: it exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: str | os.PathLike, max_age: float = STALE_SECONDS) -> list[Path]:
+    """Remove the temporaries of ``path`` left by writers that are gone (module docstring); return them."""
+    path = Path(path)
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.(?:(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.)?[^.]+\.tmp")
+    removed = []
+    try:
+        candidates = list(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))
+    except OSError:
+        return removed
+    now = time.time()
+    for tmp in candidates:
+        match = pattern.fullmatch(tmp.name)
+        if match is None:
+            continue
+        if match["pid"] is not None and match["host"] == _HOST:
+            stale = not _alive(int(match["pid"]))
+        else:
+            try:
+                stale = now - tmp.stat().st_mtime > max_age
+            except OSError:
+                continue
+        if stale:
+            try:
+                tmp.unlink()
+            except FileNotFoundError:
+                continue
+            removed.append(tmp)
+    return removed
 
 
 def _plain_attrs(where: str, items) -> dict:
@@ -87,9 +171,10 @@ def save_population(data: HeteroData, path: str | os.PathLike) -> None:
     """Validate ``data`` and write it to ``path`` atomically.
 
     The payload goes to a temporary file in the target directory which is then
-    ``os.replace``-d onto ``path``; if anything fails (or the process is interrupted
-    by an exception) the temporary file is removed and ``path`` is left untouched, so
-    a partial write never produces a file that loads.
+    ``os.replace``-d onto ``path`` with the mode ``0o666 & ~umask``; if anything fails
+    (or the process is interrupted by an exception) the temporary file is removed and
+    ``path`` is left untouched, so a partial write never produces a file that loads.
+    A process killed outright leaves the temporary; see :func:`remove_stale_temporaries`.
 
     Raises:
         PopulationGraphError: if ``data`` fails :func:`validate_population` or holds an
@@ -99,19 +184,19 @@ def save_population(data: HeteroData, path: str | os.PathLike) -> None:
     validate_population(data)
     path = Path(path)
     payload = _to_payload(data)
-    directory = path.parent if str(path.parent) else Path(".")
+    directory = path.parent
     if not directory.is_dir():
         raise FileNotFoundError(
             f"cannot save population to {str(path)!r}: directory {str(directory)!r} does not "
             f"exist; create it first"
         )
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    fd, tmp_name = temporary_file(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             torch.save(payload, handle)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
+        publish(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
@@ -136,11 +221,17 @@ def load_population(path: str | os.PathLike) -> HeteroData:
             (messages name the path).
     """
     path = Path(path)
+    with progress.stages(f"population file {path.name}", 2) as stage:
+        return _load_population(path, stage)
+
+
+def _load_population(path: Path, stage) -> HeteroData:
     if not path.is_file():
         raise MissingInputError(
             f"population file {str(path)!r} does not exist; check the path, or create it "
             f"with lpm_graph.data.save_population(generate_population(...), path)"
         )
+    stage("read")
     try:
         payload = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as exc:
@@ -177,6 +268,7 @@ def load_population(path: str | os.PathLike) -> HeteroData:
         for attr, value in attrs.items():
             if attr != "edge_type":
                 store[attr] = value
+    stage("validate")
     try:
         validate_population(data)
     except PopulationGraphError as exc:

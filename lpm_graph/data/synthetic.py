@@ -26,6 +26,7 @@ import torch
 from omegaconf import OmegaConf
 from torch_geometric.data import HeteroData
 
+from lpm_graph.data import progress
 from lpm_graph.errors import ConfigError
 
 __all__ = [
@@ -502,17 +503,28 @@ def generate_population(
 
 def build_population(spec: SyntheticPopulationSpec) -> HeteroData:
     """Generate the population graph for an already validated spec."""
+    with progress.stages(f"synthetic population of {spec.num_people:,}", 6) as stage:
+        return _build(spec, stage)
+
+
+def _build(spec: SyntheticPopulationSpec, stage) -> HeteroData:
     gen = torch.Generator().manual_seed(spec.seed)
     n = spec.num_people
     everyone = torch.arange(n)
 
+    stage("people")
     ages = _sample_ages(spec.age_distribution, n, gen)
+    stage("households")
     household, household_sizes = _households(spec, ages, gen)
+    stage("communities")
     community_of_household = _communities(spec.community, household_sizes, n)
     community = community_of_household[household]
     num_communities = int(community_of_household.max()) + 1
+    stage("schools")
     school_person, school_venue, school_sizes = _schools(spec.school, ages, household, gen)
+    stage("workplaces")
     work_person, work_venue, work_sizes = _workplaces(spec.workplace, ages, gen)
+    stage("graph")
 
     memberships = {
         "household": (everyone, household, household_sizes),

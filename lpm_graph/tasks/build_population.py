@@ -4,10 +4,14 @@
 ``task.cache_dir`` (default: the population's own ``cache_dir``, else
 ``data/processed``), so a later run of any task with the same population config and
 unchanged input files loads the processed graph instead of rebuilding it (see
-:mod:`lpm_graph.data.cache`). Sources that do not cache themselves (``synthetic``,
-``file``) are stored under a key of their resolved config (plus the contents of
-any existing file the config names). Writes ``population_summary.json`` (node and
-edge counts, cache file, hit or build, seconds) to the output folder and returns it.
+:mod:`lpm_graph.data.cache`). Sources without a ``cache_dir`` (``synthetic``,
+``random_graph``, ``file``) are built and checked but not stored: every run builds
+them from their config (a generated population is determined by its spec and seed,
+``population=file`` already is a file), so a stored copy would never be read.
+Writes ``population_summary.json`` (node and edge counts, cache file, ``cache_status``
+``"hit"``, ``"built"``, ``"rebuilt"`` or null when not cached, its reason, seconds)
+to the output folder and returns it. With ``progress=true`` the build's stages are shown
+on stderr (:mod:`lpm_graph.data.progress`).
 
     lpm-graph task=build_population population=nyc            # ~8.3M people, cached
     lpm-graph task=build_population population=tables population.persons=people.parquet
@@ -21,10 +25,10 @@ from pathlib import Path
 
 from hydra.errors import InstantiationException
 from hydra.utils import get_method, instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from lpm_graph.config import validate_run_config
-from lpm_graph.data import cache
+from lpm_graph.data import cache, progress
 from lpm_graph.errors import PopulationGraphError
 
 __all__ = ["build_population", "population_summary"]
@@ -48,28 +52,10 @@ def population_summary(data) -> dict:
     }
 
 
-def _file_inputs(options: dict) -> dict[str, str]:
-    """String values of a resolved config that name existing files (hashed into the cache key)."""
-    found = {}
-
-    def walk(prefix: str, value) -> None:
-        if isinstance(value, dict):
-            for k, v in value.items():
-                walk(f"{prefix}.{k}" if prefix else str(k), v)
-        elif isinstance(value, list):
-            for k, v in enumerate(value):
-                walk(f"{prefix}[{k}]", v)
-        elif isinstance(value, str) and value and os.path.isfile(value):
-            found[prefix] = value
-
-    walk("", options)
-    return found
-
-
 def build_population(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
     """Build (or load from the cache) ``cfg.population``; write and return its summary."""
     t0 = time.perf_counter()
-    _, task = validate_run_config(cfg)
+    run, task = validate_run_config(cfg)
     population = cfg.population
     if "_target_" not in population:
         raise PopulationGraphError("population config has no _target_; choose a population, e.g. population=tables")
@@ -77,21 +63,22 @@ def build_population(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
     cache_dir = task.cache_dir or own or cache.DEFAULT_CACHE_DIR
     cache.clear_last_record()
     if "cache_dir" in population:
-        data = _instantiate(population, cache_dir=cache_dir)
+        with progress.shown(run.progress):
+            data = _instantiate(population, cache_dir=cache_dir)
+        not_cached = None
     else:
-        target = population._target_
-        get_method(target)  # fail early and clearly on a bad _target_
-        options = OmegaConf.to_container(population, resolve=True)
-        source = target.rsplit(".", 1)[-1]
-        data = cache.cached_build(source, _file_inputs(options), options, lambda: _instantiate(population),
-                                  cache_dir)
+        get_method(population._target_)  # fail early and clearly on a bad _target_
+        with progress.shown(run.progress):
+            data = _instantiate(population)
+        not_cached = (f"{population._target_} has no cache_dir: every run builds it from its config, "
+                      "so nothing is stored")
     record = cache.last_record()
     summary = population_summary(data)
     summary.update({
         "source": population._target_,
         "cache_file": str(record.path) if record else None,
         "cache_status": record.status if record else None,
-        "cache_reason": record.reason if record else None,
+        "cache_reason": record.reason if record else not_cached,
         "seconds": round(time.perf_counter() - t0, 3),
     })
     out = Path(output_dir)

@@ -8,7 +8,9 @@ model and writes what the model declares:
   every observable, and every grouped observable per group
   (``<observable>_<grouping>_<label>``);
 * ``summary.json``: every outcome (mean and sd over replicates), node
-  counts, runtimes, the config hash and the parameter values;
+  counts, runtimes, the config hash, the parameter values and what the
+  population cache did (``population_cache``: status hit / built / rebuilt,
+  its reason and file; null for a population without a cache);
 * ``trajectory.png``: one panel per observable panel (as the model's
   processes group them), mean over replicates with the range of the
   replicates shaded;
@@ -90,6 +92,7 @@ def build(cfg: DictConfig, grad: bool = False, replicates: int | None = None):
     :mod:`lpm_graph.threads`).
     """
     from lpm_graph import memory, threads
+    from lpm_graph.data import cache, progress
 
     run, task = validate_run_config(cfg)
     threads.configure(run.threads)
@@ -99,7 +102,9 @@ def build(cfg: DictConfig, grad: bool = False, replicates: int | None = None):
     planned = memory.estimate_config(cfg, model, grad=grad, replicates=reps)
     if planned is not None:
         memory.check_memory(planned)
-    data = instantiate_config(cfg.population)
+    cache.clear_last_record()  # what the build did is then cache.last_record()
+    with progress.shown(run.progress):
+        data = instantiate_config(cfg.population)
     graph = model.prepare(data, dtype)
     model = model.to(device=run.device, dtype=dtype)
     graph = graph.to(run.device)
@@ -176,6 +181,9 @@ def simulate(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
     t0 = time.perf_counter()
     model, graph, data, run, task = build(cfg)
     t_build = time.perf_counter() - t0
+    from lpm_graph.data.cache import last_record
+
+    record = last_record()
     t1 = time.perf_counter()
     with torch.no_grad():
         traj = model(graph, steps=run.steps, seed=run.seed, replicates=run.replicates, progress=run.progress)
@@ -194,6 +202,8 @@ def simulate(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
         "runtime_seconds": round(time.perf_counter() - t0, 3),
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "config_hash": config_hash(cfg),
+        "population_cache": None if record is None else {"status": record.status, "reason": record.reason,
+                                                         "file": str(record.path)},
         "params": model.params.values_dict(),
     })
     frame = traj.to_frame()

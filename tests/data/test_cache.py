@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 
 import pytest
@@ -79,7 +80,8 @@ def test_a_corrupt_cache_file_is_rebuilt(tmp_path, persons, caplog):
     last_record().path.write_bytes(b"not a population")
     with caplog.at_level(logging.WARNING, logger="lpm_graph.data.cache"):
         data = from_tables(persons, cache_dir=root)
-    assert "does not load" in caplog.text and last_record().status == "built"
+    assert "does not load" in caplog.text and last_record().status == "rebuilt"
+    assert last_record().reason.startswith(f"the cached file {last_record().path.name} does not load")
     assert data["person"].num_nodes == 3
 
 
@@ -104,3 +106,43 @@ def test_unwritable_cache_dir_is_a_config_error(tmp_path, persons):
     blocker.write_text("x")
     with pytest.raises(cache.ConfigError, match="population.cache_dir"):
         cached_build("x", {"persons": persons}, {}, lambda: None, blocker / "sub")
+
+
+def test_orphan_temporaries_of_the_key_are_removed_on_the_next_build(tmp_path, persons, caplog):
+    import subprocess
+    import sys
+
+    from lpm_graph.data import io as population_io
+
+    root = tmp_path / "cache"
+    from_tables(persons, cache_dir=root)
+    entry = last_record().path
+    entry.unlink()
+    entry.with_suffix(".json").unlink()                         # as if the first build had been killed
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()                                                # a writer that is gone
+    host, dead = population_io._HOST, child.pid
+    orphans = [root / f".{entry.name}.{host}.{dead}.a1b2c3.tmp",
+               root / f".{entry.with_suffix('.json').name}.{host}.{dead}.d4e5f6.tmp"]
+    live = root / f".{entry.name}.{host}.{os.getpid()}.g7h8i9.tmp"          # being written right now
+    other_key = root / f".tables-00000000000000000000.pt.{host}.{dead}.j1k2l3.tmp"
+    for tmp in orphans + [live, other_key]:
+        tmp.write_bytes(b"\0" * 1024)
+    with caplog.at_level(logging.WARNING, logger="lpm_graph.data.cache"):
+        from_tables(persons, cache_dir=root)
+    assert last_record().status == "built" and last_record().path == entry
+    assert not any(tmp.exists() for tmp in orphans)
+    assert live.exists() and other_key.exists()
+    assert "left by an interrupted write" in caplog.text and orphans[0].name in caplog.text
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027], ids=["umask022", "umask027"])
+def test_cache_files_follow_the_umask(tmp_path, persons, umask):
+    previous = os.umask(umask)
+    try:
+        from_tables(persons, cache_dir=tmp_path / "cache")
+    finally:
+        os.umask(previous)
+    entry = last_record().path
+    for path in (entry, entry.with_suffix(".json")):
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask, path.name

@@ -186,3 +186,60 @@ def test_load_validates_graph(graph, tmp_path):
     torch.save(payload, path)
     with pytest.raises(PopulationGraphError, match="pop.pt.*'workplace'.*negative"):
         load_population(path)
+
+
+@pytest.fixture(params=[0o022, 0o027], ids=["umask022", "umask027"])
+def umask(request):
+    previous = os.umask(request.param)
+    try:
+        yield request.param
+    finally:
+        os.umask(previous)
+
+
+def test_saved_file_mode_follows_the_umask(graph, tmp_path, umask):
+    path = tmp_path / "pop.pt"
+    save_population(graph, path)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_stale_temporaries_are_those_whose_writer_is_gone(tmp_path):
+    path = tmp_path / "pop.pt"
+    host = population_io._HOST
+    dead = tmp_path / f".pop.pt.{host}.{_dead_pid()}.abc123.tmp"          # killed writer on this host
+    live = tmp_path / f".pop.pt.{host}.{os.getpid()}.def456.tmp"         # a writer still running
+    remote_new = tmp_path / ".pop.pt.otherhost.12.ghi789.tmp"            # another host, recently written
+    remote_old = tmp_path / ".pop.pt.otherhost.12.jkl012.tmp"            # another host, untouched for 2 h
+    unnamed_old = tmp_path / ".pop.pt.mno345.tmp"                        # written without a pid, 2 h ago
+    other_target = tmp_path / f".other.pt.{host}.{_dead_pid()}.pqr678.tmp"
+    for tmp in (dead, live, remote_new, remote_old, unnamed_old, other_target):
+        tmp.write_bytes(b"partial")
+    two_hours_ago = os.path.getmtime(remote_new) - 7200
+    for tmp in (remote_old, unnamed_old):
+        os.utime(tmp, (two_hours_ago, two_hours_ago))
+    removed = population_io.remove_stale_temporaries(path)
+    assert sorted(removed) == sorted([dead, remote_old, unnamed_old])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in (live, remote_new, other_target))
+
+
+def test_the_temporary_names_its_writer(graph, tmp_path, monkeypatch):
+    seen = []
+    real = population_io.torch.save
+
+    def spy(obj, f, *args, **kwargs):
+        seen.extend(os.listdir(tmp_path))
+        return real(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(population_io.torch, "save", spy)
+    save_population(graph, tmp_path / "pop.pt")
+    assert len(seen) == 1 and seen[0].startswith(f".pop.pt.{population_io._HOST}.{os.getpid()}.")
+    assert seen[0].endswith(".tmp") and os.listdir(tmp_path) == ["pop.pt"]
