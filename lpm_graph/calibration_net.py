@@ -85,6 +85,12 @@ class CalibrationNet(nn.Module):
             torch.manual_seed(int(seed))
             self.mlp = nn.Sequential(nn.Linear(num_features, hidden), nn.Tanh(), nn.Linear(hidden, len(self.names)))
         if init:
+            outside = [f"{n} = {float(init[n]):g} outside [{lo:g}, {hi:g}]" for n, (lo, hi) in zip(self.names, bounds)
+                       if not lo <= float(init[n]) <= hi]
+            if outside:
+                raise ConfigError(f"task.calibration_net: the starting value of {'; '.join(outside)} (the network's "
+                                  "output range, task.calibration_net.targets); set model.params.<name> inside the "
+                                  "range or widen it")
             q = torch.tensor([(float(init[n]) - lo) / (hi - lo) for n, (lo, hi) in zip(self.names, bounds)])
             with torch.no_grad():
                 self.mlp[-1].bias.copy_(torch.logit(q.clamp(1e-4, 1 - 1e-4)))

@@ -91,3 +91,11 @@ def test_features_are_standardised_and_checked(tmp_path):
         CalibrationNet(2, {"a": [1.0, 1.0]})
     with pytest.raises(ConfigError, match="targets is empty"):
         CalibrationNet(2, {})
+
+
+def test_a_starting_value_outside_the_output_range_is_refused():
+    # it was clamped into the range without a word: training started elsewhere than configured
+    with pytest.raises(ConfigError, match=r"starting value of beta = 3 outside \[0, 2\] .* set model.params.<name> "
+                                          r"inside the range or widen it"):
+        CalibrationNet(2, {"beta": [0.0, 2.0], "gamma": [0.0, 1.0]}, init={"beta": 3.0, "gamma": 0.5})
+    CalibrationNet(2, {"beta": [0.0, 2.0]}, init={"beta": 2.0})  # the bounds themselves are inside
