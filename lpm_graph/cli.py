@@ -126,25 +126,31 @@ def precheck(argv: list[str]) -> None:
     Errors of composition (an unknown group choice, an unknown key, a wrong
     type), of the run settings and of the model come out as one line with
     status 2, like the project's own checks; a sweep with one impossible
-    value fails before its first job.  Only the model is built (its checks
-    are instant); the population is checked when the task builds it.
+    value fails before its first job.  Composition and the run settings are
+    checked first, for every job, before torch is imported (about a second
+    of start-up, torch_geometric another two): a bad value there is
+    reported at once.  Then only the model is built (its checks are
+    instant); the population is checked when the task builds it.
     """
-    import torch
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
 
     from lpm_graph.config import validate_run_config
-    from lpm_graph.tasks.simulate import instantiate_config
 
     multirun = any(a in ("-m", "--multirun") for a in argv)
     overrides = [a for a in argv if not a.startswith("-")]
     try:
         jobs = _jobs(overrides, multirun)
         with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-            for job in jobs:
-                cfg = compose(config_name="config", overrides=job)
-                run, _ = validate_run_config(cfg)
-                instantiate_config(cfg.model, dtype=getattr(torch, run.dtype))
+            cfgs = [compose(config_name="config", overrides=job) for job in jobs]
+        runs = [validate_run_config(cfg)[0] for cfg in cfgs]
+        # the heavy imports (torch, torch_geometric) only now, when every torch-free check has passed
+        import torch
+
+        from lpm_graph.tasks.simulate import instantiate_config
+
+        for cfg, run in zip(cfgs, runs):
+            instantiate_config(cfg.model, dtype=getattr(torch, run.dtype))
     except (ConfigError, PopulationGraphError) as e:
         print(f"lpm-graph: error: {e}", file=sys.stderr)
         sys.exit(2)

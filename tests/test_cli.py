@@ -138,3 +138,36 @@ def test_a_sweep_with_one_impossible_value_fails_before_its_first_job(tmp_path):
     assert proc.returncode == 2
     assert "model.params.seir.susceptibility must be a finite number >= 0, got -1" in proc.stderr
     assert not (tmp_path / "multirun").exists()
+
+
+#: runs the command in this interpreter and says, on the way out, whether torch had been imported
+WITH_TORCH_REPORT = ("import atexit, sys\n"
+                     "atexit.register(lambda: print('torch imported:', 'torch' in sys.modules, file=sys.stderr))\n"
+                     "sys.argv = ['lpm-graph', *sys.argv[1:]]\n"
+                     "from lpm_graph.cli import main\n"
+                     "main()\n")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["steps=-1"], "steps must be a positive integer"),
+    (["dtype=float16"], "dtype must be one of"),
+    (["task=calibrate", "task.iterations=0"], "task.iterations must be a positive integer"),
+    (["model=seirr"], "Could not find 'model/seirr'"),
+    (["-m", "seed=1,-2"], "seed must be a non-negative integer, got -2"),
+])
+def test_a_bad_run_setting_is_reported_before_torch_is_imported(tmp_path, args, message):
+    # composition and the run settings are checked before the heavy imports (torch, torch_geometric: seconds),
+    # so such a mistake is reported at once; the model's own checks come after
+    proc = subprocess.run([sys.executable, "-c", WITH_TORCH_REPORT, *args], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300, env=env())
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert "torch imported: False" in proc.stderr.splitlines(), proc.stderr
+
+
+def test_importing_the_cli_imports_neither_torch_nor_torch_geometric(tmp_path):
+    code = ("import sys, lpm_graph.cli\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torch_geometric')))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, env=env())
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
