@@ -171,3 +171,35 @@ def test_importing_the_cli_imports_neither_torch_nor_torch_geometric(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, env=env())
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_help_says_what_the_program_does_and_lists_every_shipped_choice(tmp_path):
+    # it printed Hydra's generic text, the *_schema entries as task choices and 150 lines of config
+    proc = run_cli(["--help"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    lines = out.splitlines()
+    assert len(lines) < 60, out
+    assert "_schema" not in out and "Powered by Hydra" not in out and "== Config ==" not in out
+    assert "simulate" in lines[0] and "population" in lines[0]
+    listed = {m.group(1) for m in re.finditer(r"^ [ *] (\S+) +\S", out, re.M)}
+    for group in ("task", "model", "population"):
+        shipped = {f.stem for f in (ROOT / "conf" / group).glob("*.yaml")}
+        assert shipped and shipped <= listed, (group, shipped - listed)
+    assert re.search(r"^ \* seir +Age-structured SEIR on the venue graph$", out, re.M)  # from its first comment line
+    assert "Behaviours" in out and "lpm_graph.models.epidemic.Vaccination" in out
+    examples = lines[lines.index("Examples:") + 1:]
+    commands = [ln for ln in examples[:examples.index("")] if ln.lstrip().startswith("lpm-graph ")]
+    assert len(commands) == 3
+
+
+def test_help_lines_come_from_the_config_files(tmp_path):
+    from lpm_graph.cli import describe_config
+
+    plain = tmp_path / "plain.yaml"
+    plain.write_text("# @package _global_\n# task=fit: the model to data by gradient. More text\n"
+                     "#   lpm-graph task=fit\nname: fit\n")
+    assert describe_config(plain) == "the model to data by gradient"
+    tagged = tmp_path / "tagged.yaml"
+    tagged.write_text("# A long opening comment\n# @help what --help shows\nx: 1\n")
+    assert describe_config(tagged) == "what --help shows"
