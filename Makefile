@@ -12,10 +12,14 @@ STAMP := $(VENV)/.installed
 .PHONY: run test install clean
 
 $(STAMP): pyproject.toml
+	@echo "make: creating the virtual environment $(VENV)/ (a few seconds)"
 	$(PYTHON) -m venv $(VENV)
+	@echo "make: installing $(TORCH_SPEC) (about 1-2 minutes: a download of some hundreds of MB unless a local wheel exists)"
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	@echo "make: installing lpm_graph and its dependencies (torch_geometric, hydra, pandas, pyarrow, matplotlib, pytest; about a minute)"
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
+	@echo "make: $(VENV)/ is ready; lpm-graph is $(BIN)/lpm-graph"
 
 install: $(STAMP)
 

@@ -7,14 +7,16 @@ task's own, :data:`DEFAULT_METRIC`).
 """
 from __future__ import annotations
 
+import ast
 import itertools
 import re
 import sys
 from pathlib import Path
 
 import hydra
+import yaml
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 import lpm_graph.config  # noqa: F401  (registers the structured schemas)
@@ -53,6 +55,90 @@ def metric_of(name: str, metrics: dict, chosen: str | None) -> tuple[str, float]
         numeric = sorted(k for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool))
         raise ConfigError(f"metric={key!r} is not a number in the {name} summary; numbers there: {numeric}")
     return key, float(value)
+
+
+#: the config groups ``--help`` lists, with their headings
+HELP_GROUPS = {"task": "Tasks", "model": "Models", "population": "Populations"}
+HELP_WIDTH = 100
+
+
+def _first_sentence(text: str) -> str:
+    """``text`` up to its first sentence end (``. ``, ``: `` or ``; `` after a few words), in plain text."""
+    text = re.sub(r"\s*\((module docstring|lpm_graph\.[\w.]+)[^)]*\)", "", text.replace("``", "`")).strip()
+    for end in re.finditer(r"[.:;](\s|$)", text):
+        if end.start() >= 25:
+            return text[:end.start()]
+    return text.rstrip(".")
+
+
+def describe_config(path: Path) -> str:
+    """One line about a config file: its ``# @help <text>`` line, else the first sentence of its opening comment.
+
+    The opening comment's first paragraph ends at an empty comment line or an example command
+    (``#   lpm-graph ...``); ``# @package`` lines and a leading ``task=<name>:`` are skipped.
+    """
+    paragraph, ended = [], False
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line.startswith("#"):
+            break
+        text = line[1:].strip()
+        if text.startswith("@help"):
+            return text[len("@help"):].strip()
+        if text.startswith("@package") or ended:
+            continue
+        if not text or text.startswith("lpm-graph"):
+            ended = bool(paragraph)
+            continue
+        paragraph.append(text)
+    return _first_sentence(re.sub(r"^task=\w+:\s*", "", " ".join(paragraph)))
+
+
+def _fit(name: str, text: str, mark: bool = False, column: int = 18) -> str:
+    line = f"{' *' if mark else '  '} {name:<{column - 1}} {text}"
+    return line if len(line) <= HELP_WIDTH else line[:HELP_WIDTH - 1].rstrip(" ,(") + "…"
+
+
+def group_help(group: str, chosen: str = "") -> str:
+    """The ``--help`` lines of a config group: one per ``conf/<group>/*.yaml``, the chosen one marked."""
+    files = sorted(Path(config_dir(), group).glob("*.yaml"))
+    lines = [f"{HELP_GROUPS.get(group, group)} ({group}=<name>; now {chosen}):" if chosen else f"{group}:"]
+    lines += [_fit(f.stem, describe_config(f), mark=f.stem == chosen) for f in files]
+    return "\n".join(lines)
+
+
+def behaviour_help() -> str:
+    """The ``--help`` lines on behaviours and interventions: what ``conf/`` and ``lpm_graph/models`` ship."""
+    root = Path(__file__).resolve().parent
+    behaviours = sorted(Path(config_dir(), "behavior").glob("*.yaml"))
+    if behaviours:
+        lines = ["Behaviours (model.behavior):"] + [_fit(f.stem, describe_config(f)) for f in behaviours]
+    else:
+        shipped = {}
+        for f in sorted(Path(config_dir(), "model").glob("*.yaml")):
+            shipped[f.stem] = (yaml.safe_load(f.read_text()) or {}).get("behavior")
+        used = sorted(m for m, b in shipped.items() if b)
+        lines = ["Behaviours (model.behavior): " + (f"set in model {', '.join(used)}" if used else
+                                                      "none shipped; every model's behavior list is empty")]
+    lines.append("Interventions (model.environment=[{_target_: <class>, ...}]; task=analyze compares them):")
+    sources = [*sorted(root.glob("models/*/interventions.py")), root / "core" / "environment.py"]
+    for source in sources:
+        module = ".".join(source.relative_to(root.parent).with_suffix("").parts[:-1])
+        for node in ast.parse(source.read_text()).body:
+            doc = ast.get_docstring(node) if isinstance(node, ast.ClassDef) else None
+            if doc and not doc.startswith("Base of"):
+                lines.append(_fit(f"{module}.{node.name}", _first_sentence(doc.split("\n\n")[0].replace("\n", " ")),
+                                  column=40))
+    return "\n".join(lines)
+
+
+def _help_resolver(group: str, chosen: str = "") -> str:
+    # the help template goes through string.Template after OmegaConf: a literal $ is written $$
+    text = behaviour_help() if group == "behavior" else group_help(group, chosen)
+    return text.replace("$", "$$")
+
+
+OmegaConf.register_new_resolver("lpm_graph.help", _help_resolver, replace=True)
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
@@ -126,25 +212,31 @@ def precheck(argv: list[str]) -> None:
     Errors of composition (an unknown group choice, an unknown key, a wrong
     type), of the run settings and of the model come out as one line with
     status 2, like the project's own checks; a sweep with one impossible
-    value fails before its first job.  Only the model is built (its checks
-    are instant); the population is checked when the task builds it.
+    value fails before its first job.  Composition and the run settings are
+    checked first, for every job, before torch is imported (about a second
+    of start-up, torch_geometric another two): a bad value there is
+    reported at once.  Then only the model is built (its checks are
+    instant); the population is checked when the task builds it.
     """
-    import torch
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
 
     from lpm_graph.config import validate_run_config
-    from lpm_graph.tasks.simulate import instantiate_config
 
     multirun = any(a in ("-m", "--multirun") for a in argv)
     overrides = [a for a in argv if not a.startswith("-")]
     try:
         jobs = _jobs(overrides, multirun)
         with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-            for job in jobs:
-                cfg = compose(config_name="config", overrides=job)
-                run, _ = validate_run_config(cfg)
-                instantiate_config(cfg.model, dtype=getattr(torch, run.dtype))
+            cfgs = [compose(config_name="config", overrides=job) for job in jobs]
+        runs = [validate_run_config(cfg)[0] for cfg in cfgs]
+        # the heavy imports (torch, torch_geometric) only now, when every torch-free check has passed
+        import torch
+
+        from lpm_graph.tasks.simulate import instantiate_config
+
+        for cfg, run in zip(cfgs, runs):
+            instantiate_config(cfg.model, dtype=getattr(torch, run.dtype))
     except (ConfigError, PopulationGraphError) as e:
         print(f"lpm-graph: error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -270,7 +270,8 @@ def validate_run_config(cfg: DictConfig) -> tuple[RunConfig, Any]:
     except TypeError as e:
         raise ConfigError(f"task={name}: {e}; known fields: "
                           f"{list(TASK_SCHEMAS[name].__dataclass_fields__)}") from None
-    import torch
+    if run.device.startswith("cuda"):
+        import torch  # only here: the other checks run before the CLI imports torch
 
     if run.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device={run.device} was requested but no CUDA device is available "

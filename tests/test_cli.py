@@ -138,3 +138,68 @@ def test_a_sweep_with_one_impossible_value_fails_before_its_first_job(tmp_path):
     assert proc.returncode == 2
     assert "model.params.seir.susceptibility must be a finite number >= 0, got -1" in proc.stderr
     assert not (tmp_path / "multirun").exists()
+
+
+#: runs the command in this interpreter and says, on the way out, whether torch had been imported
+WITH_TORCH_REPORT = ("import atexit, sys\n"
+                     "atexit.register(lambda: print('torch imported:', 'torch' in sys.modules, file=sys.stderr))\n"
+                     "sys.argv = ['lpm-graph', *sys.argv[1:]]\n"
+                     "from lpm_graph.cli import main\n"
+                     "main()\n")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["steps=-1"], "steps must be a positive integer"),
+    (["dtype=float16"], "dtype must be one of"),
+    (["task=calibrate", "task.iterations=0"], "task.iterations must be a positive integer"),
+    (["model=seirr"], "Could not find 'model/seirr'"),
+    (["-m", "seed=1,-2"], "seed must be a non-negative integer, got -2"),
+])
+def test_a_bad_run_setting_is_reported_before_torch_is_imported(tmp_path, args, message):
+    # composition and the run settings are checked before the heavy imports (torch, torch_geometric: seconds),
+    # so such a mistake is reported at once; the model's own checks come after
+    proc = subprocess.run([sys.executable, "-c", WITH_TORCH_REPORT, *args], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300, env=env())
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert "torch imported: False" in proc.stderr.splitlines(), proc.stderr
+
+
+def test_importing_the_cli_imports_neither_torch_nor_torch_geometric(tmp_path):
+    code = ("import sys, lpm_graph.cli\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torch_geometric')))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, env=env())
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
+def test_help_says_what_the_program_does_and_lists_every_shipped_choice(tmp_path):
+    # it printed Hydra's generic text, the *_schema entries as task choices and 150 lines of config
+    proc = run_cli(["--help"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    lines = out.splitlines()
+    assert len(lines) < 60, out
+    assert "_schema" not in out and "Powered by Hydra" not in out and "== Config ==" not in out
+    assert "simulate" in lines[0] and "population" in lines[0]
+    listed = {m.group(1) for m in re.finditer(r"^ [ *] (\S+) +\S", out, re.M)}
+    for group in ("task", "model", "population"):
+        shipped = {f.stem for f in (ROOT / "conf" / group).glob("*.yaml")}
+        assert shipped and shipped <= listed, (group, shipped - listed)
+    assert re.search(r"^ \* seir +Age-structured SEIR on the venue graph$", out, re.M)  # from its first comment line
+    assert "Behaviours" in out and "lpm_graph.models.epidemic.Vaccination" in out
+    examples = lines[lines.index("Examples:") + 1:]
+    commands = [ln for ln in examples[:examples.index("")] if ln.lstrip().startswith("lpm-graph ")]
+    assert len(commands) == 3
+
+
+def test_help_lines_come_from_the_config_files(tmp_path):
+    from lpm_graph.cli import describe_config
+
+    plain = tmp_path / "plain.yaml"
+    plain.write_text("# @package _global_\n# task=fit: the model to data by gradient. More text\n"
+                     "#   lpm-graph task=fit\nname: fit\n")
+    assert describe_config(plain) == "the model to data by gradient"
+    tagged = tmp_path / "tagged.yaml"
+    tagged.write_text("# A long opening comment\n# @help what --help shows\nx: 1\n")
+    assert describe_config(tagged) == "what --help shows"
