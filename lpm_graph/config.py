@@ -4,7 +4,7 @@ The top-level schema :class:`RunConfig` is registered in Hydra's ConfigStore
 as ``lpm_graph_schema`` and sits first in ``conf/config.yaml``'s defaults, so
 Hydra type-checks ``seed``, ``steps``, ``device`` ... at composition and
 :func:`validate_run_config` checks their values; each task's schema is
-registered as ``task/<name>_schema`` and sits first in its config, so a
+registered as ``schema/task/<name>`` (not a task choice) and sits first in its config, so a
 wrong type (``task.iterations=abc``) is refused at composition too.  Group
 configs build objects through ``_target_``; those objects validate their own
 arguments when built (the synthetic population through
@@ -284,7 +284,7 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="lpm_graph_schema", node=RunConfig)
     for name, schema in TASK_SCHEMAS.items():
-        cs.store(group="task", name=f"{name}_schema", node=schema)
+        cs.store(group="schema/task", name=name, node=schema)  # not a task choice; conf/task/<name>.yaml uses it
 
 
 register_configs()

@@ -172,7 +172,15 @@ def test_every_task_config_starts_with_its_schema():
     for name in TASK_SCHEMAS:
         text = (Path(CONF_DIR) / "task" / f"{name}.yaml").read_text()
         defaults = text.split("defaults:", 1)[1].lstrip().splitlines()[0]
-        assert defaults.split("#")[0].strip() in (f"- {name}_schema", f"- /task/{name}_schema@task"), name
+        assert defaults.split("#")[0].strip() in (f"- /schema/task/{name}@_here_", f"- /schema/task/{name}@task"), name
+
+
+def test_schemas_are_not_task_choices():
+    # they were registered in the task group: Hydra listed analyze_schema ... as choices of task=
+    with pytest.raises(ConfigCompositionException) as info:
+        compose_config(["task=nowhere"])
+    listed = str(info.value).split("Available options in 'task':", 1)[1].split("Config search path", 1)[0].split()
+    assert listed == ["analyze", "build_population", "calibrate", "plan", "simulate"]
 
 
 def test_unknown_group_choice_names_the_options():
