@@ -58,7 +58,7 @@ def metric_of(name: str, metrics: dict, chosen: str | None) -> tuple[str, float]
 
 
 #: the config groups ``--help`` lists, with their headings
-HELP_GROUPS = {"task": "Tasks", "model": "Models", "population": "Populations"}
+HELP_GROUPS = {"task": "Tasks", "model": "Models", "population": "Populations", "experiment": "Experiments"}
 HELP_WIDTH = 100
 
 
@@ -102,7 +102,8 @@ def _fit(name: str, text: str, mark: bool = False, column: int = 18) -> str:
 def group_help(group: str, chosen: str = "") -> str:
     """The ``--help`` lines of a config group: one per ``conf/<group>/*.yaml``, the chosen one marked."""
     files = sorted(Path(config_dir(), group).glob("*.yaml"))
-    lines = [f"{HELP_GROUPS.get(group, group)} ({group}=<name>; now {chosen}):" if chosen else f"{group}:"]
+    lines = [f"{HELP_GROUPS.get(group, group)} ({group}=<name>; now {chosen}):" if chosen else
+             f"{HELP_GROUPS.get(group, group)} (+{group}=<name>: a config of deltas on top of the others):"]
     lines += [_fit(f.stem, describe_config(f), mark=f.stem == chosen) for f in files]
     return "\n".join(lines)
 
