@@ -37,6 +37,47 @@ def config_dir() -> str:
                             "reinstall the package (the wheel carries them in lpm_graph/conf)")
 
 
+#: the numbers a task's summary holds whatever the model: what ``metric=`` may name besides the model's outcomes
+#: (simulate, analyze); analyze adds ``<analysis>_seconds`` for each analysis it runs
+METRICS = {
+    "simulate": ("num_nodes", "steps", "replicates", "seed", "build_seconds", "simulate_seconds", "runtime_seconds",
+                 "peak_rss_mb"),
+    "analyze": ("num_nodes", "steps", "replicates", "seed", "build_seconds", "runtime_seconds", "peak_rss_mb"),
+    "calibrate": ("final_loss", "iterations", "simulations", "runtime_seconds", "peak_rss_mb"),
+    "build_population": ("num_nodes", "nodes", "edges", "seconds"),
+    "plan": ("processes", "parameters", "observables", "outcomes"),
+}
+
+
+def known_metrics(cfg, model) -> list[str]:
+    """What ``metric=`` may name in a run of ``cfg`` with ``model`` (:data:`METRICS` and the model's outcomes)."""
+    name = cfg.task.name
+    known = list(METRICS.get(name, ()))
+    if name in ("simulate", "analyze"):
+        known += list(model.outcomes)
+    if name == "analyze":
+        known += [f"{a}_seconds" for a in cfg.task.analyses]
+    return known
+
+
+def check_metric(cfg, model) -> None:
+    """Refuse, before the run, a ``metric=`` its summary will not hold (it was found only after the run)."""
+    name, chosen = cfg.task.name, cfg.get("metric")
+    if chosen is None and DEFAULT_METRIC.get(name) is None and name in METRICS and not model.outcomes:
+        raise ConfigError(f"task={name}: the model declares no outcome to return; set metric=<summary entry>, one "
+                          f"of {known_metrics(cfg, model)}")
+    if chosen is None or name not in METRICS:
+        return
+    known = known_metrics(cfg, model)
+    if chosen not in known:
+        import difflib
+
+        close = difflib.get_close_matches(str(chosen), known, n=3, cutoff=0.6)
+        hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+        raise ConfigError(f"metric={chosen!r} is not a number the {name} summary holds{hint} It holds: "
+                          f"{', '.join(known)}")
+
+
 def metric_of(name: str, metrics: dict, chosen: str | None) -> tuple[str, float]:
     """The metric a run returns: ``chosen``, else the task's default, else the model's first outcome."""
     key = chosen or DEFAULT_METRIC.get(name)
@@ -237,7 +278,7 @@ def precheck(argv: list[str]) -> None:
         from lpm_graph.tasks.simulate import instantiate_config
 
         for cfg, run in zip(cfgs, runs):
-            instantiate_config(cfg.model, dtype=getattr(torch, run.dtype))
+            check_metric(cfg, instantiate_config(cfg.model, dtype=getattr(torch, run.dtype)))
     except (ConfigError, PopulationGraphError) as e:
         print(f"lpm-graph: error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -203,3 +203,40 @@ def test_help_lines_come_from_the_config_files(tmp_path):
     tagged = tmp_path / "tagged.yaml"
     tagged.write_text("# A long opening comment\n# @help what --help shows\nx: 1\n")
     assert describe_config(tagged) == "what --help shows"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["metric=attack_rat"], r"metric='attack_rat' is not a number the simulate summary holds; did you mean "
+                            r"'attack_rate'\? It holds: num_nodes, .*peak_day"),
+    (["task=calibrate", "metric=final_los"], r"did you mean 'final_loss'"),
+    # the timing of an analysis that does not run is not held
+    (["task=analyze", "metric=policy_seconds", "task.analyses=[sensitivity]"], r"holds: [^\n]*sensitivity_seconds\n"),
+])
+def test_a_metric_the_summary_will_not_hold_is_refused_before_the_run(tmp_path, args, message):
+    # it was found after the whole run, which then exited with an error
+    proc = run_cli([*args, *SMALL, "hydra.run.dir=run"], tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert re.search(message, proc.stderr), proc.stderr
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.filterwarnings("ignore::lpm_graph.errors.CalibrationWarning")  # 1,500 people, data of 100,000
+def test_the_metrics_a_task_declares_are_the_numbers_its_summary_holds(tmp_path):
+    from lpm_graph import tasks
+    from lpm_graph.cli import known_metrics, metric_of
+    from lpm_graph.tasks.simulate import instantiate_config
+    from tests.conftest import compose_config
+
+    for name, extra in [("simulate", []), ("plan", []), ("build_population", []),
+                        ("calibrate", ["task.iterations=1", "steps=100", "task.plot=false"]),
+                        ("analyze", ["task.policy.iterations=1", "task.replicates=2", "task.plot=false"])]:
+        cfg = compose_config([f"task={name}", *SMALL, "progress=false", *extra])
+        metrics = tasks.get(name)(cfg, tmp_path / name)
+        numbers = []
+        for key in [*metrics, *(metrics.get("outcomes") or {} if isinstance(metrics.get("outcomes"), dict) else {})]:
+            try:
+                metric_of(name, metrics, key)
+            except Exception:  # noqa: BLE001 (not a number: not a metric)
+                continue
+            numbers.append(key)
+        assert sorted(set(numbers)) == sorted(known_metrics(cfg, instantiate_config(cfg.model))), name
