@@ -8,11 +8,15 @@ time-varying parameters from feature series.
 
 Iteration ``i`` draws its random numbers with seed ``seed + 1 + i``: the
 result is determined by the config, the data and the iteration count.  A
-checkpoint (parameters, network, optimiser state, loss history, config and
-data digests) is written atomically every ``task.checkpoint_every``
-iterations; ``task.resume=<checkpoint.pt>`` continues from it and reaches the
-same result, bit for bit, as an uninterrupted run, and refuses a checkpoint
-made with another config or other data.
+checkpoint (fitted parameters, network weights, optimiser and RNG state, loss
+and parameter history, the config and a data digest; see
+:mod:`lpm_graph.tasks.checkpoint`) is written atomically every
+``task.checkpoint_every`` iterations; ``task.resume=<checkpoint.pt>`` verifies
+its SHA-256 digest, continues from it and reaches the same result, bit for
+bit, as an uninterrupted run.  Fixed parameters come from the config, not the
+checkpoint.  It refuses a modified, truncated or foreign file, a checkpoint
+made with another config (naming the changed keys) or other data, and a
+``task.iterations`` below the checkpoint's iteration.
 
 Outputs: ``fitted_params.json``, ``loss.csv`` (per iteration: the loss and
 the value of every fitted parameter after that iteration's optimiser step),
