@@ -8,11 +8,15 @@ time-varying parameters from feature series.
 
 Iteration ``i`` draws its random numbers with seed ``seed + 1 + i``: the
 result is determined by the config, the data and the iteration count.  A
-checkpoint (parameters, network, optimiser state, loss history, config and
-data digests) is written atomically every ``task.checkpoint_every``
-iterations; ``task.resume=<checkpoint.pt>`` continues from it and reaches the
-same result, bit for bit, as an uninterrupted run, and refuses a checkpoint
-made with another config or other data.
+checkpoint (fitted parameters, network weights, optimiser and RNG state, loss
+and parameter history, the config and a data digest; see
+:mod:`lpm_graph.tasks.checkpoint`) is written atomically every
+``task.checkpoint_every`` iterations; ``task.resume=<checkpoint.pt>`` verifies
+its SHA-256 digest, continues from it and reaches the same result, bit for
+bit, as an uninterrupted run.  Fixed parameters come from the config, not the
+checkpoint.  It refuses a modified, truncated or foreign file, a checkpoint
+made with another config (naming the changed keys) or other data, and a
+``task.iterations`` below the checkpoint's iteration.
 
 Outputs: ``fitted_params.json``, ``loss.csv`` (per iteration: the loss and
 the value of every fitted parameter after that iteration's optimiser step),
@@ -38,26 +42,10 @@ from lpm_graph.core.params import flatten_params
 from lpm_graph.data.cache import file_digest
 from lpm_graph.observation import (ObservationModel, load_observations, observation_loss, resolve_data_path,
                                    series_for_file)
+from lpm_graph.tasks.checkpoint import load_calibration, restore_fitted, resumable_config, resume_key, save_calibration
 from lpm_graph.tasks.simulate import atomic_write, build, peak_rss_mb, rounded
 
 __all__ = ["calibrate", "resume_key"]
-
-CHECKPOINT_FORMAT = "lpm_graph.calibration_checkpoint/1"
-#: config keys that may change between a checkpoint and its resumption
-_RESUMABLE = ("task.resume", "task.iterations", "task.checkpoint_every", "task.plot", "progress", "threads")
-
-
-def resume_key(cfg: DictConfig) -> str:
-    """Digest of the config without the keys a resumed run may change."""
-    c = OmegaConf.to_container(cfg, resolve=True)
-    for dotted in _RESUMABLE:
-        node, *rest = dotted.split(".")
-        if rest:
-            c.get(node, {}).pop(rest[0], None)
-        else:
-            c.pop(node, None)
-    return hashlib.sha256(json.dumps(c, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
 
 def _element_names(name: str, shape) -> list[str]:
     """Column names of a parameter's elements: ``name`` for a scalar, ``name[i]`` (``name[k][g]`` ...) otherwise."""
@@ -195,29 +183,6 @@ def _warn_on_scale(pred, obs, obs_model, model, graph) -> None:
         "parameters absorb the difference", CalibrationWarning, stacklevel=3)
 
 
-def _save_checkpoint(path: Path, payload: dict) -> None:
-    atomic_write(path, lambda p: torch.save(payload, p))
-
-
-def _load_checkpoint(path: str | os.PathLike, key: str, digest: str) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"task.resume: checkpoint {str(path)!r} does not exist")
-    try:
-        ckpt = torch.load(path, weights_only=True)
-    except Exception as e:  # corrupt or foreign files
-        raise ConfigError(f"task.resume: {str(path)!r} is not a calibration checkpoint ({e})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ConfigError(f"task.resume: {str(path)!r} is not a calibration checkpoint")
-    if ckpt["config_key"] != key:
-        raise ConfigError(f"task.resume: checkpoint {str(path)!r} was made with a different config; resume only "
-                          f"with the same config (only {list(_RESUMABLE)} may change), or start a new run")
-    if ckpt["data_digest"] != digest:
-        raise ConfigError(f"task.resume: checkpoint {str(path)!r} was made with different observation data; "
-                          "resume with the same files, or start a new run")
-    return ckpt
-
-
 def calibrate(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
     """Run ``task=calibrate``; write outputs to ``output_dir``; return metrics (``final_loss`` ...)."""
     t0 = time.perf_counter()
@@ -259,20 +224,16 @@ def calibrate(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
                           "or configure task.calibration_net")
     optimizer = instantiate(task.optimizer, _convert_="all")(trainable)
 
-    key = resume_key(cfg)
+    config = resumable_config(cfg)
     tracer = _ParameterTrace(model, net, features)
     history: list[float] = []
     trace: list[list[float]] = []  # fitted values after each iteration, columns tracer.columns
     start = 0
     if task.resume:
-        ckpt = _load_checkpoint(task.resume, key, digest)
-        model.load_state_dict(ckpt["model"])
-        if net is not None:
-            net.load_state_dict(ckpt["net"])
-        optimizer.load_state_dict(ckpt["optimizer"])
+        ckpt = load_calibration(task.resume, config, digest, task.iterations)
+        restore_fitted(ckpt, task.resume, model, net, optimizer)  # fixed parameters stay the config's
         history = list(ckpt["history"])
-        # checkpoints written before the parameter trace existed resume with unknown (NaN) earlier values
-        trace = [list(r) for r in ckpt.get("trace") or [[math.nan] * len(tracer.columns)] * len(history)]
+        trace = [list(r) for r in ckpt["trace"]]
         start = int(ckpt["iteration"])
         torch.set_rng_state(ckpt["torch_rng"])
 
@@ -280,11 +241,8 @@ def calibrate(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
     out.mkdir(parents=True, exist_ok=True)
 
     def checkpoint(iteration: int) -> None:
-        _save_checkpoint(out / "checkpoint.pt", {
-            "format": CHECKPOINT_FORMAT, "iteration": iteration, "model": model.state_dict(),
-            "net": net.state_dict() if net is not None else None, "optimizer": optimizer.state_dict(),
-            "history": history, "trace": trace, "config_key": key, "data_digest": digest,
-            "torch_rng": torch.get_rng_state()})
+        save_calibration(out / "checkpoint.pt", iteration=iteration, model=model, net=net, optimizer=optimizer,
+                         history=history, trace=trace, config=config, digest=digest)
 
     def simulate(seed: int, replicates: int, progress: bool = False):
         overrides = net(features) if net is not None else None

@@ -93,15 +93,6 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(observed, tmp_path):
     assert len(table) == 6 and table.iteration.tolist() == list(range(1, 7))
     # the last row holds the fitted values
     assert {k: table[k].iloc[-1] for k in TRUTH} == pytest.approx({k: full["fitted"][k] for k in TRUTH}, rel=1e-6)
-    # a checkpoint written before loss.csv traced the parameters resumes with NaN for the iterations it covers
-    old = torch.load(tmp_path / "first" / "checkpoint.pt", weights_only=True)
-    del old["trace"]
-    torch.save(old, tmp_path / "old.pt")
-    calibrate(stochastic(observed, ["task.iterations=6", f"task.resume={tmp_path / 'old.pt'}"]), tmp_path / "third")
-    legacy = pd.read_csv(tmp_path / "third" / "loss.csv")
-    assert legacy["loss"].tolist() == table["loss"].tolist()
-    assert legacy[list(TRUTH)].iloc[:3].isna().all().all()
-    assert legacy[list(TRUTH)].iloc[3:].equals(table[list(TRUTH)].iloc[3:])
 
 
 def test_resume_refuses_another_config_or_other_data(observed, tmp_path):
