@@ -84,16 +84,17 @@ __all__ = ["PopulationSize", "population_size", "expected_memberships", "csv_row
 ANY_RELATION = "*"
 
 # Transient bytes of a build beyond its graph, per unit, measured (scripts/bench_estimate.py):
-_SYNTHETIC_BUILD = 1.1      # x the graph's bytes (ages, permutations, sort orders of the memberships)
-_CENSUS_BUILD = 1.45        # x the graph's bytes (the synthetic build, then the schools' thinning)
+_SYNTHETIC_BUILD = 0.75     # x the graph's bytes (ages, permutations, sort orders of the memberships)
+_CENSUS_BUILD = 0.75        # x the graph's bytes (the synthetic build, then the schools' thinning)
 _RANDOM_BUILD = 56          # per tie (candidate keys, torch.unique, the concatenated edge_index)
 _TABLE_BUILD = 1.0          # x the Arrow bytes of every table read (held through the build)
-_MEMBER_BUILD = 88          # per row of each venue column (ids, lookups, masks, tensors, argsort order)
-_RECORD_BUILD = 280         # per edge record (ids, lookups, merge keys and orders, reverse check)
+_MEMBER_BUILD = 50          # per row of each venue column (ids, lookups, masks, tensors, argsort order)
+_RECORD_BUILD = 190         # per edge record (ids, lookups, merge keys and orders, reverse check)
 _LINE_BUILD = 150           # per SocioPatterns line, plus 2x the file (its bytes and text)
 _NX_NODE_BUILD = 1500       # per networkx node (XML element, networkx dicts, frames)
 _NX_EDGE_BUILD = 2600       # per networkx edge
-_FILE_BUILD = 0.35          # x a population file's tensors (checks on load)
+_FILE_BUILD = 0.15          # x a population file's tensors (checks on load)
+_IMPORT_BUILD = 32 << 20    # an importer's fixed transient (Arrow's pool, readers' buffers)
 _SAMPLE_BYTES = 1 << 20     # CSV sample read for the header, types and string widths
 _COMPRESSED_SCAN = 64 << 20  # decompressed bytes read of a compressed CSV to count its lines
 
@@ -442,7 +443,7 @@ def _tables_size(options: dict) -> PopulationSize:
         options["persons"], options.get("venues"), options.get("id_column", "person_id"),
         options.get("age_column", "age"), options.get("venue_columns"), options.get("venue_id_column", "venue_id"),
         options.get("venue_type_column", "type"), notes)
-    size.build_bytes = int(_TABLE_BUILD * arrow + _MEMBER_BUILD * members)
+    size.build_bytes = int(_IMPORT_BUILD + _TABLE_BUILD * arrow + _MEMBER_BUILD * members)
     size.knob = "a smaller person table (population.persons)"
     size.source = "; ".join(notes)
     return size
@@ -484,7 +485,7 @@ def _edgelist_size(options: dict) -> PopulationSize:
         members = 0
     size.edges[("person", relation, "person")] = stored
     size.bytes += stored * per_edge
-    size.build_bytes = int(_TABLE_BUILD * arrow + _RECORD_BUILD * records + _MEMBER_BUILD * members)
+    size.build_bytes = int(_IMPORT_BUILD + _TABLE_BUILD * arrow + _RECORD_BUILD * records + _MEMBER_BUILD * members)
     size.knob = "a smaller edge list (population.edges)"
     size.source = "; ".join(notes)
     return size
@@ -507,7 +508,7 @@ def _sociopatterns_size(options: dict) -> PopulationSize:
                           edges={("person", str(options.get("relation", "contact")), "person"): stored})
     width = max([len(f) for f in first.split()[1:3]], default=1)
     size.bytes = people * (8 + 4 + width + (8 if classes else 0)) + stored * (16 + 4 + 8)
-    size.build_bytes = int(2 * p.stat().st_size + _LINE_BUILD * lines)
+    size.build_bytes = int(_IMPORT_BUILD + 2 * p.stat().st_size + _LINE_BUILD * lines)
     size.knob = "a shorter contact file (population.path)"
     size.source = f"SocioPatterns file {p.name!r}: {lines:,} lines"
     return size
@@ -563,7 +564,7 @@ def _networkx_size(options: dict) -> PopulationSize | None:
     relation = str(options.get("relation", "contact"))
     size = PopulationSize(nodes={"person": n}, edges={("person", relation, "person"): stored})
     size.bytes = n * (8 + 4 + 8 * node_attrs) + stored * (16 + 4 + 8)
-    size.build_bytes = int(p.stat().st_size + _NX_NODE_BUILD * n + _NX_EDGE_BUILD * m)
+    size.build_bytes = int(_IMPORT_BUILD + p.stat().st_size + _NX_NODE_BUILD * n + _NX_EDGE_BUILD * m)
     size.knob = "a smaller graph file (population.path)"
     size.source = f"graph file {p.name!r}: {n:,} nodes, {m:,} edges"
     return size

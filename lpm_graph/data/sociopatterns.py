@@ -49,6 +49,7 @@ from lpm_graph.data.readers import (
     id_column,
     integer_column,
     resolve_input,
+    same_id_kind,
 )
 from lpm_graph.data.tables import _default_age
 from lpm_graph.data.validate import validate_population
@@ -159,6 +160,7 @@ def sociopatterns_graph(source: Source, *, window: int = 86400, resolution: floa
     t = integer_column(source, "t", min_value=0, what="time in seconds")
     i = id_column(source, "i")
     j = id_column(source, "j")
+    same_id_kind(source, [("i", i), ("j", j)])
     people = unique_ids(i, j)
     index = IdIndex(people)
     idx_i, idx_j = index.lookup(i), index.lookup(j)
