@@ -283,7 +283,7 @@ class _Table:
     exact: bool
     sample: object  # pyarrow.Table: the first rows
     nulls: dict = field(default_factory=dict)  # column -> null count (Parquet statistics)
-    minmax: dict = field(default_factory=dict)  # integer column -> (min, max) (Parquet statistics)
+    minmax: dict = field(default_factory=dict)  # integer or string column -> (min, max) (Parquet statistics)
 
     @property
     def columns(self) -> list[str]:
@@ -319,7 +319,7 @@ class _Table:
     def negative(self, column: str) -> bool:
         """Whether integer ids of ``column`` may be negative (then ``original_id`` is kept)."""
         lo = self.minmax.get(column, (None, None))[0]
-        if lo is not None:
+        if isinstance(lo, int):
             return lo < 0
         import pyarrow.compute as pc
 
@@ -350,9 +350,12 @@ def _describe_table(path: str, what: str) -> _Table:
                     known = False
                     break
                 count += stats.null_count
-                if stats.has_min_max and isinstance(stats.min, int) and isinstance(stats.max, int):
-                    lo = stats.min if lo is None else min(lo, stats.min)
-                    hi = stats.max if hi is None else max(hi, stats.max)
+                if not stats.has_min_max or not isinstance(stats.min, (int, str)) or \
+                        type(stats.min) is not type(stats.max) or (lo is not None and type(lo) is not type(stats.min)):
+                    known = False
+                    break
+                lo = stats.min if lo is None else min(lo, stats.min)
+                hi = stats.max if hi is None else max(hi, stats.max)
             if known:
                 nulls[name] = count
                 if lo is not None:
@@ -462,7 +465,11 @@ def _edgelist_size(options: dict) -> PopulationSize:
     stored = records if directed else 2 * records
     layered = present(options.get("layer_column"), ("layer",))
     timed = present(options.get("time_column"), ("time", "day"))
-    relation = ANY_RELATION if layered else str(options.get("relation", "contact"))
+    relation = str(options.get("relation", "contact"))
+    if layered:  # one layer named throughout (Parquet statistics: min = max) is known; others once read
+        name = options.get("layer_column") or "layer"
+        lo, hi = edges.minmax.get(name, (None, None))
+        relation = lo if isinstance(lo, str) and lo == hi and lo else ANY_RELATION
     per_edge = 16 + 4 + (8 if timed else 0)  # edge_index, edge_weight (given or merged), time
     arrow = edges.arrow_bytes()
     if options.get("persons") is not None:

@@ -73,9 +73,9 @@ def read_graph(path: str | os.PathLike) -> nx.Graph:
     return graph
 
 
-_RELABEL = ("node ids must all be integers or all strings that are not numbers (relabel with "
-            "networkx.relabel_nodes(graph, {n: f'p{n}' for n in graph}) or "
-            "networkx.convert_node_labels_to_integers)")
+_RELABEL = ("node ids must all be integers or all strings that are not numbers: relabel them, e.g. prefix "
+            "every id (networkx.relabel_nodes(graph, {n: f'p{n}' for n in graph})) or number them "
+            "(networkx.convert_node_labels_to_integers)")
 
 
 def _ids_array(values: list, name: str) -> pa.Array:
