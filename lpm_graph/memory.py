@@ -302,6 +302,12 @@ def check_memory(estimate: MemoryEstimate, available: int | None = None, headroo
         available (int, optional): bytes available; measured on the estimate's
             device if omitted (:func:`available_memory`).
         headroom (float): fraction of the available memory a run may plan to use.
+
+    A GPU run's estimate carries the host memory of building its population
+    (``estimate.host``), checked first against the host.  The message gives the
+    estimate, the memory available and what shrinks it: for a run, fewer steps
+    and replicates; for every estimate, the population's own knob
+    (``estimate.knob``: a smaller ``population.num_people``, or a smaller input file).
     """
     if estimate.host is not None:
         check_memory(estimate.host, headroom=headroom)

@@ -2,7 +2,8 @@
 
 **Edge table** (one row per contact record):
 
-* ``src``, ``dst`` (``src_column``, ``dst_column``): person ids, integers or strings;
+* ``src``, ``dst`` (``src_column``, ``dst_column``): person ids, integers or strings, one
+  kind in both columns (a non-integer id among integers is an error naming its row);
 * ``weight`` (optional): a finite number >= 0 (contact intensity, e.g. hours);
   without it every record weighs 1;
 * ``layer`` (optional): the relation of the record, e.g. ``home``/``work``: each layer

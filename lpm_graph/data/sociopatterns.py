@@ -7,7 +7,8 @@ school data sets): one contact per line, whitespace-separated,
 
 ``t`` is the time in seconds (an integer >= 0) at the end of a 20-second window
 (``resolution``) during which persons ``i`` and ``j`` (integer or string ids) were in
-contact; ``Ci``/``Cj`` are their classes (e.g. ``3B``, ``Teachers``). Every line has
+contact (one kind: a non-integer id among integers is an error naming its line);
+``Ci``/``Cj`` are their classes (e.g. ``3B``, ``Teachers``). Every line has
 the same number of fields; blank lines are skipped.
 
 **Aggregation.** Window ``w = floor(t / window) - floor(t_min / window)`` (with the

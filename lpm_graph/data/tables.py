@@ -2,7 +2,8 @@
 
 **Person table** (one row per person):
 
-* ``person_id`` (``id_column``): unique integer or string ids;
+* ``person_id`` (``id_column``): unique integer or string ids, one kind per column (a
+  non-integer id among integers is an error naming its row: :mod:`lpm_graph.data.readers`);
 * ``age`` (``age_column``): years, a number >= 0 (or ``default_age`` for all when the
   table has none);
 * one column per venue type holding the person's venue id, empty/null for none. By
