@@ -10,7 +10,12 @@ type :math:`\tau`:
 part                     bytes
 =======================  =====================================================
 population               the ``HeteroData``: its tensors (when built), or
-                         from the population spec before it is built
+                         from the population's config before it is built
+                         (:func:`lpm_graph.data.estimate.population_size`:
+                         every source, from its spec or its files' sizes)
+population_build         transient while the population is built (tables
+                         read, copies, sorts; per source); not concurrent
+                         with the layouts or the run
 layouts                  the CSR layouts and transposes the processes read
                          (:meth:`Graph.nbytes`), or :math:`2(4E + 4n + bE)`
                          per edge type from edge counts, plus every node
@@ -60,7 +65,7 @@ import torch
 from lpm_graph.errors import InsufficientMemoryError
 
 __all__ = ["MemoryEstimate", "InsufficientMemoryError", "estimate_run", "estimate_model", "estimate_config",
-           "available_memory", "check_memory", "release_free_memory", "current_rss", "peak_rss"]
+           "estimate_population", "available_memory", "check_memory", "release_free_memory", "current_rss", "peak_rss"]
 
 GiB = 2**30
 MiB = 2**20
@@ -74,6 +79,8 @@ class MemoryEstimate:
     parts: dict[str, int] = field(default_factory=dict)
     peak_parts: tuple[str, ...] = ()
     description: str = ""
+    knob: str = "a smaller population.num_people"
+    host: MemoryEstimate | None = None  # a GPU run: building the population in host memory
 
     @property
     def total(self) -> int:
@@ -117,7 +124,8 @@ def _numel(shape) -> int:
 def estimate_model(model, num_nodes: dict[str, int], num_edges: dict, steps: int, replicates: int = 1, *,
                    group_sizes: dict[str, int] | None = None, dtype: torch.dtype = torch.float32,
                    grad: bool = False, device: str = "cpu", population_bytes: int = 0,
-                   layout_bytes: int | None = None, build: bool = True) -> MemoryEstimate:
+                   layout_bytes: int | None = None, build: bool = True,
+                   population_build_bytes: int = 0) -> MemoryEstimate:
     """Estimate a run of ``model`` from node counts per type and edge counts per edge type.
 
     Args:
@@ -132,6 +140,8 @@ def estimate_model(model, num_nodes: dict[str, int], num_edges: dict, steps: int
         population_bytes (int): bytes of the ``HeteroData`` still to be allocated.
         layout_bytes (int, optional): bytes of the layouts (if known); else from ``num_edges``.
         build (bool): count the transient of building the layouts.
+        population_build_bytes (int): transient of building the population (beyond its
+            ``population_bytes``); on a GPU it is host memory, not counted here.
     """
     b = torch.empty((), dtype=dtype).element_size()
     r = int(replicates)
@@ -163,6 +173,7 @@ def estimate_model(model, num_nodes: dict[str, int], num_edges: dict, steps: int
     cuda = str(device).startswith("cuda")
     parts = {
         "population": 0 if cuda else int(population_bytes),
+        "population_build": 0 if cuda else int(population_build_bytes),
         "layouts": int(layout_bytes),
         "build": (48 + 2 * b) * largest if build else 0,
         "state": 2 * state,
@@ -176,8 +187,9 @@ def estimate_model(model, num_nodes: dict[str, int], num_edges: dict, steps: int
         parts["saved_for_backward"] = steps * per_step
         parts["backward"] = 2 * (fields + events + workspace)
     run = ("state", "step", "saved_for_backward", "backward", "trajectory")
-    peak = ("population", "layouts", "build") if parts["build"] > sum(parts[p] for p in run) else (
-        "population", "layouts", *run)
+    phases = [("population", "population_build"), ("population", "layouts", "build"),
+              ("population", "layouts", *run)]
+    peak = max(phases, key=lambda phase: sum(parts[p] for p in phase))
     mode = ("forward + backward" + (" (checkpointed)" if model.use_checkpoint else "")) if grad else "forward"
     nodes = ", ".join(f"{n:,} {nt}" for nt, n in num_nodes.items())
     desc = f"{nodes}; {sum(num_edges.values()):,} edges; {steps} steps, {r} replicate(s), {mode}"
@@ -200,17 +212,50 @@ def estimate_config(cfg, model, grad: bool = False, replicates: int | None = Non
     source cannot say its size without being built)."""
     from lpm_graph.data.estimate import population_size
 
+    from lpm_graph.data.estimate import ANY_RELATION
+
     size = population_size(cfg.get("population"))
     if size is None:
         return None
     req = model.requirements()
     read = set(req.edge_types) | {et for stack in req.stacks for et in stack}
     num_edges = {et: size.edges.get(et, 0) for et in read}
+    for (src, rel, dst), count in size.edges.items():  # relations known once read: shared among those read
+        if rel == ANY_RELATION:
+            unknown = [et for et in read if et[0] == src and et[2] == dst and et not in size.edges]
+            for et in unknown:
+                num_edges[et] = count // len(unknown)
     num_nodes = {nt: size.nodes.get(nt, 0) for nt in req.attributes}
-    return estimate_model(model, num_nodes, num_edges, int(cfg.steps),
-                          int(cfg.replicates) if replicates is None else int(replicates),
-                          group_sizes=model.group_sizes(), dtype=getattr(torch, str(cfg.get("dtype", "float32"))),
-                          grad=grad, device=str(cfg.get("device", "cpu")), population_bytes=size.bytes)
+    device = str(cfg.get("device", "cpu"))
+    est = estimate_model(model, num_nodes, num_edges, int(cfg.steps),
+                         int(cfg.replicates) if replicates is None else int(replicates),
+                         group_sizes=model.group_sizes(), dtype=getattr(torch, str(cfg.get("dtype", "float32"))),
+                         grad=grad, device=device, population_bytes=size.bytes,
+                         population_build_bytes=size.build_bytes)
+    est.knob = size.knob
+    if size.source:
+        est.description = f"{est.description}; population: {size.source}"
+    if device.startswith("cuda"):
+        est.host = _population_estimate(size)
+    return est
+
+
+def _population_estimate(size) -> MemoryEstimate:
+    nodes = ", ".join(f"{n:,} {nt}" for nt, n in size.nodes.items())
+    desc = f"building the population: {nodes}; {sum(size.edges.values()):,} edges"
+    if size.source:
+        desc += f"; {size.source}"
+    return MemoryEstimate(device="cpu", parts={"population": size.bytes, "population_build": size.build_bytes},
+                          peak_parts=("population", "population_build"), description=desc, knob=size.knob)
+
+
+def estimate_population(population) -> MemoryEstimate | None:
+    """Host memory of building a population config (its graph and the build's transients), before it is
+    built; ``None`` if its source cannot say its size unbuilt (:func:`lpm_graph.data.estimate.population_size`)."""
+    from lpm_graph.data.estimate import population_size
+
+    size = population_size(population)
+    return None if size is None else _population_estimate(size)
 
 
 def _cgroup_available() -> int | None:
@@ -257,7 +302,15 @@ def check_memory(estimate: MemoryEstimate, available: int | None = None, headroo
         available (int, optional): bytes available; measured on the estimate's
             device if omitted (:func:`available_memory`).
         headroom (float): fraction of the available memory a run may plan to use.
+
+    A GPU run's estimate carries the host memory of building its population
+    (``estimate.host``), checked first against the host.  The message gives the
+    estimate, the memory available and what shrinks it: for a run, fewer steps
+    and replicates; for every estimate, the population's own knob
+    (``estimate.knob``: a smaller ``population.num_people``, or a smaller input file).
     """
+    if estimate.host is not None:
+        check_memory(estimate.host, headroom=headroom)
     if available is None:
         available = available_memory(estimate.device)
     if estimate.total > headroom * available:
@@ -266,11 +319,14 @@ def check_memory(estimate: MemoryEstimate, available: int | None = None, headroo
         if grad and estimate.parts["saved_for_backward"] > estimate.parts["state"] and "checkpointed" not in \
                 estimate.description:
             knobs.append("model.checkpoint=true")
-        knobs += ["fewer steps", "fewer replicates", "a smaller population.num_people"]
+        if "state" in estimate.parts:  # a run, not only the population's build
+            knobs += ["fewer steps", "fewer replicates"]
+        knobs.append(estimate.knob)
         knobs.append("another device (device=cuda / device=cpu)" if torch.cuda.is_available() else
                      "a machine with more memory")
+        what = "the run" if "state" in estimate.parts else "the population"
         raise InsufficientMemoryError(
-            f"the run ({estimate.description}) needs about {estimate.total / GiB:.1f} GiB but only "
+            f"{what} ({estimate.description}) needs about {estimate.total / GiB:.1f} GiB but only "
             f"{available / GiB:.1f} GiB is available on {estimate.device}; reduce it with "
             + ", ".join(knobs))
     return estimate

@@ -3,6 +3,7 @@ and the refusal before any work of every task."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -132,7 +133,7 @@ def test_estimate_grows_with_the_run_and_checkpointing_saves_memory():
     assert ckpt.total < grad.total
 
 
-def test_estimate_config_is_none_for_sources_whose_size_needs_the_file():
+def test_estimate_config_is_none_for_a_missing_population_file():
     from lpm_graph.tasks.simulate import instantiate_config
 
     cfg = compose_config(["population=file", "population.path=x.pt"])
@@ -200,3 +201,83 @@ def test_cuda_available_memory_and_estimate():
     assert 0 < free <= torch.cuda.get_device_properties(0).total_memory
     est = estimate_model(Model([_Firms()]), {"firm": 1000}, {}, steps=10, device="cuda", population_bytes=10**6)
     assert est.parts["population"] == 0
+
+
+# -----------------------------------------------------------------------------------------
+# Every population source is refused before it is built
+# -----------------------------------------------------------------------------------------
+
+
+def _never(built):
+    def builder(*args, **kwargs):
+        built.append(1)
+        raise AssertionError("the population was built before the memory check")
+    return builder
+
+
+@pytest.mark.parametrize("task", ["simulate", "calibrate", "analyze", "build_population"])
+def test_a_city_of_ten_billion_is_refused_before_it_is_built(task, tmp_path, monkeypatch):
+    # no monkeypatched memory: the estimate (about 4 TiB) exceeds any machine this runs on
+    from lpm_graph import tasks
+
+    built = []
+    monkeypatch.setattr("lpm_graph.data.census.population_from_marginals", _never(built))
+    monkeypatch.setattr("lpm_graph.data.census.generate_population", _never(built))
+    cfg = compose_config([f"task={task}", "population=nyc", "population.num_people=10000000000", "progress=false",
+                          f"population.cache_dir={tmp_path / 'cache'}"])
+    with pytest.raises(InsufficientMemoryError) as info:
+        tasks.get(task)(cfg, tmp_path / "out")
+    msg = str(info.value)
+    assert built == [] and not (tmp_path / "cache").exists()
+    assert "10,000,000,000 person" in msg and "is available on cpu" in msg
+    assert re.search(r"needs about [\d.]+ GiB but only [\d.]+ GiB is available", msg), msg
+    assert "a smaller population.num_people" in msg
+    if task == "build_population":
+        assert msg.startswith("the population (building the population: 10,000,000,000 person")
+
+
+def _source_files(tmp_path):
+    """Small inputs of every file source and the builder each config instantiates."""
+    import networkx as nx
+
+    from lpm_graph.data import random_graph, save_population, to_edgelist, to_networkx
+    from lpm_graph.data.tables import write_tables
+
+    pop = generate_population(2000, seed=1)
+    persons = write_tables(pop, tmp_path / "tables", format="parquet")["persons"]
+    to_edgelist(random_graph(1000, seed=1)).to_csv(tmp_path / "edges.csv", index=False)
+    (tmp_path / "contacts.dat").write_text("".join(f"{20 * k} {k % 50} {k % 50 + 1}\n" for k in range(3000)))
+    nx.write_graphml(to_networkx(random_graph(300, seed=2)), tmp_path / "g.graphml")
+    save_population(pop, tmp_path / "pop.pt")
+    return {
+        "tables": ([f"population.persons={persons}"], "lpm_graph.data.tables.from_tables",
+                   "a smaller person table (population.persons)"),
+        "edgelist": ([f"population.edges={tmp_path / 'edges.csv'}", "model=contact"],
+                     "lpm_graph.data.edgelist.from_edgelist", "a smaller edge list (population.edges)"),
+        "sociopatterns": ([f"population.path={tmp_path / 'contacts.dat'}", "model=contact"],
+                          "lpm_graph.data.sociopatterns.from_sociopatterns", "a shorter contact file"),
+        "networkx": ([f"population.path={tmp_path / 'g.graphml'}", "model=contact"],
+                     "lpm_graph.data.networkx_io.from_networkx", "a smaller graph file (population.path)"),
+        "file": ([f"population.path={tmp_path / 'pop.pt'}"], "lpm_graph.data.load_population",
+                 "a smaller population file (population.path)"),
+    }
+
+
+@pytest.mark.parametrize("source", ["tables", "edgelist", "sociopatterns", "networkx", "file"])
+@pytest.mark.parametrize("task", ["simulate", "build_population"])
+def test_every_file_source_is_refused_before_it_is_built(source, task, tmp_path, monkeypatch):
+    # 64 KiB free: every source's estimate, read from its files, exceeds it
+    from lpm_graph import tasks
+
+    over, builder, knob = _source_files(tmp_path)[source]
+    built = []
+    monkeypatch.setattr(builder, _never(built))
+    monkeypatch.setattr(memory, "available_memory", lambda device="cpu": 2**16)
+    cfg = compose_config([f"task={task}", f"population={source}", *over, "progress=false",
+                          *([f"population.cache_dir={tmp_path / 'cache'}"] if source != "file" else [])])
+    with pytest.raises(InsufficientMemoryError) as info:
+        tasks.get(task)(cfg, tmp_path / "out")
+    assert built == []
+    msg = str(info.value)
+    assert re.search(r"needs about [\d.]+ GiB but only 0\.0 GiB is available on cpu", msg), msg
+    assert knob in msg

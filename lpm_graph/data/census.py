@@ -248,17 +248,25 @@ def fit_workplace_exponent(classes, shares, min_size: int = 1, max_size: int = 5
     return math.exp((lo + hi) / 2)
 
 
-def _generator_arguments(m: CensusMarginals, num_people: int, seed: int) -> dict:
+def school_keep_fraction(m: CensusMarginals) -> float:
+    """Expected share of the generator's pupils that :func:`_thin_schools` keeps: the mean of
+    ``r(age) / r_max`` over school ages, with ages uniform within age bins."""
     edges = np.asarray(m.age_bin_edges)
     shares = np.asarray(m.age_shares)
     school_low = min(b[0] for b in m.enrolment)
     school_high = max(b[1] for b in m.enrolment)
     r_max = max(b[2] for b in m.enrolment)
-    # mean keep fraction r(a)/r_max over school ages, with ages uniform within age bins
     ages = np.arange(math.floor(school_low), math.floor(school_high) + 1, dtype=float)
     bin_of = np.clip(np.searchsorted(edges, ages, side="right") - 1, 0, len(shares) - 1)
     weight = shares[bin_of] / (edges[bin_of + 1] - edges[bin_of])
-    keep = float(np.sum(weight * m.enrolment_rate(ages)) / np.sum(weight)) / r_max
+    return float(np.sum(weight * m.enrolment_rate(ages)) / np.sum(weight)) / r_max
+
+
+def _generator_arguments(m: CensusMarginals, num_people: int, seed: int) -> dict:
+    school_low = min(b[0] for b in m.enrolment)
+    school_high = max(b[1] for b in m.enrolment)
+    r_max = max(b[2] for b in m.enrolment)
+    keep = school_keep_fraction(m)
     exponent = fit_workplace_exponent(m.workplace_classes, m.workplace_shares, 1, m.workplace_max_size)
     return dict(
         num_people=num_people,

@@ -2,7 +2,8 @@
 
 **Edge table** (one row per contact record):
 
-* ``src``, ``dst`` (``src_column``, ``dst_column``): person ids, integers or strings;
+* ``src``, ``dst`` (``src_column``, ``dst_column``): person ids, integers or strings, one
+  kind in both columns (a non-integer id among integers is an error naming its row);
 * ``weight`` (optional): a finite number >= 0 (contact intensity, e.g. hours);
   without it every record weighs 1;
 * ``layer`` (optional): the relation of the record, e.g. ``home``/``work``: each layer
@@ -59,6 +60,7 @@ from lpm_graph.data.readers import (
     numeric_column,
     read_table,
     resolve_input,
+    same_id_kind,
 )
 from lpm_graph.data.tables import _default_age, _read_venues, _str_option, assemble_tables, read_person_table
 from lpm_graph.data.validate import validate_population
@@ -133,6 +135,7 @@ def read_edges(edges: str | os.PathLike | Source, *, src_column: str = "src", ds
     time_name = _optional(source, time_column, "time")
     src = id_column(source, src_column)
     dst = id_column(source, dst_column)
+    same_id_kind(source, [(src_column, src), (dst_column, dst)])
     weight = None if weight_name is None else numeric_column(source, weight_name, min_value=0.0, what="weight")
     time = None if time_name is None else integer_column(source, time_name, min_value=0, what="time window")
     if layer_name is None:

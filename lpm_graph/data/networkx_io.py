@@ -1,7 +1,7 @@
 """networkx graphs to population graphs and back (analysis and plotting of small graphs).
 
 **networkx -> population** (:func:`from_networkx`): nodes are people (ids: the node
-keys, integers or strings); node attributes become person attributes, ``age`` the
+keys, all integers or all strings: a mix is an error naming the node); node attributes become person attributes, ``age`` the
 age (or ``default_age``), and attributes named ``<type>_id`` venue memberships, as
 the columns of a person table (:mod:`lpm_graph.data.tables`). Edges become contacts
 as the rows of an edge list (:mod:`lpm_graph.data.edgelist`): attribute ``weight``
@@ -12,7 +12,8 @@ ways), ``DiGraph``/``MultiDiGraph`` directed ones. The conversion goes through
 
 A graph **file** is read with networkx by suffix: GraphML (``.graphml``, typed
 attributes, recommended) or GML (``.gml``). GraphML node ids are text; if every id
-is a canonical decimal integer they become integers (as a CSV reader would infer).
+is a canonical decimal integer they become integers (as a CSV reader would infer); ids
+written as integers next to other ids (``1, 2, abc``) are an error naming the node.
 
 **population -> networkx** (:func:`to_networkx`): node keys are the original ids,
 node attributes ``age``, the person attributes (categories decoded) and ``<type>_id``
@@ -37,7 +38,7 @@ from torch_geometric.data import HeteroData
 from lpm_graph.data.assemble import PERSON, attribute_names, attribute_values, original_ids
 from lpm_graph.data.cache import cached_build
 from lpm_graph.data.edgelist import contact_graph, read_edges
-from lpm_graph.data.readers import DataFileError, resolve_input, table_source
+from lpm_graph.data.readers import DataFileError, mixed_id_kinds, resolve_input, table_source
 from lpm_graph.data.synthetic import MEMBER_OF
 from lpm_graph.data.tables import _default_age, assemble_tables, read_person_table
 from lpm_graph.data.validate import validate_population
@@ -72,23 +73,44 @@ def read_graph(path: str | os.PathLike) -> nx.Graph:
     return graph
 
 
+_RELABEL = ("node ids must all be integers or all strings that are not numbers: relabel them, e.g. prefix "
+            "every id (networkx.relabel_nodes(graph, {n: f'p{n}' for n in graph})) or number them "
+            "(networkx.convert_node_labels_to_integers)")
+
+
 def _ids_array(values: list, name: str) -> pa.Array:
-    """Node ids as an Arrow array: all strings, or all integers (int64)."""
-    if all(isinstance(v, str) for v in values):
-        return pa.array(values, type=pa.string())
-    if all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in values):
-        try:
-            return pa.array([int(v) for v in values], type=pa.int64())
-        except (pa.ArrowException, OverflowError):
-            raise DataFileError(f"{name}: node ids do not fit a signed 64-bit integer; use string ids") from None
-    bad = next((v for v in values if not isinstance(v, (int, np.integer, str)) or isinstance(v, (bool, np.bool_))),
-               None)
+    """Node ids as an Arrow array: all strings, or all integers (int64).
+
+    One kind only (as the id columns of :mod:`lpm_graph.data.readers`): integers
+    next to strings, or strings written as integers (``'1'``) next to other
+    strings (``'abc'``), are an error naming the first node of the rarer kind.
+    """
+    def is_int(v) -> bool:
+        return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+    bad = next((v for v in values if not (is_int(v) or isinstance(v, str))), None)
     if bad is not None:
-        raise DataFileError(f"{name}: node {bad!r} of type {type(bad).__name__} cannot be a person id; node ids "
-                            "must all be integers or all strings (relabel with "
-                            "networkx.convert_node_labels_to_integers)")
-    raise DataFileError(f"{name}: node ids mix integers and strings; use one kind (relabel with "
-                        "networkx.relabel_nodes)")
+        raise DataFileError(f"{name}: node {bad!r} of type {type(bad).__name__} cannot be a person id; {_RELABEL}")
+    ints = [k for k, v in enumerate(values) if is_int(v)]
+    if ints and len(ints) < len(values):
+        strings = [k for k, v in enumerate(values) if not is_int(v)]
+        rare, common = (ints, strings) if len(ints) < len(strings) else (strings, ints)
+        kinds = ("an integer", "strings") if rare is ints else ("a string", "integers")
+        raise DataFileError(f"{name}: node {values[rare[0]]!r} is {kinds[0]}, but {len(common):,} of the "
+                            f"{len(values):,} nodes are {kinds[1]} (the first: {values[common[0]]!r}); {_RELABEL}")
+    if not ints:
+        arr = pa.array(values, type=pa.string())
+        mixed = mixed_id_kinds(arr)
+        if mixed is not None:
+            other = "integers" if mixed.kind == "not an integer" else "not integers"
+            raise DataFileError(f"{name}: node {values[mixed.row]!r} is {mixed.kind}, but {mixed.other_count:,} "
+                                f"of the {mixed.total:,} node ids are {other} (the first: "
+                                f"{values[mixed.other_row]!r}); {_RELABEL}")
+        return arr
+    try:
+        return pa.array([int(v) for v in values], type=pa.int64())
+    except (pa.ArrowException, OverflowError):
+        raise DataFileError(f"{name}: node ids do not fit a signed 64-bit integer; use string ids") from None
 
 
 def _frame_table(frame: pd.DataFrame, name: str, what: str) -> pa.Table:

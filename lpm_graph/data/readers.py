@@ -15,8 +15,16 @@ Everything the importers read goes through here:
   :class:`DataFileError` at the first offending row with what was expected.
 
 Ids may be integers or strings (an integer-valued float column, as pandas writes an
-integer column with missing values, counts as integers). An empty string counts as a
-missing value in every column.
+integer column with missing values, counts as integers), one kind per column: a
+string column that holds both integers written as text and other ids -- ``xx`` among
+``1, 2, 3``, which makes a CSV reader read the whole column as text -- is an error
+naming the first id of the rarer kind (:func:`mixed_id_kinds`), since a stray
+non-integer id would add a person and key every id by its rank instead of its value.
+"Written as an integer" is what a CSV reader reads as one: optional surrounding
+whitespace and sign, then digits, leading zeros included (``007`` is the integer 7, so
+``007`` next to ``abc`` is a mix). A column of strings only (``p1, p2``), or of
+integers written as text only (a Parquet string column ``'1', '2'``), is one kind and
+keeps its string ids. An empty string counts as a missing value in every column.
 """
 from __future__ import annotations
 
@@ -40,6 +48,9 @@ __all__ = [
     "read_table",
     "table_source",
     "id_column",
+    "mixed_id_kinds",
+    "check_id_kinds",
+    "same_id_kind",
     "numeric_column",
     "integer_column",
     "attribute_column",
@@ -298,12 +309,90 @@ def _is_string(arr: pa.Array) -> bool:
     return pa.types.is_string(arr.type)
 
 
-def id_column(source: Source, name: str, nullable: bool = False) -> pa.Array:
+#: An id written as an integer: what a CSV reader reads as one (whitespace, sign, digits).
+INTEGER_ID = r"^\s*[-+]?[0-9]+\s*$"
+_ID_FIX = ("ids must be of one kind (a non-integer id among integers adds a person and keys every id by "
+           "its rank instead of its value): make every id an integer, or every id a string that is not a "
+           "number (e.g. prefix every id: 'p1')")
+
+
+@dataclass(frozen=True)
+class MixedIds:
+    """Where a string id column mixes integers written as text with other ids."""
+
+    row: int  # first id of the rarer kind (non-integers on a tie)
+    kind: str  # its kind: "an integer" or "not an integer"
+    other_row: int  # first id of the other kind
+    other_count: int  # ids of the other kind
+    total: int  # ids present
+
+
+def mixed_id_kinds(arr: pa.Array) -> MixedIds | None:
+    """For a string id array holding both integers written as text and other ids, where; else None."""
+    if len(arr) == 0 or arr.null_count == len(arr):
+        return None
+    integer = pc.match_substring_regex(arr, INTEGER_ID)
+    present = np.asarray(arr.is_valid())
+    ints = np.asarray(integer.fill_null(False)) & present
+    others = present & ~ints
+    n_int, n_other = int(ints.sum()), int(others.sum())
+    if not n_int or not n_other:
+        return None
+    if n_int < n_other:
+        return MixedIds(_first(ints), "an integer", _first(others), n_other, n_int + n_other)
+    return MixedIds(_first(others), "not an integer", _first(ints), n_int, n_int + n_other)
+
+
+def check_id_kinds(source: Source, name: str, arr: pa.Array, rows: np.ndarray | None = None,
+                   scope: str = "the column's") -> None:
+    """Raise naming the row if the string ids ``arr`` of column ``name`` mix kinds (:func:`mixed_id_kinds`).
+
+    ``rows``: the source row of each id, when ``arr`` is a subset of the column
+    (one venue type of a combined venue table); ``scope`` names that subset.
+    """
+    if not _is_string(arr):
+        return
+    mixed = mixed_id_kinds(arr)
+    if mixed is None:
+        return
+    row, other_row = (mixed.row, mixed.other_row) if rows is None else (int(rows[mixed.row]),
+                                                                         int(rows[mixed.other_row]))
+    other = "integers" if mixed.kind == "not an integer" else "not integers"
+    raise source.error(
+        f"id {arr[mixed.row].as_py()!r} is {mixed.kind}, but {mixed.other_count:,} of {scope} "
+        f"{mixed.total:,} ids are {other} (the first: {arr[mixed.other_row].as_py()!r}, "
+        f"{source.row(other_row)}); {_ID_FIX}", column=name, row=row)
+
+
+def same_id_kind(source: Source, columns: Iterable[tuple[str, pa.Array]]) -> None:
+    """Raise if id columns of one id space (an edge's two ends) mix integer ids with non-integer strings.
+
+    Each column is one kind already (:func:`id_column`); an integer column and a
+    column of strings written as integers meet as strings, as before.
+    """
+    columns = list(columns)
+    ints = [(n, a) for n, a in columns if not _is_string(a) and len(a) and a.null_count < len(a)]
+    if not ints:
+        return
+    for name, arr in columns:
+        if not _is_string(arr) or not len(arr):
+            continue
+        integer = np.asarray(pc.match_substring_regex(arr, INTEGER_ID).fill_null(True))
+        if not integer.all():
+            row = _first(~integer)
+            raise source.error(f"id {arr[row].as_py()!r} is not an integer, but the ids of column "
+                               f"{ints[0][0]!r} are integers (they name the same people); {_ID_FIX}",
+                               column=name, row=row)
+
+
+def id_column(source: Source, name: str, nullable: bool = False, check_kinds: bool = True) -> pa.Array:
     """Ids of column ``name`` as an int64 or string Arrow array (nulls kept only if ``nullable``).
 
     Raises:
         DataFileError: wrong type (not integer/string), non-integer float ids,
-            integers beyond int64, or a missing id where one is required.
+            integers beyond int64, a string column mixing integers written as text
+            with other ids (module docstring; ``check_kinds=False``: the caller checks
+            subsets, e.g. one venue type at a time), or a missing id where one is required.
     """
     arr = _decoded(source.column(name))
     typ = arr.type
@@ -331,6 +420,8 @@ def id_column(source: Source, name: str, nullable: bool = False) -> pa.Array:
     elif not _is_string(arr):
         raise source.error(f"must hold integer or string ids, got {_type_name(typ)} values",
                            column=name)
+    elif check_kinds:
+        check_id_kinds(source, name, arr)
     if not nullable and arr.null_count:
         row = _first(~np.asarray(arr.is_valid()))
         raise source.error("missing id; every row needs one", column=name, row=row)

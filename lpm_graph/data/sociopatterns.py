@@ -7,7 +7,8 @@ school data sets): one contact per line, whitespace-separated,
 
 ``t`` is the time in seconds (an integer >= 0) at the end of a 20-second window
 (``resolution``) during which persons ``i`` and ``j`` (integer or string ids) were in
-contact; ``Ci``/``Cj`` are their classes (e.g. ``3B``, ``Teachers``). Every line has
+contact (one kind: a non-integer id among integers is an error naming its line);
+``Ci``/``Cj`` are their classes (e.g. ``3B``, ``Teachers``). Every line has
 the same number of fields; blank lines are skipped.
 
 **Aggregation.** Window ``w = floor(t / window) - floor(t_min / window)`` (with the
@@ -49,6 +50,7 @@ from lpm_graph.data.readers import (
     id_column,
     integer_column,
     resolve_input,
+    same_id_kind,
 )
 from lpm_graph.data.tables import _default_age
 from lpm_graph.data.validate import validate_population
@@ -159,6 +161,7 @@ def sociopatterns_graph(source: Source, *, window: int = 86400, resolution: floa
     t = integer_column(source, "t", min_value=0, what="time in seconds")
     i = id_column(source, "i")
     j = id_column(source, "j")
+    same_id_kind(source, [("i", i), ("j", j)])
     people = unique_ids(i, j)
     index = IdIndex(people)
     idx_i, idx_j = index.lookup(i), index.lookup(j)

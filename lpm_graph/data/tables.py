@@ -2,7 +2,8 @@
 
 **Person table** (one row per person):
 
-* ``person_id`` (``id_column``): unique integer or string ids;
+* ``person_id`` (``id_column``): unique integer or string ids, one kind per column (a
+  non-integer id among integers is an error naming its row: :mod:`lpm_graph.data.readers`);
 * ``age`` (``age_column``): years, a number >= 0 (or ``default_age`` for all when the
   table has none);
 * one column per venue type holding the person's venue id, empty/null for none. By
@@ -55,6 +56,7 @@ from lpm_graph.data.readers import (
     DataFileError,
     Source,
     attribute_column,
+    check_id_kinds,
     id_column,
     numeric_column,
     read_table,
@@ -201,7 +203,7 @@ def _read_venues(venues, *, id_col: str, type_col: str) -> dict[str, VenueTable]
                            row=int(np.flatnonzero(missing)[0]))
     for vt in sorted(pc.unique(types).to_pylist()):
         rows = np.flatnonzero(np.asarray(pc.equal(types, pa.scalar(vt))))
-        out[_venue_type(vt, source.where(type_col))] = _venue_table(source, rows, id_col, {id_col, type_col})
+        out[_venue_type(vt, source.where(type_col))] = _venue_table(source, rows, id_col, {id_col, type_col}, vt)
     return out
 
 
@@ -231,11 +233,14 @@ def _venue_attributes(source: Source, rows: np.ndarray | None, exclude: set) -> 
     return attributes
 
 
-def _venue_table(source: Source, rows: np.ndarray | None, id_col: str, exclude: set) -> VenueTable:
+def _venue_table(source: Source, rows: np.ndarray | None, id_col: str, exclude: set,
+                 venue_type: str = "") -> VenueTable:
     if rows is None:
         ids = id_column_checked(source, id_col, "venue id")
     else:
-        ids = id_column(source, id_col).take(pa.array(rows, type=pa.int64()))
+        # one column holds every type's ids: each type is one kind (H1, H2 next to schools 1, 2 is fine)
+        ids = id_column(source, id_col, check_kinds=False).take(pa.array(rows, type=pa.int64()))
+        check_id_kinds(source, id_col, ids, rows, scope=f"the {venue_type!r} venues'")
 
         def describe(value, first, second):
             return source.error(f"duplicate venue id {value!r} within its type (also at "

@@ -59,6 +59,11 @@ def build_population(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
     population = cfg.population
     if "_target_" not in population:
         raise PopulationGraphError("population config has no _target_; choose a population, e.g. population=tables")
+    from lpm_graph import memory
+
+    planned = memory.estimate_population(population)  # refused before it is built if it cannot fit
+    if planned is not None:
+        memory.check_memory(planned)
     own = population.get("cache_dir") if "cache_dir" in population else None
     cache_dir = task.cache_dir or own or cache.DEFAULT_CACHE_DIR
     cache.clear_last_record()

@@ -27,7 +27,7 @@ def test_population_size_of_a_synthetic_spec_matches_a_generated_population():
 
 
 
-def test_sources_whose_size_is_in_a_file_are_unknown_unbuilt():
+def test_a_missing_population_file_is_left_to_the_loader():
     assert population_size(compose_config(["population=file", "population.path=x.pt"]).population) is None
     assert population_size(None) is None
 
@@ -37,3 +37,144 @@ def test_the_size_grows_with_the_spec():
     large = population_size(compose_config(["population.num_people=20000"]).population)
     assert large.nodes["person"] == 2 * small.nodes["person"]
     assert large.bytes == pytest.approx(2 * small.bytes, rel=0.01)
+
+
+# -----------------------------------------------------------------------------------------
+# Every source is sized from its config and files, before it is built
+# -----------------------------------------------------------------------------------------
+
+
+def _graph_bytes(data) -> int:
+    return sum(v.numel() * v.element_size() for store in data.stores for v in store.values() if torch.is_tensor(v))
+
+
+def _counts(data):
+    return ({nt: int(data[nt].num_nodes) for nt in data.node_types},
+            {et: int(data[et].edge_index.shape[1]) for et in data.edge_types})
+
+
+def _estimate_and_build(overrides):
+    from lpm_graph.tasks.simulate import instantiate_config
+
+    cfg = compose_config([*overrides, "population.cache_dir=null"] if "population=file" not in overrides
+                         else list(overrides))
+    size = population_size(cfg.population)
+    assert size is not None
+    data = instantiate_config(cfg.population)
+    return size, data
+
+
+def test_census_marginals_are_sized_from_the_marginals_and_num_people():
+    # the census builder's synthetic spec, with schools thinned by the enrolment rate of each age: expected
+    # counts, so within a few percent at 20,000 people (the workplaces' heavy tail varies most)
+    size, data = _estimate_and_build(["population=nyc", "population.num_people=20000"])
+    nodes, edges = _counts(data)
+    assert size.nodes["person"] == nodes["person"] == 20000
+    for et, count in edges.items():
+        assert size.edges[et] == pytest.approx(count, rel=0.05), et
+    assert size.bytes == pytest.approx(_graph_bytes(data), rel=0.03)
+    assert size.build_bytes > 0
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_tables_are_sized_from_row_counts_and_parquet_null_counts(tmp_path, fmt):
+    from lpm_graph.data.tables import write_tables
+
+    paths = write_tables(generate_population(3000, seed=4), tmp_path, format=fmt)
+    size, data = _estimate_and_build(["population=tables", f"population.persons={paths['persons']}"])
+    nodes, edges = _counts(data)
+    assert size.nodes["person"] == nodes["person"] == 3000
+    actual = _graph_bytes(data)
+    for et, count in edges.items():
+        if fmt == "parquet":  # the null counts of the venue columns are in the row groups' statistics
+            assert size.edges[et] == count, et
+        else:  # a CSV's venue columns are taken to be filled: an upper bound
+            assert count <= size.edges[et] <= 3000, et
+    # an upper bound, within 2x (CSV: every venue column filled) or 1.4x (Parquet: venues per membership)
+    assert actual <= size.bytes <= (2.0 if fmt == "csv" else 1.4) * actual
+    assert size.build_bytes > 0 and "3,000 rows" in size.source
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_edge_lists_are_sized_from_their_records(tmp_path, fmt):
+    from lpm_graph.data import random_graph, to_edgelist
+
+    frame = to_edgelist(random_graph(2000, mean_degree=8, seed=1, weighted=True))
+    if fmt == "csv":  # a CSV's layers are only known once read; Parquet's statistics name its one layer
+        frame = frame.drop(columns="layer")
+    path = tmp_path / f"edges.{fmt}"
+    frame.to_csv(path, index=False) if fmt == "csv" else frame.to_parquet(path, index=False)
+    size, data = _estimate_and_build(["population=edgelist", f"population.edges={path}"])
+    nodes, edges = _counts(data)
+    assert size.edges == edges  # distinct contacts, stored both ways
+    assert nodes["person"] <= size.nodes["person"]
+    actual = _graph_bytes(data)
+    # people are at most the endpoints (Parquet: the span of the ids' statistics); within 1.6x
+    assert actual <= size.bytes <= 1.6 * actual
+
+
+def test_sociopatterns_files_are_sized_from_their_lines(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    lines = 5000
+    i = rng.integers(0, 300, lines)
+    j = (i + rng.integers(1, 300, lines)) % 300
+    t = np.arange(lines) * 60  # three and a half days, every line a contact of its own
+    path = tmp_path / "contacts.dat"
+    np.savetxt(path, np.stack([t, i, j], 1), fmt="%d")
+    size, data = _estimate_and_build(["population=sociopatterns", f"population.path={path}",
+                                      "population.default_age=10"])
+    nodes, edges = _counts(data)
+    (et, count), = edges.items()
+    assert count <= size.edges[et] == 2 * lines
+    # at most one contact and two people per line: the people are few, so the bound is within 2.5x
+    assert _graph_bytes(data) <= size.bytes <= 2.5 * _graph_bytes(data)
+
+
+@pytest.mark.parametrize("suffix", [".graphml", ".gml"])
+def test_graph_files_are_sized_by_counting_their_nodes_and_edges(tmp_path, suffix):
+    import networkx as nx
+
+    from lpm_graph.data import random_graph, to_networkx
+
+    graph = to_networkx(random_graph(600, mean_degree=6, seed=2, weighted=True))
+    path = tmp_path / f"g{suffix}"
+    (nx.write_graphml if suffix == ".graphml" else nx.write_gml)(graph, path)
+    size, data = _estimate_and_build(["population=networkx", f"population.path={path}"])
+    nodes, edges = _counts(data)
+    assert size.nodes == nodes and size.edges == edges  # counted exactly (undirected: stored both ways)
+    assert _graph_bytes(data) <= size.bytes <= 1.5 * _graph_bytes(data)
+
+
+def test_population_files_are_sized_exactly_from_their_tensors_shapes(tmp_path):
+    from lpm_graph.data import save_population
+
+    save_population(generate_population(2500, seed=6), tmp_path / "pop.pt")
+    size, data = _estimate_and_build(["population=file", f"population.path={tmp_path / 'pop.pt'}"])
+    assert (size.nodes, size.edges) == _counts(data)
+    assert size.bytes == _graph_bytes(data)
+
+
+def test_csv_rows_counts_newlines_of_plain_and_compressed_files(tmp_path):
+    import gzip
+
+    from lpm_graph.data.estimate import csv_rows
+
+    text = "a,b\n" + "".join(f"{k},{k * 7}\n" for k in range(12345))
+    (tmp_path / "t.csv").write_text(text)
+    (tmp_path / "u.csv").write_text(text.rstrip("\n"))  # no newline at the end
+    (tmp_path / "t.csv.gz").write_bytes(gzip.compress(text.encode()))
+    assert csv_rows(tmp_path / "t.csv") == (12345, True)
+    assert csv_rows(tmp_path / "u.csv") == (12345, True)
+    assert csv_rows(tmp_path / "t.csv.gz") == (12345, True)  # shorter than the scan: exact
+
+
+def test_a_missing_or_unreadable_input_is_left_to_the_builder(tmp_path):
+    (tmp_path / "bad.parquet").write_bytes(b"not parquet")
+    for over in (["population=tables", f"population.persons={tmp_path / 'none.csv'}"],
+                 ["population=tables", f"population.persons={tmp_path / 'bad.parquet'}"],
+                 ["population=edgelist", f"population.edges={tmp_path / 'none.csv'}"],
+                 ["population=sociopatterns", f"population.path={tmp_path / 'none.dat'}"],
+                 ["population=networkx", f"population.path={tmp_path / 'none.graphml'}"]):
+        assert population_size(compose_config(over).population) is None, over

@@ -152,3 +152,106 @@ def test_random_bytes(data, suffix):
         else:
             _check(lambda: from_tables(path), path)
             _check(lambda: from_edgelist(path, default_age=30.0), path)
+
+
+# -----------------------------------------------------------------------------------------
+# Mixed id kinds: one non-integer id among integers is an error naming the file, row and value
+# -----------------------------------------------------------------------------------------
+
+import pytest  # noqa: E402
+
+from lpm_graph.data import original_ids  # noqa: E402
+from lpm_graph.data.readers import DataFileError  # noqa: E402
+
+FIX = "prefix every id"
+
+
+def _raises_naming(build, *parts):
+    with pytest.raises(DataFileError) as info:
+        build()
+    msg = str(info.value)
+    for part in (*parts, FIX):
+        assert part in msg, msg
+    return msg
+
+
+def test_a_person_id_among_integers_that_is_not_one_names_its_row(tmp_path):
+    path = tmp_path / "persons.csv"
+    path.write_text("person_id,age\n1,30\n2,40\nxx,50\n4,60\n")
+    _raises_naming(lambda: from_tables(path), "persons.csv'", "row 3 (line 4)", "column 'person_id'",
+                   "id 'xx' is not an integer", "3 of the column's 4 ids are integers")
+
+
+def test_a_venue_id_among_integers_that_is_not_one_names_its_row(tmp_path):
+    path = tmp_path / "persons.csv"
+    path.write_text("person_id,age,household_id\n1,30,10\n2,40,h11\n3,50,10\n4,60,12\n")
+    _raises_naming(lambda: from_tables(path), "row 2 (line 3)", "column 'household_id'", "id 'h11'")
+
+
+def test_a_combined_venue_table_checks_each_type_on_its_own(tmp_path):
+    persons, venues = tmp_path / "persons.csv", tmp_path / "venues.csv"
+    persons.write_text("person_id,age,household_id,school_id\n1,30,H1,\n2,8,H2,7\n")
+    venues.write_text("venue_id,type\nH1,household\nH2,household\n7,school\n8,school\n")
+    data = from_tables(persons, venues)  # households by name, schools by number: each type one kind
+    assert list(original_ids(data, "household")) == ["H1", "H2"]
+    venues.write_text("venue_id,type\nH1,household\nH2,household\n7,school\nS8,school\n9,school\n")
+    _raises_naming(lambda: from_tables(persons, venues), "venues.csv'", "row 4 (line 5)", "id 'S8'",
+                   "of the 'school' venues' 3 ids are integers")
+
+
+def test_an_edge_list_endpoint_among_integers_that_is_not_one_names_its_row(tmp_path):
+    path = tmp_path / "edges.csv"
+    path.write_text("src,dst\n1,2\n2,abc\n3,1\n")
+    _raises_naming(lambda: from_edgelist(path, default_age=30.0), "edges.csv'", "row 2 (line 3)",
+                   "column 'dst'", "id 'abc' is not an integer")
+
+
+def test_edge_list_columns_of_different_kinds_are_an_error(tmp_path):
+    path = tmp_path / "edges.csv"
+    path.write_text("src,dst\n1,a\n2,b\n")
+    _raises_naming(lambda: from_edgelist(path, default_age=30.0), "row 1 (line 2)", "column 'dst'", "id 'a'",
+                   "the ids of column 'src' are integers")
+
+
+def test_a_sociopatterns_id_among_integers_that_is_not_one_names_its_line(tmp_path):
+    path = tmp_path / "contacts.dat"
+    path.write_text("20 1 2\n40 2 3\n60 xx 1\n80 3 1\n")
+    _raises_naming(lambda: from_sociopatterns(path, default_age=10.0), "contacts.dat'", "line 3", "column 'i'",
+                   "id 'xx' is not an integer")
+
+
+def test_networkx_node_ids_of_mixed_kinds_name_the_node(tmp_path):
+    import networkx as nx
+
+    graph = nx.Graph([(1, 2), (2, 3), (3, "abc")])
+    _raises_naming(lambda: from_networkx(graph, default_age=30.0), "node 'abc' is a string",
+                   "3 of the 4 nodes are integers")
+    path = tmp_path / "g.graphml"
+    nx.write_graphml(nx.Graph([("1", "2"), ("2", "abc")]), path)  # GraphML ids are text
+    _raises_naming(lambda: from_networkx(path=path, default_age=30.0), "g.graphml", "node 'abc' is not an integer")
+
+
+def test_ids_of_one_kind_stay_valid(tmp_path):
+    import networkx as nx
+
+    persons = tmp_path / "persons.csv"
+    persons.write_text("person_id,age\np2,30\np1,40\np10,50\n")
+    assert list(original_ids(from_tables(persons), "person")) == ["p2", "p1", "p10"]
+    edges = tmp_path / "edges.csv"
+    edges.write_text("src,dst\na,b\nb,c\n")
+    assert list(original_ids(from_edgelist(edges, default_age=30.0), "person")) == ["a", "b", "c"]
+    contacts = tmp_path / "contacts.dat"
+    contacts.write_text("20 x y\n40 y z\n")
+    assert from_sociopatterns(contacts, default_age=10.0)["person"].num_nodes == 3
+    assert from_networkx(nx.Graph([("a", "b")]), default_age=30.0)["person"].num_nodes == 2
+    # integers with spaces or leading zeros are integers to the CSV reader: uid = the id
+    spaced = tmp_path / "spaced.csv"
+    spaced.write_text("person_id,age\n 7,30\n007 ,40\n12,50\n")
+    with pytest.raises(DataFileError, match="duplicate person id 7"):
+        from_tables(spaced)
+    spaced.write_text("person_id,age\n 7,30\n008 ,40\n12,50\n")
+    assert from_tables(spaced)["person"].uid.tolist() == [7, 8, 12]
+    # a Parquet column of integers written as text is one kind: the strings are kept
+    path = tmp_path / "persons.parquet"
+    pq.write_table(pa.table({"person_id": ["1", "2", "10"], "age": [30.0, 40.0, 50.0]}), path)
+    assert list(original_ids(from_tables(path), "person")) == ["1", "2", "10"]

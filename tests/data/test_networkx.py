@@ -106,7 +106,7 @@ def test_gml_file(tmp_path):
 
 @pytest.mark.parametrize("build, match", [
     (lambda: nx.grid_2d_graph(2, 2), r"node \(0, 0\) of type tuple cannot be a person id"),
-    (lambda: nx.Graph([(1, "a")]), r"node ids mix integers and strings"),
+    (lambda: nx.Graph([(1, "a")]), r"node 'a' is a string, but 1 of the 2 nodes are integers"),
     (lambda: nx.Graph(), r"the graph has no nodes"),
     (lambda: nx.Graph([(1, 2, {"weight": -1.0})]), r"column 'weight': weight -1 is below 0"),
     (lambda: nx.Graph([(1, 2, {"weight": "x"})]), r"weight.*got 'x'"),
