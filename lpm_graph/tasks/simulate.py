@@ -162,11 +162,21 @@ def plot_trajectory(traj, path: Path, title: str = "") -> None:
 
 
 def atomic_write(path: Path, write) -> None:
-    """Write through a temporary file in the same folder, then rename: a reader never sees half a file."""
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    """Write through a temporary file in the same folder, then rename: a reader never sees half a file.
+
+    The temporary is unique to the call (two writers of one file do not share it) and ends with the file's own
+    suffix (``write`` may pick a format by it); the file gets the user's umask, as any file they write.
+    """
+    import tempfile
+
+    from lpm_graph.data.io import publish
+
+    fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
     try:
         write(tmp)
-        os.replace(tmp, path)
+        publish(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -125,3 +125,36 @@ def test_population_with_a_venue_type_the_model_does_not_cover_is_refused(tmp_pa
     with pytest.raises(PopulationGraphError, match="also has \\['community'\\] \\(no beta for them"):
         simulate(cfg, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_two_writers_of_one_output_file_do_not_share_a_temporary(tmp_path):
+    # the temporary was `.<stem>.tmp<suffix>` for every writer: the second writer's rename took the first's
+    # temporary away, and the first failed with FileNotFoundError
+    from lpm_graph.tasks.simulate import atomic_write
+
+    target = tmp_path / "summary.json"
+
+    def outer(p):
+        p.write_text("outer")
+        atomic_write(target, lambda q: q.write_text("inner"))  # another writer of the same file meanwhile
+
+    atomic_write(target, outer)
+    assert target.read_text() == "outer"  # the last rename wins; nothing is lost on the way
+    assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]  # no temporary left behind
+    names = []
+    atomic_write(tmp_path / "plot.png", lambda p: names.append(p.name) or p.write_bytes(b"x"))
+    assert names[0].endswith(".png")  # a writer may pick the format by the suffix (matplotlib does)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_output_files_follow_the_umask(tmp_path, umask):
+    import os
+
+    from lpm_graph.tasks.simulate import atomic_write
+
+    old = os.umask(umask)
+    try:
+        atomic_write(tmp_path / "a.json", lambda p: p.write_text("{}"))
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o666 & ~umask
