@@ -79,7 +79,7 @@ def test_model_choices_compose_and_build(choice, tiny_population):
     traj = model(population, steps=3)
     assert traj.steps == 3 and traj.num_nodes["person"] == population["person"].num_nodes
     compartments = {"seir": "SEIR", "seird": "SEIRD", "sir": "SIR", "sis": "SI", "contact": "SEIR",
-                    "contact_layers": "SEIR", "opinion": ""}[choice]
+                    "contact_layers": "SEIR", "opinion": "", "economy": ""}[choice]
     assert "".join(c for c in "SEIRD" if c in traj.series) == compartments
 
 

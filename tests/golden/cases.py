@@ -130,6 +130,13 @@ def _cases() -> list[Case]:
                                                 "task.outcomes=[attack_rate,peak_size,peak_day,deaths]",
                                                 "population.num_people=2000", "steps=40", "seed=3")),
     ]
+    # the economy: labour market, goods market and price level on the synthetic population's workplaces
+    _economy = ("model=economy", "population.num_people=1000", "steps=24", "replicates=2", "seed=3")
+    cases.append(Case("economy_stochastic", "simulate", (*_economy, "model.mode=stochastic")))
+    cases.append(Case("economy_expected", "simulate", (*_economy, "model.mode=expected")))
+    cases.append(Case("economy_closure", "simulate", (*_economy, "model.environment=[{_target_: "
+                                                                  "lpm_graph.models.economy.FirmClosure, share: 0.2, "
+                                                                  "start: 6, end: 12}]")))
     return cases
 
 
