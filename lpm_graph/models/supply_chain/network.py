@@ -32,6 +32,7 @@ import os
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
@@ -185,13 +186,14 @@ def from_shipments(edges: str | os.PathLike, nodes: str | os.PathLike | None = N
         ids = id_column(table, id_column_name)
         types = _types(table, type_column)
         node_cap = _capacity(table, node_capacity_column)
-        index = IdIndex(ids)
-        positions = index.lookup(ids)
-        repeated = positions != np.arange(len(ids))
+        values = pd.Index(ids.to_numpy(zero_copy_only=False))
+        repeated = values.duplicated(keep="first")
         if repeated.any():
             row = int(np.flatnonzero(repeated)[0])
-            raise table.error(f"node id {ids[row].as_py()!r} is listed twice (first in {table.row(int(positions[row]))})"
-                              "; every node needs one row", column=id_column_name, row=row)
+            first = int(np.flatnonzero(values == values[row])[0])
+            raise table.error(f"node id {ids[row].as_py()!r} is listed twice (first in {table.row(first)}); every "
+                              "node needs one row", column=id_column_name, row=row)
+        index = IdIndex(ids)
         known = f"the node table {table.name!r}"
     else:
         src_edges.require([src_type_column, dst_type_column],
@@ -199,15 +201,18 @@ def from_shipments(edges: str | os.PathLike, nodes: str | os.PathLike | None = N
         ids = unique_ids(src, dst)
         index = IdIndex(ids)
         types = np.empty(len(ids), dtype=object)
-        for column, end, named in ((src_type_column, src, None), (dst_type_column, dst, None)):
+        origin: dict[int, tuple[str, int]] = {}
+        for column, end in ((src_type_column, src), (dst_type_column, dst)):
             given = _types(src_edges, column)
             pos = index.lookup(end)
-            for row, (p, t) in enumerate(zip(pos, given)):
+            for row, (p, t) in enumerate(zip(pos.tolist(), given)):
                 if types[p] is None:
-                    types[p] = t
+                    types[p], origin[p] = t, (column, row)
                 elif types[p] != t:
-                    raise src_edges.error(f"node {end[row].as_py()!r} is given type {t!r} here but {types[p]!r} "
-                                          "in an earlier row; a node has one type", column=column, row=row)
+                    col, first = origin[p]
+                    raise src_edges.error(f"node {end[row].as_py()!r} is given type {t!r} here but {types[p]!r} in "
+                                          f"{src_edges.row(first)}, column {col!r}; a node has one type",
+                                          column=column, row=row)
         node_cap = np.full(len(ids), np.inf)
         known = "the edge list"
     s, d = index.lookup(src), index.lookup(dst)
@@ -237,10 +242,12 @@ def from_shipments(edges: str | os.PathLike, nodes: str | os.PathLike | None = N
         member_ids = ids.take(pa.array(members))
         add_nodes(data, nt, _as_text(member_ids) if pa.types.is_string(ids.type) else member_ids,
                   {"capacity": (node_cap[members].astype(np.float32), None)})
-    edge_types = types[s] + "\0" + types[d]
-    for pair in sorted(set(edge_types.tolist())):
-        up, down = pair.split("\0")
-        rows = np.flatnonzero(edge_types == pair)
+    codes = {nt: i for i, nt in enumerate(type_names)}
+    type_code = np.array([codes[t] for t in types.tolist()], dtype=np.int64)
+    pair_code = type_code[s] * len(type_names) + type_code[d]
+    for code in np.unique(pair_code).tolist():
+        up, down = type_names[code // len(type_names)], type_names[code % len(type_names)]
+        rows = np.flatnonzero(pair_code == code)
         store = data[up, relation, down]
         store.edge_index = torch.as_tensor(np.stack([local[s[rows]], local[d[rows]]]))
         store.edge_weight = torch.as_tensor(share[rows].astype(np.float32))
