@@ -102,24 +102,31 @@ class BaseStock(_Policy):
         name (str): process name and parameter namespace. (default: ``"base_stock"``)
 
     Parameters: ``level`` (units; fixed level), or ``cover`` (steps), ``safety_factor`` and
-    ``initial_forecast`` (units/step: the moving average's history at step 0).
+    ``initial_forecast`` (units/step: the moving average's history at step 0); the arguments of the same
+    names are their defaults (so a scenario's policy brings its own values).
     """
 
     default_name = "base_stock"
 
     def __init__(self, node_type: str, forecast: bool = False, window: int = 4, smoothing: float = 1.0,
+                 level: float = 0.0, cover: float = 2.0, safety_factor: float = 0.0, initial_forecast: float = 0.0,
                  name: str | None = None):
         super().__init__(node_type, smoothing, name)
         if not isinstance(window, int) or isinstance(window, bool) or window < 1:
             raise ConfigError(f"BaseStock ({self.name}): window must be an integer >= 1, got {window!r}")
         self.forecast, self.window = bool(forecast), int(window)
+        self.defaults = {"level": level, "cover": cover, "safety_factor": safety_factor,
+                         "initial_forecast": initial_forecast}
 
     def param_specs(self):
+        d = self.defaults
         if not self.forecast:
-            return [ParamSpec("level", "nonnegative", default=0.0, unit="units", doc="order-up-to level S")]
-        return [ParamSpec("cover", "nonnegative", default=2.0, unit="steps", doc="L: periods of demand the level covers"),
-                ParamSpec("safety_factor", "real", default=0.0, doc="z: safety stock in forecast sd * sqrt(L)"),
-                ParamSpec("initial_forecast", "nonnegative", default=0.0, unit="units/step",
+            return [ParamSpec("level", "nonnegative", default=d["level"], unit="units", doc="order-up-to level S")]
+        return [ParamSpec("cover", "nonnegative", default=d["cover"], unit="steps",
+                          doc="L: periods of demand the level covers"),
+                ParamSpec("safety_factor", "real", default=d["safety_factor"],
+                          doc="z: safety stock in forecast sd * sqrt(L)"),
+                ParamSpec("initial_forecast", "nonnegative", default=d["initial_forecast"], unit="units/step",
                           doc="demand history at step 0")]
 
     def state_specs(self):
@@ -178,14 +185,20 @@ class ReorderPoint(_Policy):
         name (str): process name and parameter namespace. (default: ``"reorder"``)
 
     Parameters: ``reorder_point`` :math:`s` (units of inventory position) and ``quantity``
-    :math:`Q = S - s \ge 0`.
+    :math:`Q = S - s \ge 0`; the arguments of the same names are their defaults.
     """
 
     default_name = "reorder"
 
+    def __init__(self, node_type: str, smoothing: float = 1.0, reorder_point: float = 0.0, quantity: float = 0.0,
+                 name: str | None = None):
+        super().__init__(node_type, smoothing, name)
+        self.defaults = {"reorder_point": reorder_point, "quantity": quantity}
+
     def param_specs(self):
-        return [ParamSpec("reorder_point", "real", default=0.0, unit="units", doc="s: order when IP <= s"),
-                ParamSpec("quantity", "nonnegative", default=0.0, unit="units", doc="Q = S - s")]
+        return [ParamSpec("reorder_point", "real", default=self.defaults["reorder_point"], unit="units",
+                          doc="s: order when IP <= s"),
+                ParamSpec("quantity", "nonnegative", default=self.defaults["quantity"], unit="units", doc="Q = S - s")]
 
     def forward(self, ctx: StepContext, state, fields) -> Output:
         s = self.value(ctx, "reorder_point").to(ctx.dtype)
@@ -216,8 +229,9 @@ class Disruption(Window):
     default_name = "disruption"
 
     def __init__(self, node_type: str, nodes: Sequence[int] | None = None, fraction: float | None = None,
-                 start: int = 0, end: int | None = None, name: str | None = None):
+                 start: int = 0, end: int | None = None, factor: float = 0.0, name: str | None = None):
         super().__init__(start, end, name)
+        self.default_factor = factor
         self.node_type = node_type
         if nodes is not None and fraction is not None:
             raise ConfigError(f"Disruption ({self.name}): give nodes or fraction, not both")
@@ -230,7 +244,7 @@ class Disruption(Window):
         self._mask = {}
 
     def param_specs(self):
-        return [ParamSpec("factor", "probability", default=0.0, doc="share of capacity left while closed")]
+        return [ParamSpec("factor", "probability", default=self.default_factor, doc="share of capacity left while closed")]
 
     def field_specs(self):
         return [FieldSpec(self.node_type, "open", combine="product", doc="1 open, factor while closed")]
