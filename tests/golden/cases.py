@@ -130,6 +130,14 @@ def _cases() -> list[Case]:
                                                 "task.outcomes=[attack_rate,peak_size,peak_day,deaths]",
                                                 "population.num_people=2000", "steps=40", "seed=3")),
     ]
+    # model=supply_chain on a small synthetic network (2 suppliers, 4 warehouses, 10 retailers, 500 consumers)
+    supply = ("model=supply_chain", "population.tiers.supplier=2", "population.tiers.warehouse=4",
+              "population.tiers.retailer=10", "population.tiers.consumer=500", "population.capacity.supplier=600",
+              "model.params.warehouse.initial_stock=250", "model.params.warehouse_policy.initial_forecast=125",
+              "model.params.retailer.initial_stock=150", "model.params.retailer_policy.initial_forecast=50",
+              "steps=25", "replicates=2", "seed=3")
+    cases.append(Case("supply_chain_stochastic", "simulate", (*supply, "model.mode=stochastic")))
+    cases.append(Case("supply_chain_expected", "simulate", (*supply, "model.mode=expected")))
     return cases
 
 
