@@ -44,11 +44,14 @@ def test_population_choices_compose_and_build(choice, saved_population):
                  "sociopatterns": ["population.path=data/sociopatterns/school_sample.dat", "population.cache_dir=null"],
                  "networkx": ["population.path=data/samples/network.graphml", "population.cache_dir=null"],
                  "nyc": ["population.num_people=300", "population.cache_dir=null"],
-                 "random_graph": ["population.num_people=300"]}
+                 "random_graph": ["population.num_people=300"],
+                 # supply networks have no people: consumers (synthetic) and the shipped 80-node sample
+                 "supply_network": ["population.tiers.consumer=300"], "supply_edgelist": []}
     cfg = compose_config([f"population={choice}", *overrides[choice]])
     validate_run_config(cfg)
     data = instantiate(cfg.population, _convert_="all")
-    assert data["person"].num_nodes == 300
+    people = {"supply_network": "consumer", "supply_edgelist": "consumer"}.get(choice, "person")
+    assert data[people].num_nodes == {"supply_edgelist": 64}.get(choice, 300)
 
 
 def test_population_file_needs_a_path():
@@ -76,10 +79,15 @@ def test_model_choices_compose_and_build(choice, tiny_population):
         population = from_edgelist(resolve_data_path("data/samples/edgelist/contacts.parquet"), default_age=30)
     elif choice == "opinion":
         population = random_graph(300, seed=1)
+    elif choice == "supply_chain":  # suppliers, warehouses, retailers, consumers: no people
+        from lpm_graph.models.supply_chain import supply_network
+
+        population = supply_network({"supplier": 2, "warehouse": 3, "retailer": 5, "consumer": 300}, seed=1)
     traj = model(population, steps=3)
-    assert traj.steps == 3 and traj.num_nodes["person"] == population["person"].num_nodes
+    people = "consumer" if choice == "supply_chain" else "person"
+    assert traj.steps == 3 and traj.num_nodes[people] == population[people].num_nodes
     compartments = {"seir": "SEIR", "seird": "SEIRD", "sir": "SIR", "sis": "SI", "contact": "SEIR",
-                    "contact_layers": "SEIR", "opinion": "", "economy": ""}[choice]
+                    "contact_layers": "SEIR", "opinion": "", "economy": "", "supply_chain": ""}[choice]
     assert "".join(c for c in "SEIRD" if c in traj.series) == compartments
 
 

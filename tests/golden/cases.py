@@ -137,6 +137,14 @@ def _cases() -> list[Case]:
     cases.append(Case("economy_closure", "simulate", (*_economy, "model.environment=[{_target_: "
                                                                   "lpm_graph.models.economy.FirmClosure, share: 0.2, "
                                                                   "start: 6, end: 12}]")))
+    # model=supply_chain on a small synthetic network (2 suppliers, 4 warehouses, 10 retailers, 500 consumers)
+    supply = ("model=supply_chain", "population.tiers.supplier=2", "population.tiers.warehouse=4",
+              "population.tiers.retailer=10", "population.tiers.consumer=500", "population.capacity.supplier=600",
+              "model.params.warehouse.initial_stock=250", "model.params.warehouse_policy.initial_forecast=125",
+              "model.params.retailer.initial_stock=150", "model.params.retailer_policy.initial_forecast=50",
+              "steps=25", "replicates=2", "seed=3")
+    cases.append(Case("supply_chain_stochastic", "simulate", (*supply, "model.mode=stochastic")))
+    cases.append(Case("supply_chain_expected", "simulate", (*supply, "model.mode=expected")))
     return cases
 
 
