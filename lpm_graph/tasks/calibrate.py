@@ -20,7 +20,7 @@ made with another config (naming the changed keys) or other data, and a
 
 ``task.method`` (:mod:`lpm_graph.tasks.posterior`): ``map``, the default,
 is the optimiser above, unchanged; with ``task.priors`` declared it adds
-:math:`-\log p(\theta)/n` to the loss (the posterior mode).  ``vi`` (Pyro
+-log p(θ)/n to the loss (the posterior mode).  ``vi`` (Pyro
 SVI, a multivariate normal guide in the unconstrained space, checkpointed
 and resumed bit for bit), ``nuts`` (Pyro NUTS, not resumable) and ``sbi``
 (the ``sbi`` package's NPE, extra ``sbi``) sample the posterior of
