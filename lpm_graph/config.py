@@ -32,6 +32,13 @@ __all__ = ["RunConfig", "SimulateTaskConfig", "CalibrateTaskConfig", "AnalyzeTas
 
 DTYPES = ("float32", "float64")
 LOSSES = ("mse", "poisson", "negbin")
+#: ``task.method`` of ``task=calibrate`` (lpm_graph/tasks/posterior.py)
+METHODS = ("map", "vi", "nuts", "sbi")
+#: prior distributions of ``task.priors`` and their arguments (torch.distributions names), elementwise
+PRIORS = {"Uniform": ("low", "high"), "Normal": ("loc", "scale"), "LogNormal": ("loc", "scale"),
+          "HalfNormal": ("scale",), "Gamma": ("concentration", "rate"), "Beta": ("concentration1", "concentration0")}
+#: the losses that are a likelihood (a noise model) and so admit priors and a posterior
+LIKELIHOODS = ("poisson", "negbin")
 
 
 @dataclass
@@ -62,8 +69,32 @@ class CalibrateTaskConfig:
     resume: Optional[str] = None
     calibration_net: Any = None
     plot: bool = True
+    method: str = "map"
+    priors: Any = None
+    draws: int = 1000
+    warmup: int = 200
+    chains: int = 2
+    max_tree_depth: int = 6
+    particles: int = 1
+    lr_half_life: int = 100
+    simulations: int = 1000
+    predictive_draws: int = 50
 
     def __post_init__(self):
+        if self.method not in METHODS:
+            raise ConfigError(f"task.method must be one of {list(METHODS)}, got {self.method!r}")
+        for key in ("draws", "warmup", "chains", "max_tree_depth", "particles", "simulations", "predictive_draws"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"task.{key} must be a positive integer, got {getattr(self, key)}")
+        if self.lr_half_life < 0:
+            raise ConfigError(f"task.lr_half_life must be >= 0 iterations (vi; 0: a constant learning rate), got "
+                              f"{self.lr_half_life}")
+        if (self.method != "map" or self.priors) and self.loss not in LIKELIHOODS:
+            what = f"task.method={self.method}" if self.method != "map" else "task.priors"
+            raise ConfigError(f"{what} needs a likelihood: set task.loss to one of {list(LIKELIHOODS)} (the noise "
+                              f"of the observations), got {self.loss!r}")
+        if self.priors is not None:
+            check_priors(self.priors)
         if self.iterations < 1:
             raise ConfigError(f"task.iterations must be a positive integer, got {self.iterations}")
         if self.replicates < 1:
@@ -80,6 +111,35 @@ class CalibrateTaskConfig:
             missing = {"features", "targets"} - set(self.calibration_net)
             if missing:
                 raise ConfigError(f"task.calibration_net is missing {sorted(missing)}")
+
+
+def prior_entries(priors, prefix: str = "") -> dict:
+    """``task.priors`` as ``{dotted parameter name: {dist: ..., <arguments>}}`` (nested or dotted keys)."""
+    out = {}
+    for key, value in dict(priors or {}).items():
+        name = f"{prefix}{key}"
+        if isinstance(value, (dict, DictConfig)) and "dist" not in value:
+            out.update(prior_entries(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def check_priors(priors) -> None:
+    """Every entry of ``task.priors`` names a known distribution with exactly its arguments."""
+    if not isinstance(priors, (dict, DictConfig)):
+        raise ConfigError(f"task.priors must map parameter names to {{dist: <name>, <arguments>}}, got {priors!r}")
+    for name, spec in prior_entries(priors).items():
+        where = f"task.priors.{name}"
+        if not isinstance(spec, (dict, DictConfig)):
+            raise ConfigError(f"{where} must be {{dist: <name>, <arguments>}}, got {spec!r}")
+        dist = spec.get("dist")
+        if dist not in PRIORS:
+            valid = "; ".join(f"{d}({', '.join(a)})" for d, a in PRIORS.items())
+            raise ConfigError(f"{where}.dist: unknown prior {dist!r}; valid priors: {valid}")
+        given, needed = set(spec) - {"dist"}, set(PRIORS[dist])
+        if given != needed:
+            raise ConfigError(f"{where}: {dist} takes {list(PRIORS[dist])}, got {sorted(given)}")
 
 
 @dataclass

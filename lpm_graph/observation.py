@@ -26,9 +26,17 @@ summed over series; ``poisson`` — the Poisson deviance per entry,
 :math:`\hat y - y - y \log(\hat y / y)`; ``negbin`` — the negative binomial
 negative log-likelihood with dispersion :math:`k` (variance
 :math:`\mu + \mu^2/k`), up to terms that do not depend on :math:`\hat y`.
+
+**Likelihood** (:func:`log_likelihood`, for ``task.method=vi|nuts|sbi`` and
+priors): the sum over series and observed entries of the Poisson or negative
+binomial log mass of :math:`y` with mean :math:`\hat y`, every term kept
+(``lgamma`` makes it defined for the non-integer counts of a noise-free
+series).  ``poisson`` and ``negbin`` losses are this, negated and divided by
+the observed entries of each series, plus terms in :math:`y` alone.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +48,7 @@ from lpm_graph.data.cache import file_digest
 from lpm_graph.errors import ConfigError
 
 __all__ = ["Observations", "load_observations", "ObservationModel", "observation_loss", "LOSSES",
-           "resolve_data_path", "series_for_file"]
+           "log_likelihood", "sample_observations", "resolve_data_path", "series_for_file"]
 
 LOSSES = ("mse", "poisson", "negbin")
 
@@ -300,3 +308,42 @@ def observation_loss(pred: Mapping[str, Tensor], obs: Observations, kind: str = 
             nll = -(y * torch.log(mu / (mu + k)) + k * torch.log(k / (mu + k)))
             total = total + nll.mean()
     return total
+
+
+def _masked(pred: Mapping[str, Tensor], obs: Observations):
+    for name, yhat in pred.items():
+        y = obs.values[name].to(device=yhat.device, dtype=yhat.dtype)
+        mask = ~torch.isnan(y)
+        yield name, y[mask], yhat[mask], mask
+
+
+def log_likelihood(pred: Mapping[str, Tensor], obs: Observations, kind: str = "poisson",
+                   dispersion: float = 10.0) -> Tensor:
+    """Log-likelihood of the observations given the predicted means (see module doc); missing values masked."""
+    if kind not in ("poisson", "negbin"):
+        raise ConfigError(f"a likelihood needs task.loss = poisson or negbin, got {kind!r}")
+    total = 0.0
+    for _, y, yhat, _ in _masked(pred, obs):
+        mu = yhat.clamp_min(1e-8)
+        if kind == "poisson":
+            lp = y * torch.log(mu) - mu - torch.lgamma(y + 1)
+        else:
+            k = float(dispersion)
+            lp = (torch.lgamma(y + k) - math.lgamma(k) - torch.lgamma(y + 1) + k * torch.log(k / (k + mu))
+                  + y * torch.log(mu / (k + mu)))
+        total = total + lp.sum()
+    return total
+
+
+def sample_observations(pred: Mapping[str, Tensor], kind: str, dispersion: float,
+                        generator: torch.Generator | None = None) -> dict[str, Tensor]:
+    """Observations drawn around the predicted means: Poisson, or negative binomial (a gamma-Poisson mixture
+    with shape ``dispersion``); ``mse``, which is no noise model, returns the means."""
+    out = {}
+    for name, yhat in pred.items():
+        mu = yhat.detach().double().cpu().clamp_min(0.0)
+        if kind == "negbin":
+            k = float(dispersion)
+            mu = torch._standard_gamma(torch.full_like(mu, k), generator=generator) * mu / k
+        out[name] = torch.poisson(mu, generator=generator) if kind in ("poisson", "negbin") else mu
+    return out

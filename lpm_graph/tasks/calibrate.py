@@ -18,9 +18,22 @@ checkpoint.  It refuses a modified, truncated or foreign file, a checkpoint
 made with another config (naming the changed keys) or other data, and a
 ``task.iterations`` below the checkpoint's iteration.
 
+``task.method`` (:mod:`lpm_graph.tasks.posterior`): ``map``, the default,
+is the optimiser above, unchanged; with ``task.priors`` declared it adds
+-log p(θ)/n to the loss (the posterior mode).  ``vi`` (Pyro
+SVI, a multivariate normal guide in the unconstrained space, checkpointed
+and resumed bit for bit), ``nuts`` (Pyro NUTS, not resumable) and ``sbi``
+(the ``sbi`` package's NPE, extra ``sbi``) sample the posterior of
+``model.learnable`` under a Poisson or negative binomial likelihood
+(``task.loss``) around the simulator's mean.
+
 Outputs: ``fitted_params.json``, ``loss.csv`` (per iteration: the loss and
 the value of every fitted parameter after that iteration's optimiser step),
-``loss.png``, ``fit.png`` (observed vs fitted), ``checkpoint.pt``.
+``loss.png``, ``fit.png`` (observed vs fitted), ``checkpoint.pt``; for every
+method the posterior files ``posterior.parquet`` (one column per parameter
+element, one row per draw; ``map``: one row, its fitted point),
+``posterior_summary.csv`` and, with ``task.plot``, ``posterior_pairs.png`` and
+``posterior_predictive.png``.
 """
 from __future__ import annotations
 
@@ -43,6 +56,7 @@ from lpm_graph.data.cache import file_digest
 from lpm_graph.observation import (ObservationModel, load_observations, observation_loss, resolve_data_path,
                                    series_for_file)
 from lpm_graph.tasks.checkpoint import load_calibration, restore_fitted, resumable_config, resume_key, save_calibration
+from lpm_graph.tasks.posterior import Prior, map_outputs, map_prior_term
 from lpm_graph.tasks.simulate import atomic_write, build, peak_rss_mb, rounded
 
 __all__ = ["calibrate", "resume_key"]
@@ -201,6 +215,10 @@ def calibrate(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
         raise ConfigError(f"the observations reach step {obs.last_step} but steps={run.steps}; set steps >= "
                           f"{obs.last_step}")
     digest = obs.digest
+    if task.method != "map":  # a posterior: lpm_graph/tasks/posterior.py
+        from lpm_graph.tasks.posterior import infer
+
+        return infer(cfg, task, run, model, graph, obs, obs_model, digest, Path(output_dir), t0)
 
     net, features = None, None
     if task.calibration_net:
@@ -223,6 +241,7 @@ def calibrate(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
         raise ConfigError("task=calibrate has nothing to fit: list parameters in model.learnable "
                           "or configure task.calibration_net")
     optimizer = instantiate(task.optimizer, _convert_="all")(trainable)
+    prior = Prior(model.params, task.priors, required=False) if task.priors else None  # map: a term only if declared
 
     config = resumable_config(cfg)
     tracer = _ParameterTrace(model, net, features)
@@ -260,6 +279,8 @@ def calibrate(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
         if it == start:
             _warn_on_scale(pred, obs, obs_model, model, graph)
         loss = observation_loss(pred, obs, task.loss, task.dispersion)
+        if prior is not None:
+            loss = loss + map_prior_term(prior, model, obs)
         if not torch.isfinite(loss):
             raise ConfigError(f"task=calibrate: the loss became {float(loss)} at iteration {it}; lower the "
                               "learning rate (task.optimizer.lr) or add bounds (model.bounds)")
@@ -280,6 +301,7 @@ def calibrate(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
         if net is not None:
             fitted.update({k: v.cpu().tolist() for k, v in net(features).items()})
     metrics = {
+        "method": "map",
         "final_loss": final,
         "iterations": task.iterations,
         "simulations": task.iterations + 1,
@@ -293,4 +315,11 @@ def calibrate(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
     if task.plot:
         atomic_write(out / "loss.png", lambda p: _plot_loss(history, p))
         atomic_write(out / "fit.png", lambda p: _plot_fit(obs, pred, obs_model, model, p))
+
+    def one_run(seed: int, replicates: int):
+        overrides = net(features) if net is not None else None
+        traj = model(graph, steps=run.steps, seed=seed, replicates=replicates, overrides=overrides)
+        return traj, {**model.params.as_dict(), **(overrides or {})}, obs_model
+
+    map_outputs(out, task, run, model, obs, tracer.columns, tracer.row(), one_run)
     return metrics

@@ -1,0 +1,647 @@
+r"""Posterior inference for ``task=calibrate``: ``task.method = map | vi | nuts | sbi``.
+
+**The posterior.**  The learnable parameters :math:`\theta` (``model.learnable``, every element) have a
+prior (``task.priors``) and the observations a likelihood: the simulator's prediction :math:`\hat y(\theta)`
+(:class:`~lpm_graph.observation.ObservationModel`, the mean over ``task.replicates`` replicate columns; in
+``model.mode=expected`` the mean field itself) is the mean of a Poisson or negative binomial count per observed
+entry (``task.loss``; :func:`~lpm_graph.observation.log_likelihood`).  ``mse`` is no noise model: every
+method but ``map`` without priors refuses it.
+
+**Priors** (``task.priors``), elementwise per parameter, by name (dotted or nested keys)::
+
+    task.priors: {transmission.beta_community: {dist: LogNormal, loc: -1.0, scale: 0.5}}
+
+``dist`` is one of :data:`~lpm_graph.config.PRIORS` (torch.distributions names and arguments; each argument a
+number or one value per element).  A learnable parameter bounded on both sides (``model.bounds``) without a
+declared prior has the **Uniform prior over its bounds**; one bounded on one side or none must declare one
+(``vi``, ``nuts``, ``sbi``).  A declared prior is **restricted to the bounds** (the learnable cannot leave them):
+its density is used inside them, unnormalised.
+
+**The unconstrained space.**  Inference runs on :math:`z`, the vector of every learnable element in the
+ParameterSet's own unconstrained storage (:math:`\theta = lo + (hi - lo)\,\sigma(z)`, :math:`lo +
+\operatorname{softplus}(z)`, or :math:`z`), with density :math:`p(\theta(z))\,|d\theta/dz|`.
+
+**Methods.**
+
+* ``map`` (default): today's optimiser (``task.optimizer`` on the loss), bit for bit; with ``task.priors`` it
+  adds :math:`-\log p(\theta) / n` to the loss (:math:`n` the observed entries per series, on average), whose
+  minimum is then the posterior mode in :math:`\theta` when every series has as many entries.  Its posterior
+  files are **degenerate**: one draw, the fitted point, sd 0 (no Laplace approximation: the curvature of a
+  normalised MSE is no posterior's).
+* ``vi``: Pyro's ``AutoMultivariateNormal`` guide (a full-covariance normal in :math:`z`), fitted by
+  ``task.iterations`` steps of ``task.optimizer`` on the ELBO (``task.particles`` particles), its gradients
+  through the simulator, the learning rate halving every ``task.lr_half_life`` iterations (a single-particle
+  ELBO gradient is noisy: a constant rate leaves the guide wandering); iteration ``i`` simulates with seed ``seed + 1 + i``.  ``task.draws`` draws of the
+  guide.  Checkpointed like ``map`` (guide parameters, optimiser and RNG state, loss and trace) and resumed
+  bit for bit.
+* ``nuts``: Pyro's NUTS with the simulator's gradients, ``task.chains`` chains one after the other (chain
+  ``c`` from the start point, jittered by N(0, 0.5) in :math:`z` for ``c > 0``), ``task.warmup`` warm-up
+  steps each, ``task.draws`` draws over all chains; every evaluation simulates with seed ``seed + 1`` (HMC
+  needs one target: in stochastic mode it is the likelihood of one set of common random numbers).  Split
+  R-hat and ESS per element (``posterior_summary.csv``) and the divergences (``fitted_params.json``).  For small
+  populations and few parameters; not checkpointed: ``task.resume`` is refused.
+* ``sbi``: the gradient-free reference, the ``sbi`` package's NPE (extra ``sbi``) trained on
+  ``task.simulations`` draws of :math:`z` from the prior, each simulated with seed ``seed + 1 + i`` and
+  noised by the observation model; the observed entries are its summary.  Not checkpointed.
+
+**Outputs, every method, one schema.**  ``posterior.parquet`` (one float64 column per parameter element,
+named as the columns of ``loss.csv``, one row per draw), ``posterior_summary.csv`` (``parameter, mean, sd, q05,
+q50, q95, rhat, ess``; rhat and ess empty but for ``nuts``), and with ``task.plot`` ``posterior_pairs.png``
+(histograms and pairwise scatter of the first 8 elements) and ``posterior_predictive.png``: the observed series
+against the median and the 50% and 90% intervals of ``task.predictive_draws`` posterior draws, each run through
+the simulator in stochastic mode with a fresh seed (``seed + 1 + task.iterations + d``, which no fit used)
+and noised by the observation model (``poisson``, ``negbin``; ``mse``: the simulator's spread alone).
+``fitted_params.json`` holds the posterior mean as ``fitted``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from lpm_graph.config import LIKELIHOODS, METHODS, PRIORS, prior_entries
+from lpm_graph.errors import ConfigError
+
+__all__ = ["METHODS", "PRIORS", "Prior", "element_names", "infer", "write_posterior", "map_prior_term"]
+
+SUMMARY_COLUMNS = ("parameter", "mean", "sd", "q05", "q50", "q95", "rhat", "ess")
+_PAIRS_SHOWN = 8
+
+
+def element_names(name: str, shape) -> list[str]:
+    """Column names of a parameter's elements: ``name`` for a scalar, ``name[i]`` (``name[k][g]`` ...) otherwise."""
+    names = [name]
+    for size in shape:
+        names = [f"{n}[{i}]" for n in names for i in range(size)]
+    return names
+
+
+def _require_pyro(method: str):
+    try:
+        import pyro  # noqa: F401
+    except ImportError:
+        raise ConfigError(f"task.method={method} needs Pyro (pyro-ppl), in the extra 'posterior': "
+                          "pip install 'lpm-graph[posterior]'") from None
+    return pyro
+
+
+class Prior:
+    """The prior of every learnable element, in :math:`\\theta` and in the unconstrained :math:`z`.
+
+    Args:
+        params: the model's :class:`~lpm_graph.core.params.ParameterSet`.
+        priors: ``task.priors``.
+        required: every learnable needs a prior (declared, or Uniform over two-sided bounds).
+    """
+
+    def __init__(self, params, priors: Mapping | None, required: bool):
+        self.params = params
+        self.names = list(params.learnable)
+        declared = prior_entries(priors)
+        unknown = sorted(set(declared) - set(self.names))
+        if unknown:
+            raise ConfigError(f"task.priors names {unknown}, which are not learnable; learnable: {self.names} "
+                              "(model.learnable)")
+        self.shapes, self.slices, self.dists, self.kinds = {}, {}, {}, {}
+        self.columns: list[str] = []
+        start = 0
+        for name in self.names:
+            shape = tuple(params.raw(name).shape)
+            size = math.prod(shape)
+            self.shapes[name], self.slices[name] = shape, slice(start, start + size)
+            start += size
+            self.columns += element_names(name, shape)
+            bounds = params.bounds.get(name)
+            lo, hi = params._bounds(name) if bounds is not None else (None, None)
+            if name in declared:
+                self.dists[name] = self._build(name, dict(declared[name]), shape)
+                self.kinds[name] = declared[name]["dist"]
+            elif lo is not None and hi is not None:
+                self.dists[name] = torch.distributions.Uniform(torch.full(shape, lo, dtype=torch.float64),
+                                                               torch.full(shape, hi, dtype=torch.float64),
+                                                               validate_args=False)
+                self.kinds[name] = "Uniform (bounds)"
+            elif required:
+                side = "one side" if bounds is not None else "neither side"
+                raise ConfigError(f"{name} is bounded on {side} (model.bounds), so it has no default prior: declare "
+                                  f"task.priors.{name}: {{dist: <name>, <arguments>}}; valid priors: "
+                                  + "; ".join(f"{d}({', '.join(a)})" for d, a in PRIORS.items()))
+        self.dim = start
+
+    @staticmethod
+    def _build(name: str, spec: dict, shape) -> torch.distributions.Distribution:
+        dist = spec.pop("dist")
+        cls = getattr(torch.distributions, dist)
+        try:
+            args = {k: torch.as_tensor(v, dtype=torch.float64).expand(shape).clone() for k, v in spec.items()}
+            cls(**args, validate_args=True)
+        except (ValueError, RuntimeError, TypeError) as e:
+            raise ConfigError(f"task.priors.{name}: {dist}({', '.join(f'{k}={v}' for k, v in spec.items())}) is not "
+                              f"a valid prior for a parameter of shape {list(shape)}: {e}") from None
+        return cls(**args, validate_args=False)
+
+    # -- theta ---------------------------------------------------------------
+    def log_prior(self, values: Mapping[str, Tensor]) -> Tensor:
+        """:math:`\\log p(\\theta)` (constrained values), over the parameters that have a prior."""
+        total = torch.zeros((), dtype=torch.float64)
+        for name, dist in self.dists.items():
+            total = total + dist.log_prob(values[name].double().cpu()).sum()
+        return total
+
+    # -- z -------------------------------------------------------------------
+    def start(self) -> Tensor:
+        """The config's starting values in :math:`z` (the stored unconstrained tensors), float64 on the CPU."""
+        return torch.cat([self.params.raw(n).detach().double().cpu().flatten() for n in self.names])
+
+    def split(self, z: Tensor) -> dict[str, Tensor]:
+        return {n: z[..., self.slices[n]].reshape(tuple(z.shape[:-1]) + self.shapes[n]) for n in self.names}
+
+    def constrained(self, z: Tensor) -> dict[str, Tensor]:
+        """:math:`\\theta(z)` per parameter (batch dimensions of ``z`` first)."""
+        return {n: self.params._constrain(n, raw) for n, raw in self.split(z).items()}
+
+    def theta(self, z: Tensor) -> Tensor:
+        """:math:`\\theta(z)` as one ``[..., dim]`` tensor in the order of :attr:`columns`."""
+        return torch.cat([v.reshape(*z.shape[:-1], -1) for v in self.constrained(z).values()], -1)
+
+    def _log_jacobian(self, name: str, raw: Tensor) -> Tensor:
+        if name not in self.params.bounds:
+            return torch.zeros_like(raw)
+        lo, hi = self.params._bounds(name)
+        if hi is None:
+            return torch.nn.functional.logsigmoid(raw)
+        return math.log(hi - lo) + torch.nn.functional.logsigmoid(raw) + torch.nn.functional.logsigmoid(-raw)
+
+    def log_density(self, z: Tensor) -> Tensor:
+        """:math:`\\log p(\\theta(z)) + \\log|d\\theta/dz|`, summed over elements: ``[...]`` for ``z`` ``[..., dim]``."""
+        total = torch.zeros(z.shape[:-1], dtype=z.dtype, device=z.device)
+        for name, raw in self.split(z).items():
+            theta = self.params._constrain(name, raw)
+            lp = self.dists[name].log_prob(theta) + self._log_jacobian(name, raw)
+            total = total + lp.reshape(*z.shape[:-1], -1).sum(-1)
+        return total
+
+    def sample(self, n: int) -> Tensor:
+        """``[n, dim]`` draws of :math:`z`: the prior restricted to the bounds (by rejection), unconstrained."""
+        parts = []
+        for name in self.names:
+            dist, shape = self.dists[name], self.shapes[name]
+            lo, hi = self.params._bounds(name) if name in self.params.bounds else (-math.inf, None)
+            hi = math.inf if hi is None else hi
+            kept, tries = [], 0
+            while sum(len(k) for k in kept) < n:
+                draw = dist.sample((max(n, 64),))
+                inside = ((draw > lo) & (draw < hi)).reshape(len(draw), -1).all(-1)
+                kept.append(draw[inside])
+                tries += 1
+                if tries > 200:
+                    raise ConfigError(f"task.priors.{name}: the prior puts almost no mass inside model.bounds.{name} "
+                                      f"= {[lo, hi]}; move the prior or the bounds")
+            theta = torch.cat(kept)[:n]
+            raw = self.params._unconstrain(name, theta) if name in self.params.bounds else theta
+            parts.append(raw.reshape(n, -1))
+        return torch.cat(parts, -1)
+
+    def distribution(self, pyro: bool):
+        """The prior of :math:`z` as a ``torch.distributions.Distribution`` (a Pyro one with ``pyro``)."""
+        base = torch.distributions.Distribution
+        if pyro:
+            import pyro.distributions as pdist
+
+            base = pdist.TorchDistribution
+        prior = self
+
+        class UnconstrainedPrior(base):
+            arg_constraints: dict = {}
+            support = torch.distributions.constraints.real_vector
+
+            def __init__(self):
+                super().__init__(batch_shape=torch.Size(), event_shape=torch.Size([prior.dim]), validate_args=False)
+
+            def sample(self, sample_shape=torch.Size()):
+                shape = torch.Size(sample_shape)
+                return prior.sample(max(1, math.prod(shape))).reshape(*shape, prior.dim)
+
+            def log_prob(self, value):
+                return prior.log_density(value.double()).to(value.dtype)
+
+        return UnconstrainedPrior()
+
+
+def map_prior_term(prior: Prior | None, model, obs) -> Tensor | float:
+    """What ``map`` adds to its loss: :math:`-\\log p(\\theta) / n` (0.0 without declared priors)."""
+    if prior is None or not prior.dists:
+        return 0.0
+    counts = [int((~torch.isnan(v)).sum()) for v in obs.values.values()]
+    n = max(1.0, sum(counts) / len(counts))
+    values = {name: model.params[name] for name in prior.dists}
+    return -prior.log_prior(values).to(model.params[prior.names[0]].dtype) / n
+
+
+# -- the simulator as the likelihood's mean --------------------------------------------------------------------
+class _Simulator:
+    def __init__(self, model, graph, run, obs, obs_model, prior: Prior, replicates: int, loss: str,
+                 dispersion: float):
+        self.model, self.graph, self.run, self.obs, self.obs_model = model, graph, run, obs, obs_model
+        self.prior, self.replicates, self.loss, self.dispersion = prior, replicates, loss, dispersion
+        self.calls = 0
+        raw = model.params.raw(prior.names[0])
+        self.device, self.dtype = raw.device, raw.dtype
+
+    def predict(self, z: Tensor, seed: int, replicates: int | None = None, traj_only: bool = False):
+        overrides = {n: v.to(device=self.device, dtype=self.dtype) for n, v in self.prior.constrained(z).items()}
+        self.calls += 1
+        traj = self.model(self.graph, steps=self.run.steps, seed=int(seed),
+                          replicates=self.replicates if replicates is None else replicates, overrides=overrides)
+        values = {**self.model.params.as_dict(), **overrides}
+        if traj_only:
+            return traj, values
+        return self.obs_model.predict(traj, self.obs, values)
+
+    def log_likelihood(self, z: Tensor, seed: int) -> Tensor:
+        from lpm_graph.core.loop import flush_denormals
+        from lpm_graph.observation import log_likelihood
+
+        with flush_denormals():
+            return log_likelihood(self.predict(z, seed), self.obs, self.loss, self.dispersion).double().cpu()
+
+
+def _pyro_model(sim: _Simulator, prior_dist):
+    import pyro
+
+    def model(seed: int):
+        z = pyro.sample("z", prior_dist)
+        pyro.factor("observations", sim.log_likelihood(z, seed))
+
+    return model
+
+
+# -- vi --------------------------------------------------------------------------------------------------------
+def _vi(sim, prior, task, run, cfg_key, out: Path, digest: str, bar):
+    import pyro
+    from hydra.utils import instantiate
+    from pyro.infer import Trace_ELBO
+    from pyro.infer.autoguide import AutoMultivariateNormal, init_to_value
+
+    from lpm_graph.tasks import checkpoint as ckpt_io
+
+    pyro.clear_param_store()  # AutoGuide parameters are also kept in Pyro's global store, by name
+    model = _pyro_model(sim, prior.distribution(pyro=True))
+    guide = AutoMultivariateNormal(model, init_loc_fn=init_to_value(values={"z": prior.start()}))
+    torch.manual_seed(run.seed)
+    guide(run.seed + 1)  # builds the guide's parameters (one simulation at the start point)
+    optimizer = instantiate(task.optimizer, _convert_="all")(list(guide.parameters()))
+    base_lr = [g["lr"] for g in optimizer.param_groups]  # before a checkpoint's (decayed) rates are loaded
+    elbo = Trace_ELBO(num_particles=task.particles)
+    history, trace, start = [], [], 0
+    if task.resume:
+        saved = ckpt_io.load_calibration(task.resume, cfg_key, digest, task.iterations)
+        where = f"task.resume: checkpoint {str(task.resume)!r}"
+        if saved.get("method") != "vi" or not isinstance(saved.get("guide"), dict):
+            raise ConfigError(f"{where} was not written by task.method=vi; resume with the method that wrote it, "
+                              "or rerun without task.resume")
+        own = guide.state_dict()
+        if set(saved["guide"]) != set(own) or any(saved["guide"][k].shape != v.shape for k, v in own.items()):
+            raise ConfigError(f"{where} holds a guide for other parameters than {prior.columns}; rerun without "
+                              "task.resume")
+        guide.load_state_dict(saved["guide"])
+        optimizer.load_state_dict(saved["optimizer"])
+        history, trace, start = list(saved["history"]), [list(r) for r in saved["trace"]], int(saved["iteration"])
+        torch.set_rng_state(saved["torch_rng"])
+
+    def checkpoint(iteration: int) -> None:
+        ckpt_io.write(out / "checkpoint.pt", {
+            "iteration": int(iteration), "method": "vi",
+            "guide": {k: v.detach().cpu().clone() for k, v in guide.state_dict().items()},
+            "optimizer": optimizer.state_dict(), "history": list(history), "trace": [list(r) for r in trace],
+            "torch_rng": torch.get_rng_state(), "config": json.dumps(cfg_key, sort_keys=True),
+            "data_digest": digest})
+
+    for it in bar(range(start, task.iterations)):
+        for group, lr in zip(optimizer.param_groups, base_lr):  # of the iteration alone: resumes exactly
+            group["lr"] = lr * 0.5 ** (it / task.lr_half_life) if task.lr_half_life else lr
+        optimizer.zero_grad(set_to_none=True)
+        loss = elbo.differentiable_loss(model, guide, run.seed + 1 + it)
+        if not torch.isfinite(loss):
+            raise ConfigError(f"task.method=vi: the ELBO became {float(loss)} at iteration {it}; lower the learning "
+                              "rate (task.optimizer.lr) or narrow the priors")
+        loss.backward()
+        optimizer.step()
+        history.append(float(loss.detach()))
+        with torch.no_grad():
+            trace.append([float(x) for x in prior.theta(guide.loc.detach().double()).tolist()])
+        if task.checkpoint_every and (it + 1) % task.checkpoint_every == 0:
+            checkpoint(it + 1)
+    checkpoint(task.iterations)
+    with torch.no_grad():
+        draws = guide.get_posterior().sample((task.draws,)).double()
+    return draws, {"iterations": task.iterations, "elbo_loss": history[-1] if history else None}, (history, trace)
+
+
+# -- nuts ------------------------------------------------------------------------------------------------------
+def _nuts(sim, prior, task, run):
+    import pyro  # noqa: F401
+    from pyro.infer import MCMC, NUTS
+    from pyro.infer.autoguide import init_to_value
+    from pyro.ops.stats import effective_sample_size, split_gelman_rubin
+
+    if task.resume:
+        raise ConfigError("task.method=nuts does not resume: its chains and their adaptation are not checkpointed. "
+                          "Rerun without task.resume (a shorter run: lower task.warmup or task.draws)")
+    model = _pyro_model(sim, prior.distribution(pyro=True))
+    per_chain = -(-task.draws // task.chains)
+    chains, divergences, steps = [], [], []
+    for c in range(task.chains):
+        torch.manual_seed(run.seed + c)
+        z0 = prior.start()
+        if c:
+            z0 = z0 + 0.5 * torch.randn(z0.shape, dtype=z0.dtype)
+        kernel = NUTS(model, init_strategy=init_to_value(values={"z": z0}), max_tree_depth=task.max_tree_depth,
+                      jit_compile=False)
+        mcmc = MCMC(kernel, num_samples=per_chain, warmup_steps=task.warmup, disable_progbar=not run.progress)
+        mcmc.run(run.seed + 1)
+        chains.append(mcmc.get_samples()["z"].detach().double())
+        divergences.append(len(mcmc.diagnostics().get("divergences", {}).get("chain 0", [])))
+    z = torch.stack(chains)  # [C, n, dim]
+    theta = prior.theta(z)
+    rhat = split_gelman_rubin(theta, chain_dim=0, sample_dim=1)
+    ess = effective_sample_size(theta, chain_dim=0, sample_dim=1)
+    draws = z.reshape(-1, prior.dim)[:task.draws]
+    info = {"chains": task.chains, "warmup": task.warmup, "draws_per_chain": per_chain,
+            "divergences": sum(divergences), "divergences_per_chain": divergences,
+            "rhat": dict(zip(prior.columns, map(float, rhat))), "ess": dict(zip(prior.columns, map(float, ess)))}
+    return draws, info, {"rhat": rhat.tolist(), "ess": ess.tolist()}
+
+
+# -- sbi -------------------------------------------------------------------------------------------------------
+def _sbi(sim, prior, task, run):
+    try:
+        import sbi.inference as sbi_inference
+    except ImportError:
+        raise ConfigError("task.method=sbi needs the sbi package, in the extra 'sbi': pip install 'lpm-graph[sbi]' "
+                          "(or choose task.method=vi or nuts, which need no extra beyond 'posterior')") from None
+    from lpm_graph.observation import sample_observations
+
+    if task.resume:
+        raise ConfigError("task.method=sbi does not resume: its simulations and network are not checkpointed; rerun "
+                          "without task.resume")
+    npe = getattr(sbi_inference, "NPE", None) or getattr(sbi_inference, "SNPE")
+    dist = prior.distribution(pyro=False)
+    torch.manual_seed(run.seed)
+    z = dist.sample((task.simulations,)).double()
+    gen = torch.Generator().manual_seed(run.seed)
+
+    def summary(values: Mapping[str, Tensor]) -> Tensor:
+        return torch.cat([values[n][~torch.isnan(sim.obs.values[n])].double().cpu() for n in sim.obs_model.series])
+
+    xs = []
+    with torch.no_grad():
+        for i in range(task.simulations):
+            pred = sim.predict(z[i], run.seed + 1 + i)
+            xs.append(summary(sample_observations(pred, sim.loss, sim.dispersion, gen)))
+    x = torch.stack(xs).float()
+    x_obs = summary(sim.obs.values).float()
+    inference = npe(prior=dist)
+    inference.append_simulations(z.float(), x).train()
+    posterior = inference.build_posterior()
+    draws = posterior.sample((task.draws,), x=x_obs).double()
+    return draws, {"simulations_trained_on": task.simulations}, None
+
+
+# -- outputs ---------------------------------------------------------------------------------------------------
+def write_posterior(out: Path, columns: list[str], theta: Tensor, *, rhat=None, ess=None) -> list[dict]:
+    """``posterior.parquet`` and ``posterior_summary.csv`` from ``theta`` ``[draws, columns]``; the summary rows."""
+    import pandas as pd
+
+    from lpm_graph.tasks.simulate import atomic_write
+
+    theta = theta.detach().double().cpu()
+    frame = pd.DataFrame(theta.numpy(), columns=columns)
+    q = torch.quantile(theta, torch.tensor([0.05, 0.5, 0.95], dtype=torch.float64), dim=0)
+    sd = theta.std(0, unbiased=True) if len(theta) > 1 else torch.zeros(theta.shape[1], dtype=torch.float64)
+    rows = [{"parameter": c, "mean": float(theta[:, j].mean()), "sd": float(sd[j]), "q05": float(q[0, j]),
+             "q50": float(q[1, j]), "q95": float(q[2, j]),
+             "rhat": float(rhat[j]) if rhat is not None else float("nan"),
+             "ess": float(ess[j]) if ess is not None else float("nan")} for j, c in enumerate(columns)]
+    atomic_write(out / "posterior.parquet", lambda p: frame.to_parquet(p, index=False))
+    summary = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
+    atomic_write(out / "posterior_summary.csv", lambda p: summary.to_csv(p, index=False))
+    return rows
+
+
+def _plot_pairs(columns, theta: Tensor, method: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    k = min(len(columns), _PAIRS_SHOWN)
+    x = theta[:, :k].double().cpu().numpy()
+    fig, axes = plt.subplots(k, k, figsize=(2.2 * k + 1, 2.2 * k + 1), squeeze=False)
+    for i in range(k):
+        for j in range(k):
+            ax = axes[i, j]
+            if j > i:
+                ax.axis("off")
+            elif i == j:
+                ax.hist(x[:, i], bins=min(40, max(1, len(x) // 10)), color="tab:blue", alpha=0.8)
+                ax.set_yticks([])
+            else:
+                ax.plot(x[:, j], x[:, i], ".", ms=2, alpha=0.4, color="tab:blue")
+            if i == k - 1:
+                ax.set_xlabel(columns[j], fontsize=7)
+            if j == 0 and i > 0:
+                ax.set_ylabel(columns[i], fontsize=7)
+            ax.tick_params(labelsize=6)
+    shown = f" (first {k} of {len(columns)})" if k < len(columns) else ""
+    fig.suptitle(f"posterior ({method}): {len(x)} draws{shown}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _plot_predictive(obs, predictive: dict[str, Tensor], draws: int, note: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    n = len(predictive)
+    cols = min(3, n)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows + 0.6), squeeze=False)
+    steps = obs.steps.numpy()
+    qs = torch.tensor([0.05, 0.25, 0.5, 0.75, 0.95], dtype=torch.float64)
+    for ax, (name, y) in zip(axes.flat, predictive.items()):
+        q = torch.quantile(y.double(), qs, dim=0).numpy()
+        ax.fill_between(steps, q[0], q[4], color="tab:red", alpha=0.2, lw=0, label="90%")
+        ax.fill_between(steps, q[1], q[3], color="tab:red", alpha=0.35, lw=0, label="50%")
+        ax.plot(steps, q[2], color="tab:red", lw=1, label="median")
+        ax.plot(steps, obs.values[name].numpy(), ".", color="k", ms=3, label="observed")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("step")
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle(f"posterior predictive: {draws} posterior draws, {note}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _replicate(traj, r: int):
+    from dataclasses import replace
+
+    return replace(traj, series={k: v[:, r:r + 1] for k, v in traj.series.items()},
+                   grouped={g: {k: v[..., r:r + 1] for k, v in named.items()} for g, named in traj.grouped.items()})
+
+
+def predictive(run_draw, n: int, seeds: list[int], obs, loss: str, dispersion: float, model, seed: int,
+               one_run=None) -> dict[str, Tensor]:
+    """``[n, K]`` per series: posterior draw ``d`` run in stochastic mode with ``seeds[d]``, noised by the
+    observation model.  ``run_draw(d, seed)`` returns ``(traj, values)``; ``one_run(seed, n)``, for a degenerate
+    posterior, runs the point once with ``n`` replicate columns instead."""
+    from lpm_graph.observation import sample_observations
+
+    gen = torch.Generator().manual_seed(int(seed))
+    out: dict[str, list] = {}
+    mode = model.sampler.mode
+    model.sampler.mode = "stochastic"
+    try:
+        with torch.no_grad():
+            if one_run is not None:
+                traj, values, obs_model = one_run(seeds[0], n)
+                runs = [(_replicate(traj, r), values, obs_model) for r in range(n)]
+            else:
+                runs = (run_draw(d, seeds[d]) for d in range(n))
+            for traj, values, obs_model in runs:
+                pred = obs_model.predict(traj, obs, values)
+                for name, y in sample_observations(pred, loss, dispersion, gen).items():
+                    out.setdefault(name, []).append(y)
+    finally:
+        model.sampler.mode = mode
+    return {k: torch.stack(v) for k, v in out.items()}
+
+
+def predictive_note(loss: str, dispersion: float) -> str:
+    noise = {"poisson": "Poisson noise", "negbin": f"negative binomial noise (k={dispersion:g})",
+             "mse": "no observation noise (task.loss=mse)"}[loss]
+    return f"stochastic simulator, fresh seeds, {noise}"
+
+
+def map_outputs(out: Path, task, run, model, obs, columns: list[str], point: list[float], one_run) -> None:
+    """``map``'s posterior files: the degenerate posterior of its fitted point (one draw); with ``task.plot`` its
+    pairs plot and a predictive of ``task.predictive_draws`` replicate columns of the point in stochastic mode
+    (``one_run(seed, replicates) -> (trajectory, values, observation model)``)."""
+    from lpm_graph.tasks.simulate import atomic_write
+
+    theta = torch.tensor([point], dtype=torch.float64)
+    write_posterior(out, columns, theta)
+    if task.plot:
+        n = task.predictive_draws
+        y = predictive(None, n, [run.seed + 1 + task.iterations], obs, task.loss, task.dispersion, model, run.seed,
+                       one_run=one_run)
+        note = predictive_note(task.loss, task.dispersion) + "; map: one point, its replicates"
+        atomic_write(out / "posterior_predictive.png", lambda p: _plot_predictive(obs, y, n, note, p))
+        atomic_write(out / "posterior_pairs.png", lambda p: _plot_pairs(columns, theta, "map, its point", p))
+
+
+# -- the task --------------------------------------------------------------------------------------------------
+def infer(cfg, task, run, model, graph, obs, obs_model, digest: str, out: Path, t0: float) -> dict:
+    """``task.method=vi|nuts|sbi``: the posterior of ``model.learnable``; writes every output; returns metrics."""
+    from lpm_graph.observation import observation_loss
+    from lpm_graph.tasks.checkpoint import resumable_config
+    from lpm_graph.tasks.simulate import atomic_write, peak_rss_mb, rounded
+
+    method = task.method
+    if method not in METHODS:
+        raise ConfigError(f"task.method must be one of {list(METHODS)}, got {method!r}")
+    if task.loss not in LIKELIHOODS:
+        raise ConfigError(f"task.method={method} needs a likelihood: set task.loss to one of {list(LIKELIHOODS)}")
+    if task.calibration_net:
+        raise ConfigError(f"task.method={method} infers model.learnable only; task.calibration_net is fitted by "
+                          "task.method=map")
+    learnable = {id(model.params.raw(n)) for n in model.params.learnable}
+    others = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in learnable]
+    if others:
+        raise ConfigError(f"task.method={method} infers model.learnable only, but the model also trains {others[:5]}; "
+                          "use task.method=map for network weights")
+    if not model.params.learnable:
+        raise ConfigError(f"task.method={method} has nothing to infer: list parameters in model.learnable")
+    if method in ("vi", "nuts"):
+        _require_pyro(method)
+    prior = Prior(model.params, task.priors, required=True)
+    sim = _Simulator(model, graph, run, obs, obs_model, prior, int(task.replicates), task.loss, task.dispersion)
+    out.mkdir(parents=True, exist_ok=True)
+
+    from tqdm.auto import tqdm
+
+    def bar(it):
+        return tqdm(it, desc=f"calibrate ({method})", unit="it", disable=not run.progress, leave=False)
+
+    rhat = ess = None
+    with torch.random.fork_rng(devices=[]):
+        if method == "vi":
+            draws, info, (history, trace) = _vi(sim, prior, task, run, resumable_config(cfg), out, digest, bar)
+            from lpm_graph.tasks.calibrate import _loss_csv, _plot_loss
+
+            atomic_write(out / "loss.csv", lambda p: p.write_text(_loss_csv(history, trace, prior.columns)))
+            if task.plot:
+                atomic_write(out / "loss.png", lambda p: _plot_loss(history, p))
+        elif method == "nuts":
+            draws, info, diag = _nuts(sim, prior, task, run)
+            rhat, ess = diag["rhat"], diag["ess"]
+        else:
+            draws, info, _ = _sbi(sim, prior, task, run)
+    fitting = sim.calls
+    with torch.no_grad():
+        theta = prior.theta(draws)
+    rows = write_posterior(out, prior.columns, theta, rhat=rhat, ess=ess)
+    mean_z = {n: v.mean(0) for n, v in prior.constrained(draws).items()}
+
+    with torch.no_grad():
+        overrides = {n: v.to(device=sim.device, dtype=sim.dtype) for n, v in mean_z.items()}
+        traj = model(graph, steps=run.steps, seed=run.seed, replicates=int(task.replicates), overrides=overrides)
+        values = {**model.params.as_dict(), **overrides}
+        pred = obs_model.predict(traj, obs, values)
+        final = float(observation_loss(pred, obs, task.loss, task.dispersion))
+    fitted = model.params.values_dict()
+    fitted.update({n: v.cpu().tolist() for n, v in mean_z.items()})
+    if task.plot:
+        from lpm_graph.tasks.calibrate import _plot_fit
+
+        n = min(task.predictive_draws, len(draws))
+        pick = torch.linspace(0, len(draws) - 1, n).round().long()
+        seeds = [run.seed + 1 + task.iterations + d for d in range(n)]
+
+        def run_draw(d, seed):
+            traj, values = sim.predict(draws[pick[d]], seed, replicates=1, traj_only=True)
+            return traj, values, obs_model
+
+        y = predictive(run_draw, n, seeds, obs, task.loss, task.dispersion, model, run.seed)
+        atomic_write(out / "posterior_predictive.png",
+                     lambda p: _plot_predictive(obs, y, n, predictive_note(task.loss, task.dispersion), p))
+        atomic_write(out / "posterior_pairs.png", lambda p: _plot_pairs(prior.columns, theta, method, p))
+        atomic_write(out / "fit.png", lambda p: _plot_fit(obs, pred, obs_model, model, p))
+    metrics = {
+        "method": method,
+        "final_loss": final,
+        "iterations": int(info.get("iterations", 0)),
+        "simulations": fitting + 1,  # the fit and the run at the posterior mean, as map's iterations + 1
+        "simulations_predictive": min(task.predictive_draws, len(draws)) if task.plot else 0,
+        "draws": len(draws),
+        "learnable": list(model.params.learnable),
+        "fitted": fitted,
+        "priors": dict(prior.kinds),
+        "posterior": {r["parameter"]: {k: r[k] for k in ("mean", "sd", "q05", "q50", "q95")} for r in rows},
+        "diagnostics": {k: v for k, v in info.items() if k != "iterations"},
+        "runtime_seconds": round(time.perf_counter() - t0, 3),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+    }
+    atomic_write(out / "fitted_params.json", lambda p: p.write_text(json.dumps(rounded(metrics), indent=2) + "\n"))
+    return metrics

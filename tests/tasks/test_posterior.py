@@ -1,0 +1,231 @@
+"""task=calibrate task.method=map|vi|nuts|sbi: the posterior against an exact one, one output schema, refusals,
+bit-identical resume.
+
+The problem: one parameter (the community contact intensity, Uniform over its bounds [0, 2]) of the
+expected-mode epidemic on 200 people (20 infected at the start), 5 days of Poisson counts of new infections drawn at the truth.  Its exact
+posterior is computed on a grid of the parameter (one simulation per point), and every tolerance below is stated
+from the Monte Carlo error of the method's draws (NUTS: its own effective sample size).
+"""
+from __future__ import annotations
+
+import importlib.util
+import math
+
+import pandas as pd
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from lpm_graph.config import METHODS, PRIORS
+from lpm_graph.errors import ConfigError
+from lpm_graph.tasks.calibrate import calibrate
+from lpm_graph.tasks.posterior import SUMMARY_COLUMNS
+from tests.conftest import compose_config
+
+NAME = "transmission.beta_community"
+TRUTH, START, N, STEPS = 0.8, 0.3, 200, 5
+LO, HI = 0.0, 2.0
+
+
+def overrides(obs_path, extra=()):
+    return ["task=calibrate", f"population.num_people={N}", "population.seed=3", f"steps={STEPS}", "progress=false",
+            "model.mode=expected", "model.checkpoint=false", "dtype=float64", "model.params.seir.initial_infected=20",
+            f"model.learnable=[{NAME}]", f"model.params.{NAME}={START}", "~observations.series",
+            "+observations.series={cases: {source: new_infections}}", f"observations.path={obs_path}",
+            "task.loss=poisson", "task.checkpoint_every=0", "task.plot=false", *extra]
+
+
+def mean_counts(cfg, beta):
+    """The expected-mode new infections of days 1..STEPS at ``beta`` (the likelihood's mean)."""
+    model = instantiate(cfg.model, _convert_="all", dtype=torch.float64)
+    data = instantiate(cfg.population, _convert_="all")
+    graph = model.prepare(data, torch.float64)
+    model = model.to(dtype=torch.float64)
+    out = []
+    with torch.no_grad():
+        for b in beta:
+            traj = model(graph, steps=STEPS, overrides={NAME: torch.tensor(float(b), dtype=torch.float64)})
+            out.append(traj.series["new_infections"][1:, 0])
+    return torch.stack(out)
+
+
+@pytest.fixture(scope="module")
+def problem(tmp_path_factory):
+    """The observations (Poisson draws at the truth) and the exact posterior's mean, sd and 5%/95% quantiles."""
+    root = tmp_path_factory.mktemp("posterior")
+    path = root / "cases.csv"
+    pd.DataFrame({"step": range(1, STEPS + 1), "cases": [0.0] * STEPS}).to_csv(path, index=False)
+    cfg = compose_config(overrides(path))
+    mu = mean_counts(cfg, [TRUTH])[0]
+    y = torch.poisson(mu, generator=torch.Generator().manual_seed(0))
+    pd.DataFrame({"step": range(1, STEPS + 1), "cases": y.tolist()}).to_csv(path, index=False)
+    grid = torch.linspace(LO, HI, 161, dtype=torch.float64)[1:-1]  # midpoints of the bounds' open interval
+    mus = mean_counts(cfg, grid.tolist()).clamp_min(1e-8)
+    loglik = (y * mus.log() - mus - torch.lgamma(y + 1)).sum(1)
+    w = torch.softmax(loglik, 0)  # Uniform prior: posterior on the grid
+    mean = float((w * grid).sum())
+    sd = math.sqrt(float((w * (grid - mean) ** 2).sum()))
+    cdf = torch.cumsum(w, 0)
+    q05, q95 = float(grid[torch.searchsorted(cdf, 0.05)]), float(grid[torch.searchsorted(cdf, 0.95)])
+    return {"path": path, "root": root, "mean": mean, "sd": sd, "q05": q05, "q95": q95}
+
+
+@pytest.fixture(scope="module")
+def vi(problem):
+    out = problem["root"] / "vi"
+    metrics = calibrate(compose_config(overrides(problem["path"], [
+        "task.method=vi", "task.iterations=250", "task.optimizer.lr=0.05", "task.draws=2000", "task.plot=true",
+        "task.predictive_draws=8"])), out)
+    return out, metrics
+
+
+@pytest.fixture(scope="module")
+def nuts(problem):
+    out = problem["root"] / "nuts"
+    metrics = calibrate(compose_config(overrides(problem["path"], [
+        "task.method=nuts", "task.warmup=60", "task.draws=300", "task.chains=2", "task.plot=true",
+        "task.predictive_draws=8"])), out)
+    return out, metrics
+
+
+def draws_of(out):
+    return torch.tensor(pd.read_parquet(out / "posterior.parquet")[NAME].to_numpy())
+
+
+def test_the_exact_posterior_is_away_from_the_bounds_and_the_start(problem):
+    # the grid posterior is the reference: well inside [0, 2], narrower than the prior, the start outside it
+    assert LO + 4 * problem["sd"] < problem["mean"] < HI - 4 * problem["sd"]
+    assert problem["sd"] < 0.5 * (HI - LO) / math.sqrt(12)
+    assert abs(START - problem["mean"]) > 1.5 * problem["sd"]
+
+
+def test_nuts_agrees_with_the_exact_posterior(problem, nuts):
+    out, metrics = nuts
+    x = draws_of(out)
+    ess = metrics["diagnostics"]["ess"][NAME]
+    assert len(x) == 300 and ess > 50, ess
+    assert metrics["diagnostics"]["rhat"][NAME] < 1.05
+    assert metrics["diagnostics"]["divergences"] == 0
+    # tolerances from the Monte Carlo error at the chains' ESS: 4 standard errors of the mean (sd / sqrt(ESS)),
+    # of the sd (relative 1 / sqrt(2 ESS)), and of the fraction of draws inside the exact 90% interval
+    # (binomial: sqrt(0.9 * 0.1 / ESS))
+    assert abs(float(x.mean()) - problem["mean"]) < 4 * problem["sd"] / math.sqrt(ess)
+    assert abs(float(x.std()) / problem["sd"] - 1) < 4 / math.sqrt(2 * ess)
+    inside = float(((x > problem["q05"]) & (x < problem["q95"])).double().mean())
+    assert abs(inside - 0.9) < 4 * math.sqrt(0.9 * 0.1 / ess)
+    summary = pd.read_csv(out / "posterior_summary.csv").set_index("parameter")
+    assert summary.loc[NAME, "rhat"] == pytest.approx(metrics["diagnostics"]["rhat"][NAME])
+    assert summary.loc[NAME, "ess"] == pytest.approx(ess)
+
+
+def test_vi_agrees_with_the_exact_posterior(problem, vi):
+    out, metrics = vi
+    x = draws_of(out)
+    n = len(x)
+    assert n == 2000
+    # the guide is a normal in the unconstrained space (logit of beta / 2), the exact posterior is not quite one:
+    # an approximation allowance of 0.1 sd on the mean and 10% on the sd, plus 4 Monte Carlo standard errors
+    # of the guide's independent draws
+    assert abs(float(x.mean()) - problem["mean"]) < problem["sd"] * (0.1 + 4 / math.sqrt(n))
+    assert abs(float(x.std()) / problem["sd"] - 1) < 0.1 + 4 / math.sqrt(2 * n)
+    inside = float(((x > problem["q05"]) & (x < problem["q95"])).double().mean())
+    assert abs(inside - 0.9) < 0.03 + 4 * math.sqrt(0.9 * 0.1 / n)
+    assert metrics["posterior"][NAME]["mean"] == pytest.approx(float(x.mean()))
+    assert metrics["fitted"][NAME] == pytest.approx(float(x.mean()))
+    history = pd.read_csv(out / "loss.csv")
+    assert len(history) == 250 and history["loss"].iloc[-20:].mean() < history["loss"].iloc[:5].mean()
+
+
+def test_every_method_writes_the_same_outputs(problem, vi, nuts, tmp_path):
+    runs = {"vi": vi[0], "nuts": nuts[0]}
+    runs["map"] = tmp_path / "map"
+    calibrate(compose_config(overrides(problem["path"], ["task.iterations=3", "task.plot=true",
+                                                         "task.predictive_draws=8"])), runs["map"])
+    for method, out in runs.items():
+        for name in ("posterior.parquet", "posterior_summary.csv", "posterior_pairs.png", "posterior_predictive.png",
+                     "fitted_params.json"):
+            assert (out / name).stat().st_size > 0, (method, name)
+        assert list(pd.read_parquet(out / "posterior.parquet").columns) == [NAME], method
+        summary = pd.read_csv(out / "posterior_summary.csv")
+        assert tuple(summary.columns) == SUMMARY_COLUMNS and summary.parameter.tolist() == [NAME], method
+        assert (summary.q05 <= summary.q50).all() and (summary.q50 <= summary.q95).all()
+    # map: a degenerate posterior, its fitted point
+    point = pd.read_parquet(runs["map"] / "posterior.parquet")
+    assert len(point) == 1
+    assert point[NAME].iloc[0] == pytest.approx(pd.read_csv(runs["map"] / "loss.csv")[NAME].iloc[-1])
+    assert pd.read_csv(runs["map"] / "posterior_summary.csv").sd.iloc[0] == 0.0
+
+
+def test_vi_resume_is_bit_identical(problem, tmp_path):
+    over = ["task.method=vi", "task.optimizer.lr=0.05", "task.draws=50", "task.checkpoint_every=3"]
+    calibrate(compose_config(overrides(problem["path"], [*over, "task.iterations=6"])), tmp_path / "full")
+    calibrate(compose_config(overrides(problem["path"], [*over, "task.iterations=3"])), tmp_path / "first")
+    ckpt = tmp_path / "first" / "checkpoint.pt"
+    calibrate(compose_config(overrides(problem["path"], [*over, "task.iterations=6", f"task.resume={ckpt}"])),
+              tmp_path / "second")
+    for name in ("loss.csv", "posterior.parquet", "posterior_summary.csv"):
+        assert (tmp_path / "second" / name).read_bytes() == (tmp_path / "full" / name).read_bytes(), name
+    # the integrity checks of every checkpoint: a modified file, another config
+    raw = bytearray(ckpt.read_bytes())
+    raw[-10] ^= 1
+    (tmp_path / "bad.pt").write_bytes(bytes(raw))
+    with pytest.raises(ConfigError, match="modified or corrupted"):
+        calibrate(compose_config(overrides(problem["path"], [*over, "task.iterations=6",
+                                                             f"task.resume={tmp_path / 'bad.pt'}"])), tmp_path / "x")
+    with pytest.raises(ConfigError, match=r"different config \(.*task.method: \"vi\" -> \"map\""):
+        calibrate(compose_config(overrides(problem["path"], ["task.iterations=6", f"task.resume={ckpt}"])),
+                  tmp_path / "y")
+
+
+def test_nuts_and_sbi_refuse_what_they_cannot_do(problem, tmp_path):
+    with pytest.raises(ConfigError, match="task.method=nuts does not resume"):
+        calibrate(compose_config(overrides(problem["path"], ["task.method=nuts", f"task.resume={tmp_path}/c.pt"])),
+                  tmp_path)
+    if importlib.util.find_spec("sbi") is None:
+        with pytest.raises(ConfigError, match=r"task.method=sbi needs the sbi package, in the extra 'sbi'"):
+            calibrate(compose_config(overrides(problem["path"], ["task.method=sbi"])), tmp_path)
+
+
+def test_unknown_methods_priors_and_losses_are_refused_with_the_valid_names(problem, tmp_path):
+    from lpm_graph.config import validate_run_config
+
+    def check(extra):
+        validate_run_config(compose_config(overrides(problem["path"], extra)))
+
+    with pytest.raises(ConfigError, match=r"task.method must be one of \['map', 'vi', 'nuts', 'sbi'\], got 'mcmc'"):
+        check(["task.method=mcmc"])
+    assert METHODS == ("map", "vi", "nuts", "sbi")
+    valid = "; ".join(f"{d}({', '.join(a)})" for d, a in PRIORS.items())
+    with pytest.raises(ConfigError, match=rf"task.priors.{NAME}.dist: unknown prior 'Cauchy'; valid priors: "
+                                          + valid.replace("(", r"\(").replace(")", r"\)")):
+        check([f"+task.priors={{{NAME}: {{dist: Cauchy, loc: 0, scale: 1}}}}"])
+    with pytest.raises(ConfigError, match=r"LogNormal takes \['loc', 'scale'\], got \['mean', 'scale'\]"):
+        check([f"+task.priors={{{NAME}: {{dist: LogNormal, mean: 0, scale: 1}}}}"])
+    with pytest.raises(ConfigError, match=r"task.method=vi needs a likelihood: set task.loss to one of "
+                                          r"\['poisson', 'negbin'\]"):
+        check(["task.method=vi", "task.loss=mse"])
+    with pytest.raises(ConfigError, match=r"task.priors names \['seir.exposed_period'\], which are not learnable"):
+        calibrate(compose_config(overrides(problem["path"], [
+            "task.method=vi", "+task.priors={seir.exposed_period: {dist: Normal, loc: 3, scale: 1}}"])), tmp_path)
+    with pytest.raises(ConfigError, match=r"task.priors.transmission.beta_community: Normal\(loc=0, scale=-1\) is not "
+                                          "a valid prior"):
+        calibrate(compose_config(overrides(problem["path"], [
+            "task.method=vi", f"+task.priors={{{NAME}: {{dist: Normal, loc: 0, scale: -1}}}}"])), tmp_path)
+    # a learnable bounded on one side has no default prior
+    with pytest.raises(ConfigError, match=r"bounded on one side \(model.bounds\), so it has no default prior"):
+        calibrate(compose_config(overrides(problem["path"], ["task.method=nuts",
+                                                             f"+model.bounds.{NAME}=[0.0,null]"])), tmp_path)
+
+
+def test_a_declared_prior_moves_the_posterior_and_map_adds_it_only_when_declared(problem, tmp_path):
+    # a LogNormal prior centred at 0.3 (sd ~0.03 on log scale): the posterior follows the prior
+    prior = f"+task.priors={{{NAME}: {{dist: LogNormal, loc: {math.log(0.3)}, scale: 0.1}}}}"
+    metrics = calibrate(compose_config(overrides(problem["path"], ["task.method=vi", "task.iterations=150",
+                                                                   "task.optimizer.lr=0.05", "task.draws=500",
+                                                                   prior])), tmp_path / "vi")
+    assert metrics["priors"] == {NAME: "LogNormal"}
+    assert metrics["posterior"][NAME]["mean"] < problem["mean"] - 2 * problem["sd"]
+    # map: the same prior pulls the point estimate; without priors map is the plain optimiser
+    plain = calibrate(compose_config(overrides(problem["path"], ["task.iterations=40"])), tmp_path / "plain")
+    with_prior = calibrate(compose_config(overrides(problem["path"], ["task.iterations=40", prior])), tmp_path / "p")
+    assert with_prior["fitted"][NAME] < plain["fitted"][NAME] - 0.1
