@@ -301,7 +301,9 @@ def observation_loss(pred: Mapping[str, Tensor], obs: Observations, kind: str = 
             total = total + ((yhat - y) ** 2).mean() / (y.pow(2).mean().clamp_min(1e-12))
         elif kind == "poisson":
             mu = yhat.clamp_min(1e-8)
-            ylogy = torch.where(y > 0, y * torch.log(y.clamp_min(1e-300) / mu), torch.zeros_like(y))
+            # y log(y / mu), 0 where y = 0; xlogy keeps the gradient finite there (a where over log(0) does not:
+            # in float32, 1e-300 is 0 and the masked branch's backward is 0 * inf)
+            ylogy = torch.xlogy(y, y) - torch.xlogy(y, mu)
             total = total + (mu - y + ylogy).mean()
         else:
             mu, k = yhat.clamp_min(1e-8), float(dispersion)

@@ -159,3 +159,20 @@ def test_named_or_several_columns_keep_the_configured_series(tmp_path, columns):
     path = tmp_path / "obs.csv"
     pd.DataFrame({c: [1, 2] for c in columns}).to_csv(path, index=False)
     assert series_for_file(path, _series(), "step", "new_infections") == (_series(), None)
+
+
+@pytest.mark.parametrize("kind", ["poisson", "negbin", "mse"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_zero_observations_give_finite_gradients(tmp_path, kind, dtype):
+    # a day of zero cases made the float32 Poisson deviance's gradient NaN, and one optimiser step turned every
+    # parameter into NaN (task=calibrate task.loss=poisson on the shipped observations)
+    path = tmp_path / "obs.csv"
+    pd.DataFrame({"step": [1, 2, 3, 4], "cases": [0.0, 2.0, 0.0, 5.0]}).to_csv(path, index=False)
+    obs = load_observations(path, {"cases": {}})
+    mu = torch.tensor([0.3, 1.5, 2.0, 4.0], dtype=dtype, requires_grad=True)
+    loss = observation_loss({"cases": mu}, obs, kind)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(mu.grad).all(), mu.grad
+    if kind == "poisson":  # d/dmu of the mean deviance (mu - y + y log(y/mu)) / K is (1 - y/mu) / K
+        y = torch.tensor([0.0, 2.0, 0.0, 5.0], dtype=dtype)
+        assert torch.allclose(mu.grad, (1 - y / mu.detach()) / 4)

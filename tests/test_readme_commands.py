@@ -78,6 +78,9 @@ def small(argv: list[str]) -> list[str]:
         sizes["population.num_people"] = "2000" if "random_graphs" in cfg.population._target_ else "5000"
     if task == "calibrate":  # the observations fix the steps; a resumed run goes one iteration beyond its checkpoint
         sizes["task.iterations"] = "2" if any(a.startswith("task.resume=") for a in argv) else "1"
+        # posterior methods: a handful of draws, one short chain, a few simulations
+        sizes.update({"task.draws": "8", "task.warmup": "4", "task.chains": "1", "task.simulations": "20",
+                      "task.predictive_draws": "4"})
     else:
         sizes["steps"] = "20"
     if task == "analyze":
@@ -86,9 +89,32 @@ def small(argv: list[str]) -> list[str]:
             sizes["task.policy.iterations"] = "1"
     out = []
     for a in argv:
-        key = a.split("=", 1)[0]
-        out.append(f"{key}={sizes.pop(key)}" if key in sizes else a)
+        key, _, value = a.partition("=")
+        if key in sizes:  # shrunk, never grown
+            small_value = sizes.pop(key)
+            bigger = value.isdigit() and small_value.isdigit() and int(small_value) > int(value)
+            out.append(a if bigger else f"{key}={small_value}")
+        else:
+            out.append(a)
     return out + [f"{k}={v}" for k, v in sizes.items()]
+
+
+def extra_requirements(extra: str) -> list[str]:
+    """The distributions an optional extra of pyproject.toml installs."""
+    import tomllib
+
+    spec = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"][extra]
+    return [re.split(r"[<>=!~\[ ;]", s, maxsplit=1)[0] for s in spec]
+
+
+def installed(distribution: str) -> bool:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        version(distribution)
+    except PackageNotFoundError:
+        return False
+    return True
 
 
 COMMANDS = documented_commands()
@@ -127,6 +153,10 @@ def resumable(argv: list[str]) -> frozenset:
 
 @pytest.mark.parametrize("doc, command", COMMANDS, ids=[f"{d}:{c[:60]}" for d, c in COMMANDS])
 def test_a_documented_command_runs(doc, command, workdir, monkeypatch, capsys):
+    for extra in re.findall(r"lpm-graph\[(\w[\w-]*)\]", command):  # a command of an optional extra
+        missing = [d for d in extra_requirements(extra) if not installed(d)]
+        if missing:
+            pytest.skip(f"needs the {extra!r} extra ({', '.join(missing)} not installed)")
     argv = small(argv_of(command))
     if any("<date>/<time>/checkpoint.pt" in a for a in argv):
         if resumable(argv) not in CHECKPOINTS:
