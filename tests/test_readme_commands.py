@@ -101,10 +101,12 @@ def small(argv: list[str]) -> list[str]:
 
 def extra_requirements(extra: str) -> list[str]:
     """The distributions an optional extra of pyproject.toml installs."""
-    import tomllib
-
-    spec = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"][extra]
-    return [re.split(r"[<>=!~\[ ;]", s, maxsplit=1)[0] for s in spec]
+    text = (ROOT / "pyproject.toml").read_text()
+    section = text.split("[project.optional-dependencies]", 1)[1].split("\n[", 1)[0]
+    line = re.search(rf"^{re.escape(extra)}\s*=\s*\[(.*?)\]", section, flags=re.M | re.S)
+    assert line, f"no extra {extra!r} in pyproject.toml"
+    spec = re.findall(r'"([^"]+)"', line.group(1))
+    return [re.split(r"[<>=!~\[ (]", s.strip(), maxsplit=1)[0] for s in spec]
 
 
 def installed(distribution: str) -> bool:
