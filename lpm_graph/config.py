@@ -41,6 +41,7 @@ class SimulateTaskConfig:
     name: str = "simulate"
     trajectory_format: str = "parquet"
     plot: bool = True
+    report: bool = True  # report.html (lpm_graph.report)
     save_population: bool = False
 
     def __post_init__(self):
@@ -62,6 +63,7 @@ class CalibrateTaskConfig:
     resume: Optional[str] = None
     calibration_net: Any = None
     plot: bool = True
+    report: bool = True  # report.html (lpm_graph.report)
 
     def __post_init__(self):
         if self.iterations < 1:
@@ -88,6 +90,7 @@ class BuildPopulationTaskConfig:
 
     name: str = "build_population"
     cache_dir: Optional[str] = None  # null: population.cache_dir if set, else data/processed
+    report: bool = True  # report.html (lpm_graph.report)
 
     def __post_init__(self):
         if self.cache_dir is not None and not str(self.cache_dir).strip():
@@ -99,6 +102,7 @@ class PlanTaskConfig:
     """``task=plan``: build the model, print its step order, parameters and observables; run nothing."""
 
     name: str = "plan"
+    report: bool = True  # report.html (lpm_graph.report)
 
 
 ANALYSES = ("sensitivity", "counterfactuals", "policy")
@@ -170,6 +174,7 @@ class AnalyzeTaskConfig:
     scenarios: list[Any] = field(default_factory=_default_scenarios)
     policy: Optional[Any] = None
     plot: bool = True
+    report: bool = True  # report.html (lpm_graph.report)
 
     def __post_init__(self):
         if isinstance(self.policy, dict):

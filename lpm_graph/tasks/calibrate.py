@@ -36,6 +36,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from lpm_graph import report
 from lpm_graph.errors import CalibrationWarning, ConfigError
 from lpm_graph.core.loop import flush_denormals
 from lpm_graph.core.params import flatten_params
@@ -293,4 +294,5 @@ def calibrate(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
     if task.plot:
         atomic_write(out / "loss.png", lambda p: _plot_loss(history, p))
         atomic_write(out / "fit.png", lambda p: _plot_fit(obs, pred, obs_model, model, p))
+    report.finish(cfg, out, observables=model.observables, fit=(obs, pred, obs_model, model))
     return metrics
