@@ -321,7 +321,9 @@ def _summary_section(page: _Page, run: _Run) -> None:
             ["outcome", "mean", "sd", "unit", "definition"],
             [[k, v.get("mean"), v.get("sd"), v.get("unit"), v.get("definition")] for k, v in outcomes.items()]))
     rest = {k: v for k, v in summary.items() if k not in ("outcomes", "privacy")}
-    parts.append(_table(["entry", "value"], [[k, v] for k, v in _flatten(rest)]))
+    flat = _flatten(rest)
+    parts.append(_details(f"every entry ({len(flat)})", _table(["entry", "value"], [[k, v] for k, v in flat]),
+                          open_=len(flat) <= 40))
     page.section(f"Summary ({name})", *parts)
     if summary.get("privacy") is not None:
         page.section("Private aggregation", _table(["entry", "value"],
