@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	@echo "make: installing $(TORCH_SPEC) (about 1-2 minutes: a download of some hundreds of MB unless a local wheel exists)"
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
-	@echo "make: installing lpm_graph and its dependencies (torch_geometric, hydra, pandas, pyarrow, matplotlib, pytest; about a minute)"
+	@echo "make: installing lpm_graph and its dependencies (torch_geometric, hydra, pandas, pyarrow, matplotlib, plotly, pytest; about a minute)"
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
 	@echo "make: $(VENV)/ is ready; lpm-graph is $(BIN)/lpm-graph"

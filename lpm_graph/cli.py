@@ -287,8 +287,33 @@ def precheck(argv: list[str]) -> None:
         sys.exit(2)
 
 
+REPORT_USAGE = "usage: lpm-graph report <run dir>   (rebuilds <run dir>/report.html from the run's files)"
+
+
+def report_main(args: list[str]) -> None:
+    """``lpm-graph report <run dir>``: rebuild a run's ``report.html`` (:mod:`lpm_graph.report`); torch-free."""
+    if args and args[0] in ("-h", "--help"):
+        print(REPORT_USAGE)
+        return
+    if len(args) != 1:
+        print(f"lpm-graph: error: {REPORT_USAGE}", file=sys.stderr)
+        sys.exit(2)
+    from lpm_graph.errors import RunDirectoryError
+    from lpm_graph.report import build_report
+
+    try:
+        path = build_report(args[0])
+    except RunDirectoryError as e:
+        print(f"lpm-graph: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    print(f"lpm-graph: report written: {path}", file=sys.stderr)
+
+
 def main() -> None:
     argv = sys.argv[1:]
+    if argv and argv[0] == "report":  # a subcommand of its own, before Hydra: it reads a run, composes nothing
+        report_main(argv[1:])
+        return
     if not any(a.split("=", 1)[0] in _HYDRA_ONLY for a in argv):
         precheck(argv)
     _hydra_main()

@@ -48,6 +48,7 @@ class SimulateTaskConfig:
     name: str = "simulate"
     trajectory_format: str = "parquet"
     plot: bool = True
+    report: bool = True  # report.html (lpm_graph.report)
     save_population: bool = False
 
     def __post_init__(self):
@@ -79,6 +80,7 @@ class CalibrateTaskConfig:
     lr_half_life: int = 100
     simulations: int = 1000
     predictive_draws: int = 50
+    report: bool = True  # report.html (lpm_graph.report)
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -148,6 +150,7 @@ class BuildPopulationTaskConfig:
 
     name: str = "build_population"
     cache_dir: Optional[str] = None  # null: population.cache_dir if set, else data/processed
+    report: bool = True  # report.html (lpm_graph.report)
 
     def __post_init__(self):
         if self.cache_dir is not None and not str(self.cache_dir).strip():
@@ -159,6 +162,7 @@ class PlanTaskConfig:
     """``task=plan``: build the model, print its step order, parameters and observables; run nothing."""
 
     name: str = "plan"
+    report: bool = True  # report.html (lpm_graph.report)
 
 
 ANALYSES = ("sensitivity", "counterfactuals", "policy")
@@ -230,6 +234,7 @@ class AnalyzeTaskConfig:
     scenarios: list[Any] = field(default_factory=_default_scenarios)
     policy: Optional[Any] = None
     plot: bool = True
+    report: bool = True  # report.html (lpm_graph.report)
 
     def __post_init__(self):
         if isinstance(self.policy, dict):

@@ -15,6 +15,7 @@ type                        raised for
 :class:`DataFileError`      a malformed input file (names file, row, column)
 :class:`MissingInputError`  an input file that does not exist
 :class:`PopulationFileError`  a saved population that cannot be loaded
+:class:`RunDirectoryError`  a folder ``lpm-graph report`` cannot read as a run
 :class:`PopulationDataWarning`  records merged or dropped by an importer
 :class:`SimulationWarning`      a run that will likely not show what was meant
 :class:`CalibrationWarning`     observations and model that may not match (scale,
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 __all__ = ["ConfigError", "InsufficientMemoryError", "PopulationGraphError", "DataFileError", "MissingInputError",
            "PopulationFileError", "PopulationDataWarning", "SimulationWarning",
-           "CalibrationWarning"]
+           "CalibrationWarning", "RunDirectoryError"]
 
 
 class ConfigError(ValueError):
@@ -34,6 +35,10 @@ class ConfigError(ValueError):
 
 class InsufficientMemoryError(ConfigError):
     """A run is estimated not to fit in the memory of its device."""
+
+
+class RunDirectoryError(ValueError):
+    """A folder that is not a run directory ``lpm-graph report`` can read, naming what it lacks."""
 
 
 class PopulationGraphError(ValueError):

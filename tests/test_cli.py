@@ -190,7 +190,7 @@ def test_help_says_what_the_program_does_and_lists_every_shipped_choice(tmp_path
     assert "Behaviours" in out and "lpm_graph.models.epidemic.Vaccination" in out
     examples = lines[lines.index("Examples:") + 1:]
     commands = [ln for ln in examples[:examples.index("")] if ln.lstrip().startswith("lpm-graph ")]
-    assert len(commands) == 3
+    assert len(commands) == 4 and commands[-1].split("#")[0].split() == ["lpm-graph", "report", "outputs/<date>/<time>"]
 
 
 def test_help_lines_come_from_the_config_files(tmp_path):

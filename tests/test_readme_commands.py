@@ -159,6 +159,16 @@ def test_a_documented_command_runs(doc, command, workdir, monkeypatch, capsys):
         missing = [d for d in extra_requirements(extra) if not installed(d)]
         if missing:
             pytest.skip(f"needs the {extra!r} extra ({', '.join(missing)} not installed)")
+    if argv_of(command)[:1] == ["report"]:  # rebuilds the page of a run an earlier command made
+        pages = sorted(workdir.glob("run*/report.html"), key=lambda p: int(p.parent.name[3:]))
+        if not pages:
+            pytest.fail(f"{doc}: {command!r} rebuilds a run's report, but no earlier command wrote one")
+        written = pages[-1].read_bytes()
+        filled = command.replace("<run dir>", shlex.quote(str(pages[-1].parent)))
+        monkeypatch.setattr(sys, "argv", ["lpm-graph", *argv_of(filled)])
+        cli.main()
+        assert "report written" in capsys.readouterr().err and pages[-1].read_bytes() == written
+        return
     argv = small(argv_of(command))
     if any("<date>/<time>/checkpoint.pt" in a for a in argv):
         if resumable(argv) not in CHECKPOINTS:

@@ -37,7 +37,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from lpm_graph import memory, threads
+from lpm_graph import memory, report, threads
 from lpm_graph.analysis.counterfactual import compare, plot_comparison, run_scenarios
 from lpm_graph.analysis.outcomes import check_outcomes
 from lpm_graph.analysis.policy import optimise, plot_policies
@@ -303,4 +303,5 @@ def analyze(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
         "title": nodes_title(baseline_traj, run.seed),
     })
     atomic_write(out / "summary.json", lambda p: p.write_text(json.dumps(rounded(summary), indent=2) + "\n"))
+    report.finish(cfg, out, observables=model.observables)
     return summary

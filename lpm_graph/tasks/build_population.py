@@ -27,6 +27,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig
 
+from lpm_graph import report
 from lpm_graph.config import validate_run_config
 from lpm_graph.data import cache, progress
 from lpm_graph.errors import PopulationGraphError
@@ -91,4 +92,5 @@ def build_population(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
     tmp = out / ".population_summary.json.tmp"
     tmp.write_text(json.dumps(summary, indent=2) + "\n")
     os.replace(tmp, out / "population_summary.json")
+    report.finish(cfg, out)
     return summary

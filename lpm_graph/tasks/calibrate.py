@@ -49,6 +49,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from lpm_graph import report
 from lpm_graph.errors import CalibrationWarning, ConfigError
 from lpm_graph.core.loop import flush_denormals
 from lpm_graph.core.params import flatten_params
@@ -218,7 +219,9 @@ def calibrate(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
     if task.method != "map":  # a posterior: lpm_graph/tasks/posterior.py
         from lpm_graph.tasks.posterior import infer
 
-        return infer(cfg, task, run, model, graph, obs, obs_model, digest, Path(output_dir), t0)
+        metrics = infer(cfg, task, run, model, graph, obs, obs_model, digest, Path(output_dir), t0)
+        report.finish(cfg, output_dir, observables=model.observables)  # its posterior section reads the files
+        return metrics
 
     net, features = None, None
     if task.calibration_net:
@@ -322,4 +325,5 @@ def calibrate(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
         return traj, {**model.params.as_dict(), **(overrides or {})}, obs_model
 
     map_outputs(out, task, run, model, obs, tracer.columns, tracer.row(), one_run)
+    report.finish(cfg, out, observables=model.observables, fit=(obs, pred, obs_model, model))
     return metrics

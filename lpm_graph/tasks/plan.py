@@ -14,6 +14,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from lpm_graph import report
 from lpm_graph.config import validate_run_config
 from lpm_graph.tasks.simulate import atomic_write, build_model
 
@@ -31,5 +32,6 @@ def plan(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
     rows = model.plan()
     atomic_write(out / "plan.txt", lambda p: p.write_text(text + "\n"))
     atomic_write(out / "plan.json", lambda p: p.write_text(json.dumps(rows, indent=2) + "\n"))
+    report.finish(cfg, out, observables=model.observables)
     return {"processes": len(rows), "parameters": len(model.params.names), "observables": len(model.observables),
             "outcomes": len(model.outcomes)}

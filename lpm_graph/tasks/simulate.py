@@ -31,6 +31,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from lpm_graph import report
 from lpm_graph.config import validate_run_config
 
 __all__ = ["simulate", "config_hash", "build", "build_model", "summarize", "plot_trajectory", "atomic_write",
@@ -228,4 +229,5 @@ def simulate(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
 
         save_population(data, out / "population.pt")
     atomic_write(out / "summary.json", lambda p: p.write_text(json.dumps(rounded(summary), indent=2) + "\n"))
+    report.finish(cfg, out, observables=model.observables)
     return summary

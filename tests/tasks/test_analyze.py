@@ -35,7 +35,7 @@ def test_writes_every_output_and_summary_matches_disk(analyzed):
     cfg, summary, out = analyzed
     assert sorted(p.name for p in out.iterdir()) == sorted([
         "sensitivity.csv", "sensitivity.png", "counterfactuals.csv", "counterfactuals.png", "policy.csv",
-        "policy.png", "policy_parameters.csv", "summary.json"])
+        "policy.png", "policy_parameters.csv", "summary.json", "run.json", "report.html"])
     for name in ("sensitivity.png", "counterfactuals.png", "policy.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     on_disk = json.loads((out / "summary.json").read_text())
@@ -150,7 +150,8 @@ def test_selected_analyses_only(tmp_path):
                           "task.outcomes=[attack_rate]"])
     with one_thread():
         summary = analyze(cfg, tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["sensitivity.csv", "sensitivity.png", "summary.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html", "run.json", "sensitivity.csv", "sensitivity.png",
+                                                          "summary.json"]
     assert set(summary["analyses"]) == {"sensitivity"}
     assert summary["analyses"]["sensitivity"]["parameter_elements"] == 1
     table = pd.read_csv(tmp_path / "sensitivity.csv")
