@@ -521,6 +521,10 @@ def _posterior_section(page: _Page, samples) -> None:
         v = samples[c].to_numpy(dtype=float)
         q = np.quantile(v, [0.025, 0.5, 0.975])
         rows.append([c, float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0, *map(float, q)])
+    if len(samples) < 2:  # task.method=map writes its point as a one-draw posterior: a table, no histograms
+        page.section("Posterior (posterior.parquet)", '<p class="note">a point estimate: one draw '
+                     '(task.method=map)</p>', _table(["parameter", "mean", "sd", "2.5%", "50%", "97.5%"], rows))
+        return
     cols = min(3, len(params))
     nrows = (len(params) + cols - 1) // cols
     fig = make_subplots(rows=nrows, cols=cols, subplot_titles=params)
