@@ -149,7 +149,10 @@ class FriedkinJohnsen(DeGroot):
         y = super().forward(ctx, state, fields).state[self.key]
         x0 = state[self.prejudice]
         gamma = self.stubbornness(ctx, y.dtype)
-        return Output(state={self.key: y + gamma * (x0 - y)})
+        if not isinstance(gamma, Tensor) or gamma.dim() == 0:
+            gamma = torch.as_tensor(gamma, dtype=y.dtype, device=y.device).expand(1, 1)
+        # lerp: y + gamma (x0 - y), computed as x0 - (1 - gamma)(x0 - y) for gamma >= 1/2, so gamma = 1 is x0 exactly
+        return Output(state={self.key: torch.lerp(y, x0, gamma.expand_as(y))})
 
     def extra_repr(self) -> str:
         extra = (f", stubborn_attribute={self.stubborn_attribute!r}" if self.stubborn_attribute else "") + (
