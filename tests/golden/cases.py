@@ -127,6 +127,12 @@ def _cases() -> list[Case]:
                                                 "task.outcomes=[attack_rate,peak_size,peak_day,deaths]",
                                                 "population.num_people=2000", "steps=40", "seed=3")),
     ]
+    # the opinion model's other processes (added after every earlier case, so the earlier files stay as recorded)
+    for name in ("opinion_stubborn", "opinion_hk", "opinion_deffuant"):
+        cases.append(Case(f"{name}_stochastic", "simulate", (f"model={name}", *_OPINION[1:], "model.mode=stochastic")))
+    cases.append(Case("opinion_stubborn_fraction", "simulate", (
+        "model=opinion_stubborn", *_OPINION[1:], "model.params.degroot.stubbornness=0.0",
+        "model.processes.degroot.stubborn_fraction=0.05")))
     return cases
 
 
