@@ -229,9 +229,11 @@ class BoundedConfidence(Process):
 
     def workspace(self) -> dict:
         # per edge, alive at once in the message: x_i and x_j gathered, |x_i - x_j|, the indicator (and its
-        # comparison), g * x_j and the stacked message (2): 7; plus the int64 edge index kept with the layout
-        # from the first step (16 bytes per edge: 4 float32 [E] tensors, counted here so the estimate has it)
-        return {self.edge_type: 11.0, self.edge_type[2]: 4.0}  # per node: the two sums, numerator, mean
+        # comparison), g * x_j and the stacked message (2): 7; the sum's int64 index broadcast to the message
+        # (4); the int64 edge index kept with the layout from the first step (16 bytes per edge: 4 float32 [E]
+        # tensors, counted here so the estimate has it). Measured at 200,000 people (mean degree 10): 120-130 MB
+        # above the run's start for an estimated 121 MB (scripts/bench_opinion_memory.py)
+        return {self.edge_type: 15.0, self.edge_type[2]: 4.0}  # per node: the two sums, numerator, mean
 
     def saved(self) -> dict:
         # without checkpointing autograd keeps per edge x_i, x_j (the difference's abs), the surrogate and
