@@ -117,11 +117,13 @@ class FriedkinJohnsen(DeGroot):
             return
         c = graph.attribute(self.node_type, self.stubborn_attribute)
         n = graph.num_nodes[self.node_type]
-        where = f"FriedkinJohnsen ({self.name}) reads stubbornness factors from {self.node_type}.{self.stubborn_attribute}"
+        where = (f"FriedkinJohnsen ({self.name}) reads stubbornness factors from "
+                 f"{self.node_type}.{self.stubborn_attribute}")
         if c.dim() == 2 and c.size(1) == 1:
             c = c.squeeze(1)
         if c.dim() != 1 or c.size(0) != n:
-            raise PopulationGraphError(f"{where}, which must be one number per node (shape [{n}]), got {tuple(c.shape)}")
+            raise PopulationGraphError(f"{where}, which must be one number per node (shape [{n}]), got "
+                                       f"{tuple(c.shape)}")
         c = c.to(torch.float64)
         bad = ~((c >= 0) & (c <= 1))
         if bool(bad.any()):
