@@ -28,8 +28,9 @@ state                    the declared state, twice (the step's input and
                          output): :math:`2 \sum_s N_{\tau(s)} R\, |s|\, b`
 step                     one step's fields, events and the largest
                          process's declared workspace
-                         (:meth:`Process.workspace`), :math:`[N, R]` each,
-                         plus the random-number keys (8 bytes per node and
+                         (:meth:`Process.workspace`), :math:`[N, R]` each
+                         (:math:`[E, R]` for a per-edge entry, keyed by its
+                         edge type), plus the random-number keys (8 bytes per node and
                          replicate of every node type that draws)
 saved_for_backward       gradient runs: per step the state (checkpointed:
                          each step's input is all autograd keeps), else the
@@ -147,7 +148,10 @@ def estimate_model(model, num_nodes: dict[str, int], num_edges: dict, steps: int
     r = int(replicates)
     nr = {nt: n * r * b for nt, n in num_nodes.items()}
 
-    def per_node(nt: str, count: float = 1.0) -> int:
+    def per_node(nt, count: float = 1.0) -> int:
+        """Bytes of ``count`` ``[N, R]`` tensors of node type ``nt``, or ``[E, R]`` of an edge type (a tuple)."""
+        if isinstance(nt, tuple):
+            return int(count * num_edges.get(tuple(nt), 0) * r * b)
         return int(count * nr.get(nt, 0))
 
     state = sum(per_node(s.node_type, _numel(s.shape)) for s in model.state_specs.values())
@@ -200,10 +204,10 @@ def estimate_run(model, graph, steps: int, replicates: int = 1, *, grad: bool = 
                  dtype: torch.dtype = torch.float32, device: str = "cpu") -> MemoryEstimate:
     """:func:`estimate_model` for a prepared graph: the graph and its layouts exist already, so only
     the run's own memory is left to allocate."""
-    num_edges = {}
+    num_edges = graph.edge_counts()  # for per-edge workspace; the layouts exist (layout_bytes=0, no build)
     est = estimate_model(model, dict(graph.num_nodes), num_edges, steps, replicates, group_sizes=graph.group_sizes(),
                          dtype=dtype, grad=grad, device=device, layout_bytes=0, build=False)
-    est.description = est.description.replace("; 0 edges", f"; {graph.num_edges():,} edges")
+    est.description = est.description.replace(f"; {sum(num_edges.values()):,} edges", f"; {graph.num_edges():,} edges")
     return est
 
 

@@ -77,7 +77,7 @@ def test_model_choices_compose_and_build(choice, tiny_population):
         population = from_sociopatterns(resolve_data_path("data/sociopatterns/school_sample.dat"), default_age=8)
     elif choice == "contact_layers":  # one layer per relation: the sample edge list's home, work, community
         population = from_edgelist(resolve_data_path("data/samples/edgelist/contacts.parquet"), default_age=30)
-    elif choice == "opinion":
+    elif choice == "opinion" or choice.startswith("opinion_"):  # the opinion models: person-person ties
         population = random_graph(300, seed=1)
     elif choice == "supply_chain":  # suppliers, warehouses, retailers, consumers: no people
         from lpm_graph.models.supply_chain import supply_network
@@ -87,7 +87,7 @@ def test_model_choices_compose_and_build(choice, tiny_population):
     people = "consumer" if choice == "supply_chain" else "person"
     assert traj.steps == 3 and traj.num_nodes[people] == population[people].num_nodes
     compartments = {"seir": "SEIR", "seird": "SEIRD", "sir": "SIR", "sis": "SI", "contact": "SEIR",
-                    "contact_layers": "SEIR", "opinion": "", "economy": "", "supply_chain": ""}[choice]
+                    "contact_layers": "SEIR"}.get(choice, "")
     assert "".join(c for c in "SEIRD" if c in traj.series) == compartments
 
 

@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch_geometric.data import HeteroData
 
 from lpm_graph import memory
-from lpm_graph.core import Model, Output, Process, StateSpec
+from lpm_graph.core import Model, Output, Process, Requirements, StateSpec
 from lpm_graph.core.observe import Observable
 from lpm_graph.data import generate_population
 from lpm_graph.errors import ConfigError, InsufficientMemoryError
-from lpm_graph.memory import check_memory, estimate_model
+from lpm_graph.memory import check_memory, estimate_model, estimate_run
 from tests.conftest import compose_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -281,3 +282,50 @@ def test_every_file_source_is_refused_before_it_is_built(source, task, tmp_path,
     msg = str(info.value)
     assert re.search(r"needs about [\d.]+ GiB but only 0\.0 GiB is available on cpu", msg), msg
     assert knob in msg
+class _EdgeWork(Process):
+    """A process declaring per-edge workspace and saved tensors (keys: an edge type)."""
+
+    role = "update"
+    default_name = "edgework"
+    ET = ("firm", "trades", "firm")
+
+    def state_specs(self):
+        return [StateSpec("firm", "stock", "continuous", init=1.0)]
+
+    def requirements(self):
+        return Requirements(edge_types={self.ET})
+
+    def observables(self):
+        return [Observable("stock_mean", "firm.stock", "mean")]
+
+    def workspace(self):
+        return {"firm": 1.0, self.ET: 3.0}
+
+    def saved(self):
+        return {self.ET: 2.0}
+
+    def forward(self, ctx, state, fields):
+        return Output(state={"firm.stock": state["firm.stock"] * 0.5})
+
+
+def test_per_edge_workspace_and_saved_are_sized_by_the_edge_count():
+    model = Model([_EdgeWork()])
+    et = _EdgeWork.ET
+    base = estimate_model(model, {"firm": 1000}, {et: 0}, steps=10, replicates=2)
+    est = estimate_model(model, {"firm": 1000}, {et: 50_000}, steps=10, replicates=2)
+    assert est.parts["step"] - base.parts["step"] == 3 * 50_000 * 2 * 4  # three [E, R] float32 tensors
+    grad = estimate_model(model, {"firm": 1000}, {et: 50_000}, steps=10, replicates=2, grad=True)
+    grad0 = estimate_model(model, {"firm": 1000}, {et: 0}, steps=10, replicates=2, grad=True)
+    assert grad.parts["saved_for_backward"] - grad0.parts["saved_for_backward"] == 10 * 2 * 50_000 * 2 * 4
+    assert grad.parts["backward"] - grad0.parts["backward"] == 2 * 3 * 50_000 * 2 * 4
+    # a prepared graph says its own edge counts
+    data = HeteroData()
+    data["firm"].num_nodes = 1000
+    data["firm"].uid = torch.arange(1000)
+    data[et].edge_index = torch.randint(0, 1000, (2, 5000), generator=torch.Generator().manual_seed(0))
+    graph = model.prepare(data)
+    run = estimate_run(model, graph, steps=10, replicates=2)
+    assert graph.edge_counts() == {et: graph.num_edges()}
+    assert run.parts["step"] == estimate_model(model, {"firm": 1000}, graph.edge_counts(), steps=10,
+                                               replicates=2).parts["step"]
+    assert f"{graph.num_edges():,} edges" in run.description

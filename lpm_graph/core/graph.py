@@ -401,6 +401,14 @@ class Graph:
     def num_edges(self) -> int:
         return sum(a.num_edges for a in self.layouts())
 
+    def edge_counts(self) -> dict[EdgeType, int]:
+        """Stored edges per declared edge type (of a time-varying one, its largest window): what a
+        per-edge workspace (:meth:`Process.workspace` keyed by an edge type) is sized by."""
+        out = {et: a.num_edges for et, a in self._layouts.items()}
+        for et, (_, windows) in self._windows.items():
+            out[et] = max([0, *(a.num_edges for a in windows.values())])
+        return out
+
     def nbytes(self) -> int:
         """Bytes held by the layouts and per-node tensors built here."""
         total = sum(u.numel() * u.element_size() for u in self.uid.values())

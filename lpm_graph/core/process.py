@@ -171,12 +171,15 @@ class Process(nn.Module, abc.ABC):
 
     def workspace(self) -> dict[str, float]:
         """Temporaries of :meth:`forward` alive at once, in ``[N, R]`` tensors per node type, beyond the
-        state, fields and events it returns (the memory estimate reads it: :mod:`lpm_graph.memory`)."""
+        state, fields and events it returns (the memory estimate reads it: :mod:`lpm_graph.memory`).
+        A key may also be an edge type ``(src, relation, dst)``: that many ``[E, R]`` tensors of its
+        edges (a message that is not a sparse product, e.g. one non-linear in ``x_j``)."""
         return {}
 
     def saved(self) -> dict[str, float]:
         """Tensors of :meth:`forward` that autograd keeps for the backward, in ``[N, R]`` tensors per node
-        type, beyond the state it returns (the memory estimate of a run without checkpointing)."""
+        type (or ``[E, R]`` per edge type, as in :meth:`workspace`), beyond the state it returns (the
+        memory estimate of a run without checkpointing)."""
         return {}
 
     def check_graph(self, graph: Graph) -> None:

@@ -145,6 +145,12 @@ def _cases() -> list[Case]:
               "steps=25", "replicates=2", "seed=3")
     cases.append(Case("supply_chain_stochastic", "simulate", (*supply, "model.mode=stochastic")))
     cases.append(Case("supply_chain_expected", "simulate", (*supply, "model.mode=expected")))
+    # the opinion model's other processes (added after every earlier case, so the earlier files stay as recorded)
+    for name in ("opinion_stubborn", "opinion_hk", "opinion_deffuant"):
+        cases.append(Case(f"{name}_stochastic", "simulate", (f"model={name}", *_OPINION[1:], "model.mode=stochastic")))
+    cases.append(Case("opinion_stubborn_fraction", "simulate", (
+        "model=opinion_stubborn", *_OPINION[1:], "model.params.degroot.stubbornness=0.0",
+        "model.processes.degroot.stubborn_fraction=0.05")))
     return cases
 
 

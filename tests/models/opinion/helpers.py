@@ -49,3 +49,9 @@ def final(m: Model, data, steps: int, seed: int = 0, replicates: int = 1) -> tor
     """``x(steps)`` as ``[N, R]``."""
     with torch.no_grad():
         return m(data, steps=steps, seed=seed, replicates=replicates).final_state["person.opinion"]
+
+
+def complete(num_nodes: int, **kwargs) -> HeteroData:
+    """The complete graph on ``num_nodes`` people, every tie stored both ways."""
+    i, j = torch.triu_indices(num_nodes, num_nodes, 1)
+    return graph(torch.cat([torch.stack([i, j], 1), torch.stack([j, i], 1)]), num_nodes, **kwargs)
