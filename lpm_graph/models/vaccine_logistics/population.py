@@ -134,8 +134,9 @@ def add_clinics(data: HeteroData, people_per_clinic: int | Sequence[int] = 1000,
     return data
 
 
-def vaccine_network(num_people: int = 100000, seed: int = 0, people_per_clinic: int | Sequence[int] = 1000, depots: int = 2,
-                    districts: int = 4, capacity_per_person: float | Sequence[float] = 0.005, supply: float = 0.005,
+def vaccine_network(num_people: int = 100000, seed: int = 0, people_per_clinic: int | Sequence[int] = 1000,
+                    depots: int = 2, districts: int = 4, capacity_per_person: float | Sequence[float] = 0.005,
+                    supply: float = 0.005,
                     lead_time: int = 1, spread: int = 2, relation: str = "supplies", serve_relation: str = "serves",
                     catchment_relation: str = "registered_at", **synthetic) -> HeteroData:
     """The synthetic population of ``num_people`` (``synthetic``: the other arguments of
