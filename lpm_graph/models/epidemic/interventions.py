@@ -268,7 +268,8 @@ class Vaccination(Window):
 
     def extra_repr(self) -> str:
         if self.doses is not None:
-            return f"name={self.name!r}, doses={self.doses!r}, grouping={self.grouping!r}, start={self.start}, end={self.end}"
+            return (f"name={self.name!r}, doses={self.doses!r}, grouping={self.grouping!r}, start={self.start}, "
+                    f"end={self.end}")
         return (f"name={self.name!r}, daily_fraction={self.daily_fraction}, allocation={self.allocation!r}, "
                 f"priority={self.priority}, spill_over={self.spill_over}, start={self.start}, end={self.end}")
 
