@@ -46,7 +46,8 @@ def test_population_choices_compose_and_build(choice, saved_population):
                  "nyc": ["population.num_people=300", "population.cache_dir=null"],
                  "random_graph": ["population.num_people=300"],
                  # supply networks have no people: consumers (synthetic) and the shipped 80-node sample
-                 "supply_network": ["population.tiers.consumer=300"], "supply_edgelist": []}
+                 "supply_network": ["population.tiers.consumer=300"], "supply_edgelist": [],
+                 "vaccine_network": ["population.num_people=300"]}
     cfg = compose_config([f"population={choice}", *overrides[choice]])
     validate_run_config(cfg)
     data = instantiate(cfg.population, _convert_="all")
@@ -64,7 +65,7 @@ def test_population_file_needs_a_path():
 
 @pytest.mark.parametrize("choice", GROUPS["model"])
 def test_model_choices_compose_and_build(choice, tiny_population):
-    seeds = {"seir": "seir", "seird": "seir", "sir": "sir", "sis": "sis"}
+    seeds = {"seir": "seir", "seird": "seir", "sir": "sir", "sis": "sis", "vaccine_logistics": "seir"}
     cfg = compose_config([f"model={choice}"] + ([f"model.params.{seeds[choice]}.initial_infected=2"]
                                                  if choice in seeds else []))
     model = instantiate(cfg.model, _convert_="all")
@@ -83,11 +84,15 @@ def test_model_choices_compose_and_build(choice, tiny_population):
         from lpm_graph.models.supply_chain import supply_network
 
         population = supply_network({"supplier": 2, "warehouse": 3, "retailer": 5, "consumer": 300}, seed=1)
+    elif choice == "vaccine_logistics":  # the synthetic population with clinics and depots
+        from lpm_graph.models.vaccine_logistics import vaccine_network
+
+        population = vaccine_network(num_people=400, seed=1, community={"mean_size": 200}, people_per_clinic=100)
     traj = model(population, steps=3)
     people = "consumer" if choice == "supply_chain" else "person"
     assert traj.steps == 3 and traj.num_nodes[people] == population[people].num_nodes
     compartments = {"seir": "SEIR", "seird": "SEIRD", "sir": "SIR", "sis": "SI", "contact": "SEIR",
-                    "contact_layers": "SEIR"}.get(choice, "")
+                    "contact_layers": "SEIR", "vaccine_logistics": "SEIRD"}.get(choice, "")
     assert "".join(c for c in "SEIRD" if c in traj.series) == compartments
 
 

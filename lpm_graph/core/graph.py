@@ -166,7 +166,7 @@ class Requirements:
     attributes: dict[str, set[str]] = field(default_factory=dict)   # node type -> attributes
     edge_types: set[EdgeType] = field(default_factory=set)
     stacks: set[frozenset] = field(default_factory=set)   # each a frozenset of edge types
-    groupings: dict[str, Grouping] = field(default_factory=dict)
+    groupings: dict[str, Grouping | None] = field(default_factory=dict)  # None: the model's grouping of that name
 
     def need(self, node_type: str, *attributes: str) -> None:
         self.attributes.setdefault(node_type, set()).update(attributes)

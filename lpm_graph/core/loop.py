@@ -510,6 +510,9 @@ class Model(nn.Module):
         for full, (p, spec) in self.param_specs.items():
             if GROUP in spec.shape:
                 req.groupings[spec.grouping] = self.groupings[spec.grouping]
+        for name, g in list(req.groupings.items()):
+            if g is None:  # a process named a grouping it reads: the model's definition of it
+                req.groupings[name] = self.groupings[name]
         return req
 
     def prepare(self, data, dtype: torch.dtype | None = None) -> Graph:

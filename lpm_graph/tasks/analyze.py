@@ -71,6 +71,26 @@ def _model(cfg: DictConfig, run, *, mode: str | None = None, environment=(), beh
     return build_model(cfg, run, node)
 
 
+def _laid_out_for_every_run(model, others, graph, data, run):
+    """The population laid out for every model the analyses run, not only the base one: a scenario's or a
+    policy's processes may read node attributes, edge types or groupings that the base model's do not."""
+    from lpm_graph.core.graph import Graph, Requirements
+
+    base = model.requirements()
+    merged = Requirements()
+    for m in (model, *others):
+        merged.merge(m.requirements())
+
+    def key(req):
+        return ({nt: frozenset(a) for nt, a in req.attributes.items()}, frozenset(req.edge_types),
+                frozenset(req.stacks), frozenset(req.groupings))
+
+    if key(merged) == key(base):
+        return graph
+    laid_out = Graph(data, merged, graph.dtype)
+    return model.prepare(laid_out).to(run.device)
+
+
 def _write_csv(frame, path: Path) -> None:
     atomic_write(path, lambda p: frame.to_csv(p, index=False))
 
@@ -265,7 +285,8 @@ def analyze(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
     threads.configure(run.threads)
     plan = _Plan(cfg, run, task)  # every model built and checked before the population
     replicates = task.replicates or run.replicates
-    model, graph, _, run, task = build(cfg, replicates=replicates)
+    model, graph, data, run, task = build(cfg, replicates=replicates)
+    graph = _laid_out_for_every_run(model, [m for m, *_ in plan.runs(run, replicates)], graph, data, run)
     for m, steps, reps, grad in plan.runs(run, replicates):  # every run's memory, before any of them
         memory.check_memory(memory.estimate_run(m, graph, steps, reps, grad=grad, dtype=getattr(torch, run.dtype),
                                                 device=run.device))

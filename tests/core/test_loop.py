@@ -221,6 +221,18 @@ def test_a_process_grouping_by_an_undefined_grouping():
         Model([owner(), Grouped("g")])
 
 
+def test_a_process_may_name_a_grouping_and_gets_the_models_definition():
+    class Named(Declared):
+        def requirements(self):
+            return Requirements(groupings={"sector": None})  # a name: model.groupings defines it
+
+    model = Model([owner(), Named("g")], groupings={"sector": {"node_type": "firm"}})
+    graph = model.prepare(supply_graph())
+    assert graph.group_sizes()["sector"] == 3 and graph.group_index("sector").numel() == 6
+    with pytest.raises(ConfigError, match=r"process 'g' groups by 'sector', which model.groupings does not define"):
+        Model([owner(), Named("g")])
+
+
 def test_settings_are_checked():
     for dt in (0, -1.0, True, "1"):
         with pytest.raises(ConfigError, match="model.dt must be a positive number"):

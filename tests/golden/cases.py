@@ -151,6 +151,12 @@ def _cases() -> list[Case]:
     cases.append(Case("opinion_stubborn_fraction", "simulate", (
         "model=opinion_stubborn", *_OPINION[1:], "model.params.degroot.stubbornness=0.0",
         "model.processes.degroot.stubborn_fraction=0.05")))
+    # model=vaccine_logistics: depots -> clinics -> people (the supply chain's stages and SEIRD) on 3,000 people
+    vaccine = ("model=vaccine_logistics", "population.num_people=3000", "population.community.mean_size=500",
+               "population.people_per_clinic=[500,250,250,125]", "population.supply=0.01",
+               "model.params.seir.initial_infected_fraction=0.005", "steps=30", "replicates=2", "seed=3")
+    cases.append(Case("vaccine_logistics_stochastic", "simulate", (*vaccine, "model.mode=stochastic")))
+    cases.append(Case("vaccine_logistics_expected", "simulate", (*vaccine, "model.mode=expected")))
     return cases
 
 

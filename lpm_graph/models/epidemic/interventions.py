@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from lpm_graph.core.environment import Scale, Window
+from lpm_graph.core.graph import Requirements
 from lpm_graph.core.observe import Observable
 from lpm_graph.core.params import GROUP, ParamSpec, check_domain
 from lpm_graph.core.process import Output, StepContext
@@ -95,8 +96,20 @@ class Vaccination(Window):
     most :math:`G` rounds), so no dose is wasted while anyone with a positive
     share is left; the default ``False`` keeps :math:`B a_g` per group.
 
+    **Doses from a field.** With ``doses`` (the name of a per-person field
+    ``[N, R]``, e.g. the doses a supply chain delivers to each person this
+    step) instead of ``daily_fraction``, group :math:`g`'s doses today are
+    :math:`d_g = \sum_{i \in g} x_i` of that field and
+    :math:`q_g = \min(1, d_g / \sum_{i \in g} e_i)`: the doses that reached
+    a group (a clinic's catchment, say) are spread over its eligible
+    members.  Allocation, priority and spill-over do not apply (the doses
+    are already allocated); in expected mode exactly :math:`\min(d_g,
+    \sum_{i\in g} e_i)` people of the group are vaccinated.
+
     Args:
-        daily_fraction (float): doses per day as a fraction of the population.
+        daily_fraction (float): doses per day as a fraction of the population (or ``doses``).
+        doses (str, optional): the per-person field of doses delivered this step, instead of a daily
+            budget. (default: ``None``)
         allocation (Sequence[float] | str, optional): see above.
         efficacy (float): default of the parameter ``<name>.efficacy``, the
             reduction of susceptibility in [0, 1]. (default: ``0.9``)
@@ -113,15 +126,26 @@ class Vaccination(Window):
 
     default_name = "vaccination"
 
-    def __init__(self, daily_fraction: float, allocation: Sequence[float] | str | None = None,
+    def __init__(self, daily_fraction: float | None = None, allocation: Sequence[float] | str | None = None,
                  efficacy: float = 0.9, start: int = 0, end: int | None = None,
                  priority: Sequence[int] | None = None, spill_over: bool = False, grouping: str = "age",
-                 exclude: Sequence[str] = ("person.D",), name: str | None = None):
+                 exclude: Sequence[str] = ("person.D",), doses: str | None = None, name: str | None = None):
         super().__init__(start, end, name)
         self.exclude = [str(k) for k in exclude]
-        check_domain("daily_fraction", daily_fraction, "probability", where="Vaccination")
+        if (daily_fraction is None) == (doses is None):
+            raise ConfigError("Vaccination takes either daily_fraction (a daily budget) or doses (a field of "
+                              "doses delivered), exactly one of them")
+        if doses is not None:
+            if not isinstance(doses, str) or doses.count(".") != 1 or not doses.startswith("person."):
+                raise ConfigError(f"Vaccination.doses must name a person field, 'person.<name>', got {doses!r}")
+            if allocation is not None or priority is not None or spill_over:
+                raise ConfigError("Vaccination with doses from a field takes no allocation, priority or "
+                                  "spill_over: the doses that reach each group are given there")
+        else:
+            check_domain("daily_fraction", daily_fraction, "probability", where="Vaccination")
         check_domain("efficacy", efficacy, "probability", where="Vaccination")
-        self.daily_fraction = float(daily_fraction)
+        self.doses = doses
+        self.daily_fraction = None if daily_fraction is None else float(daily_fraction)
         self.efficacy = float(efficacy)
         if isinstance(allocation, str):
             if allocation != "logits":
@@ -151,7 +175,10 @@ class Vaccination(Window):
         return [FieldSpec("person", "susceptibility_factor", combine="product")]
 
     def reads(self):
-        return ["person.V", *(Read(k, optional=True) for k in self.exclude)]
+        return ["person.V", *(Read(k, optional=True) for k in self.exclude), *([self.doses] if self.doses else [])]
+
+    def requirements(self) -> Requirements:
+        return Requirements(groupings={self.grouping: None})  # the groups doses are allocated over
 
     def param_specs(self):
         specs = [ParamSpec("efficacy", "probability", default=self.efficacy, unit="probability",
@@ -186,9 +213,13 @@ class Vaccination(Window):
                               f"{G} groups")
         return a / a.sum()
 
-    def group_doses(self, ctx: StepContext, remaining: Tensor) -> Tensor:
-        """Doses per group today, ``[G, R]`` (or ``[G, 1]``), from the unvaccinated counts ``remaining``."""
+    def group_doses(self, ctx: StepContext, remaining: Tensor, fields: dict[str, Tensor] | None = None) -> Tensor:
+        """Doses per group today, ``[G, R]`` (or ``[G, 1]``), from the unvaccinated counts ``remaining`` (and,
+        with ``doses``, the per-person field of doses delivered in ``fields``)."""
         G = remaining.size(0)
+        if self.doses is not None:
+            given = fields[self.doses].to(remaining.dtype).expand(-1, remaining.size(1))
+            return torch.zeros_like(remaining).index_add(0, ctx.graph.group_index(self.grouping), given)
         budget = self.daily_fraction * ctx.graph.num_nodes["person"] * ctx.dt
         if self.priority is None:
             shares = self.shares(ctx, remaining).unsqueeze(1)
@@ -223,7 +254,7 @@ class Vaccination(Window):
                     unvaccinated = unvaccinated * (1.0 - state[k])
             remaining = torch.zeros(len(ctx.graph.group_labels(self.grouping)), V.size(1), dtype=V.dtype,
                                     device=V.device).index_add(0, group, unvaccinated)
-            doses = self.group_doses(ctx, remaining)
+            doses = self.group_doses(ctx, remaining, fields)
             q_group = torch.where(remaining > 0, doses / remaining.clamp_min(1e-12),
                                   torch.zeros((), dtype=V.dtype)).clamp(max=1.0)
             q = q_group[group]
@@ -236,6 +267,9 @@ class Vaccination(Window):
         return out
 
     def extra_repr(self) -> str:
+        if self.doses is not None:
+            return (f"name={self.name!r}, doses={self.doses!r}, grouping={self.grouping!r}, start={self.start}, "
+                    f"end={self.end}")
         return (f"name={self.name!r}, daily_fraction={self.daily_fraction}, allocation={self.allocation!r}, "
                 f"priority={self.priority}, spill_over={self.spill_over}, start={self.start}, end={self.end}")
 

@@ -6,7 +6,8 @@ import math
 import pytest
 import torch
 
-from lpm_graph.core import Model
+from lpm_graph.core import Model, Output, Process
+from lpm_graph.core.state import FieldSpec
 from lpm_graph.errors import ConfigError
 from lpm_graph.models.epidemic import SEIR, ContactTransmission, Infectiousness, Isolation, Vaccination, VenueClosure
 from tests.models.epidemic.conftest import (ROLE, binomial_se, leaves_infected, pairs, pairs_model, seir_model,
@@ -143,6 +144,10 @@ def test_closure_factor_is_a_parameter_with_the_exact_derivative():
     (lambda: Vaccination(0.01, allocation=[1] * 9, priority=[8]), "either allocation or priority"),
     (lambda: Vaccination(0.01, priority=[8, 8]), "distinct group indices"),
     (lambda: Vaccination(0.01, priority=[]), "distinct group indices"),
+    (lambda: Vaccination(), "either daily_fraction .* or doses"),
+    (lambda: Vaccination(0.01, doses="person.doses"), "either daily_fraction .* or doses"),
+    (lambda: Vaccination(doses="doses"), "must name a person field"),
+    (lambda: Vaccination(doses="person.doses", allocation="logits"), "no allocation, priority or spill_over"),
 ])
 def test_bad_interventions_are_refused(make, match):
     with pytest.raises(ConfigError, match=match):
@@ -268,3 +273,38 @@ def test_closing_schools_lowers_school_age_infections():
     # age group 1 is 10-19: with schools the dominant venue, closing them must cut
     # their infections in every replicate (paired by common random numbers)
     assert (b < a).all()
+
+
+class _GivenDoses(Process):
+    """Writes ``person.doses``: ``amount`` doses to every person of age group ``group`` on each step."""
+
+    role = "environment"
+
+    def __init__(self, group: int, amount: float):
+        super().__init__("given_doses")
+        self.group, self.amount = group, amount
+
+    def field_specs(self):
+        return [FieldSpec("person", "doses")]
+
+    def forward(self, ctx, state, fields):
+        chosen = (ctx.graph.group_index("age") == self.group).to(ctx.dtype).unsqueeze(1)
+        return Output(fields={"person.doses": self.amount * chosen.expand(-1, ctx.replicates)})
+
+
+def test_vaccination_with_doses_from_a_field_vaccinates_exactly_those_doses_in_the_mean_field(population):
+    # 0.25 doses per person of the 80+ group a day: a quarter of them a day, until none is left unvaccinated
+    model = no_transmission_model([_GivenDoses(group=8, amount=0.25), Vaccination(doses="person.doses")],
+                                  mode="expected").double()
+    graph = model.prepare(population)
+    size = float((graph.group_index("age") == 8).sum())
+    V = [_per_group(graph, model(graph, steps=t).final_state["person.V"].double())[:, 0] for t in (1, 2, 6)]
+    assert V[0][:8].sum() == 0 and float(V[0][8]) == pytest.approx(0.25 * size, rel=1e-12)
+    assert float(V[1][8]) == pytest.approx(0.5 * size, rel=1e-12)
+    assert float(V[2][8]) == pytest.approx(size, rel=1e-12)  # capped at the eligible: nobody twice
+    # stochastic: each eligible member drawn with d_g / e_g, about a quarter of the group on day one
+    traj = no_transmission_model([_GivenDoses(group=8, amount=0.25), Vaccination(doses="person.doses")])(
+        graph, steps=1, seed=4, replicates=8)
+    got = _per_group(graph, traj.final_state["person.V"])[8]
+    sd = math.sqrt(size * 0.25 * 0.75)
+    assert ((got - 0.25 * size).abs() < 5 * sd).all() and _per_group(graph, traj.final_state["person.V"])[:8].sum() == 0
