@@ -320,6 +320,11 @@ class Model(nn.Module):
                     continue
                 fields = sorted(writers)
                 states = sorted(owners)
+                if any(p is b for b in self.behavior):
+                    others = ", ".join(f"{q.name} ({type(q).__name__})" for q in self.processes)
+                    raise ConfigError(f"behaviour {p.name!r} ({type(p).__name__}) reads {r.key}, which no process of "
+                                      f"the model writes or owns: this behaviour does not fit this model (its "
+                                      f"processes: {others}; state: {states})")
                 raise ConfigError(f"process {p.name!r} reads {r.key}, which no process before it writes or owns"
                                   f"{_nearest(r.key, fields + states)} (fields written: {fields}; state: {states}). "
                                   "Add the process that produces it, earlier in the step")
