@@ -12,6 +12,7 @@ per step and autograd keeps nothing per edge.
 """
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 
 import torch
@@ -64,12 +65,48 @@ class VenueTransmission(_Transmission):
     membership edges ``('person', 'member_of', <type>)`` are stacked into one
     bipartite layout, so the channel is two sparse products per step.
 
+    **Decisions** (:mod:`lpm_graph.behavior`).  The behaviour's decision
+    fields ``person.stays_home`` (:math:`h_i`) and ``person.avoids_<type>``
+    (:math:`a_{i\tau}`), probabilities read as optional (0 without a writer),
+    make each person's presence in a venue of type :math:`\tau`
+
+    .. math::
+
+        q_{i\tau} = \big(1 - h_i\,[\tau \in H]\big)\,(1 - a_{i\tau}),
+
+    with :math:`H` the types ``stays_home_types`` (school and workplace: who
+    stays home is still at home), and the membership weight of person
+    :math:`i` in venue :math:`v` becomes :math:`w_{iv}\,q_{i\tau(v)}` in both
+    sums — what the person brings and what the person receives:
+
+    .. math::
+
+        \lambda_i = \sum_{v \ni i} w_{vi}\,q_{i\tau(v)}\;
+            \beta_{\tau(v)}\, e_{\tau(v)}(t)\, c_v
+            \sum_{j \in v} w_{jv}\,q_{j\tau(v)}\, x_j,
+        \qquad c_v = \Big(\sum_{j\in v} w_{jv}\,q_{j\tau(v)}\Big)^{-1}.
+
+    A venue's size is then its *effective* size, the expected weight of the
+    members present: a member who stays home with probability :math:`h`
+    counts :math:`1 - h`, so under frequency dependence the contact of those
+    who come is shared among fewer people (their per-contact rate rises and
+    their force of infection depends on the prevalence among those present),
+    while those who stay home receive nothing there.  A venue everyone
+    avoids has size 0 and no transmission.  The presence is a value per edge
+    of the stacked layout (:func:`~lpm_graph.nn.spmm` with ``values``; their
+    gradient is the SDDMM on the edges), gathered from the ``[N, types]``
+    presences each step, so the decisions stay differentiable; replicate
+    columns with different decisions are one product each.  Without any
+    decision field the step is the one above, unchanged.
+
     Args:
         venue_types (Sequence[str]): venue node types covered; each needs a
             parameter ``beta_<type>``.
         normalize (bool): divide by venue size. (default: ``True``)
         source (str): the infectiousness field read. (default: ``"person.infectiousness"``)
         target (str): the force field added to. (default: ``"person.force_of_infection"``)
+        stays_home_types (Sequence[str]): the venue types a person who stays
+            home leaves. (default: ``["school", "workplace"]``)
         name (str): the process name. (default: ``"transmission"``)
     """
 
@@ -77,11 +114,17 @@ class VenueTransmission(_Transmission):
 
     def __init__(self, venue_types: Sequence[str] = ("household", "school", "workplace", "community"),
                  normalize: bool = True, source: str = "person.infectiousness",
-                 target: str = "person.force_of_infection", name: str | None = None):
+                 target: str = "person.force_of_infection", stays_home_types: Sequence[str] = ("school", "workplace"),
+                 name: str | None = None):
         super().__init__(source, target, name)
         self.venue_types = list(venue_types)
         if not self.venue_types:
             raise ConfigError("VenueTransmission.venue_types is empty; list the venue node types it covers")
+        self.stays_home_types = [str(v) for v in stays_home_types]
+        unknown = [v for v in self.stays_home_types if v not in self.venue_types]
+        if unknown:
+            raise ConfigError(f"VenueTransmission.stays_home_types {unknown} are not among venue_types "
+                              f"{self.venue_types}")
         self.normalize = bool(normalize)
         self.host = source.split(".", 1)[0]
         self.pressure = VenuePressure()
@@ -96,7 +139,13 @@ class VenueTransmission(_Transmission):
                 for vt in self.venue_types]
 
     def reads(self):
-        return [self.source, *(Read(contact_scale(vt), optional=True, default=1.0) for vt in self.venue_types)]
+        return [self.source, *(Read(contact_scale(vt), optional=True, default=1.0) for vt in self.venue_types),
+                *(Read(k, optional=True, default=0.0) for k in self.decision_keys)]
+
+    @property
+    def decision_keys(self) -> list[str]:
+        """The decision fields read (optional): ``<host>.stays_home`` and ``<host>.avoids_<type>``."""
+        return [f"{self.host}.stays_home", *(f"{self.host}.avoids_{vt}" for vt in self.venue_types)]
 
     def requirements(self) -> Requirements:
         return Requirements(stacks={frozenset(self.edge_types)})
@@ -116,13 +165,86 @@ class VenueTransmission(_Transmission):
         types = [et[2] for et in stack.edge_types]
         betas = torch.stack([self.value(ctx, f"beta_{vt}") * fields.get(contact_scale(vt), 1.0) for vt in types])
         venue_rate = betas.to(x.dtype).index_select(0, stack.type_index)
+        presence = self.presence(fields, types, x)
+        if presence is not None:
+            return Output(fields={self.target: self._with_presence(x, stack, venue_rate, presence)})
         if self.normalize:
             venue_rate = venue_rate * stack.inverse_weight.to(x.dtype)
         p = self.pressure(x, adj, scale=venue_rate)
         return Output(fields={self.target: self.infection(p, adj.T)})
 
-    def extra_repr(self) -> str:
-        return f"name={self.name!r}, venue_types={self.venue_types}, normalize={self.normalize}"
+    def presence(self, fields: dict, types: Sequence[str], like: Tensor) -> Tensor | None:
+        """``[N, R', types]`` presence :math:`q_{i\tau}` from the decision fields, in the stack's type order
+        (``R'`` 1 or ``R``); ``None`` when no decision field is written (the step without decisions)."""
+        home = fields.get(f"{self.host}.stays_home")
+        avoid = {vt: fields.get(f"{self.host}.avoids_{vt}") for vt in types}
+        if home is None and all(v is None for v in avoid.values()):
+            return None
+        n = like.size(0)
+
+        def per_node(v):
+            v = torch.as_tensor(v, dtype=like.dtype, device=like.device)
+            return v.expand(n, 1) if v.dim() == 0 else v.to(like.dtype)
+
+        cols = []
+        for vt in types:
+            q = None
+            if home is not None and vt in self.stays_home_types:
+                q = 1.0 - per_node(home)
+            if avoid[vt] is not None:
+                q = (1.0 - per_node(avoid[vt])) if q is None else q * (1.0 - per_node(avoid[vt]))
+            cols.append(torch.ones(n, 1, dtype=like.dtype, device=like.device) if q is None else q)
+        width = max(c.size(1) for c in cols)
+        return torch.stack([c.expand(n, width) for c in cols], dim=-1)
+
+    def _with_presence(self, x: Tensor, stack, venue_rate: Tensor, presence: Tensor) -> Tensor:
+        """The force with membership weights scaled by presence (class docstring): edge values of the stack,
+        one pass for all replicate columns when the presence is shared by them, else one per column."""
+        layout = _presence_layout(stack)
+        adj, adj_t = stack.adjacency, layout.transposed
+        weight = adj.values.to(x.dtype)
+        shared = presence.size(1) == 1
+        out = []
+        for r in range(1 if shared else x.size(1)):
+            q = presence[:, r].reshape(-1)                              # [N * T]: person-major, type-minor
+            values = weight * q.index_select(0, layout.person_type)     # the stack's CSR order
+            xr = x if shared else x[:, r:r + 1]
+            if self.normalize:
+                k = xr.size(1)
+                both = self.pressure(torch.cat([xr, torch.ones_like(xr[:, :1])], 1), adj, edge_weight=values)
+                size = both[:, k:]
+                inverse = torch.where(size > 0, 1.0 / size.clamp_min(torch.finfo(x.dtype).tiny),
+                                      torch.zeros_like(size))
+                p = both[:, :k] * (venue_rate.unsqueeze(1) * inverse)
+            else:
+                p = self.pressure(xr, adj, edge_weight=values, scale=venue_rate)
+            out.append(self.infection(p, adj_t, edge_weight=values.index_select(0, layout.order_t)))
+        return out[0] if shared else torch.cat(out, 1)
+
+
+class _PresenceLayout:
+    """Per stack, built once: for every stored edge the index ``person * T + type`` of its presence (CSR order of
+    the person -> venue layout), the transposed layout (one object, so its CSR helpers are cached) and the
+    position of each of its entries in the stack's CSR order."""
+
+    def __init__(self, stack):
+        adj = stack.adjacency
+        persons = adj.csr.col_indices().to(torch.int64)
+        types = stack.type_index.index_select(0, adj.rows())
+        self.person_type = persons * len(stack.edge_types) + types
+        self.transposed = adj.T
+        self.order_t = adj.transpose_order()
+
+
+_PRESENCE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _presence_layout(stack) -> _PresenceLayout:
+    key = stack.adjacency
+    layout = _PRESENCE.get(key)
+    if layout is None:
+        layout = _PRESENCE[key] = _PresenceLayout(stack)
+    return layout
 
 
 class ContactTransmission(_Transmission):
