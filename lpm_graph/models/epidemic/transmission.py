@@ -105,8 +105,9 @@ class VenueTransmission(_Transmission):
         normalize (bool): divide by venue size. (default: ``True``)
         source (str): the infectiousness field read. (default: ``"person.infectiousness"``)
         target (str): the force field added to. (default: ``"person.force_of_infection"``)
-        stays_home_types (Sequence[str]): the venue types a person who stays
-            home leaves. (default: ``["school", "workplace"]``)
+        stays_home_types (Sequence[str], optional): the venue types a person
+            who stays home leaves, among ``venue_types``. (default: ``school``
+            and ``workplace``, those of them covered)
         name (str): the process name. (default: ``"transmission"``)
     """
 
@@ -114,12 +115,14 @@ class VenueTransmission(_Transmission):
 
     def __init__(self, venue_types: Sequence[str] = ("household", "school", "workplace", "community"),
                  normalize: bool = True, source: str = "person.infectiousness",
-                 target: str = "person.force_of_infection", stays_home_types: Sequence[str] = ("school", "workplace"),
+                 target: str = "person.force_of_infection", stays_home_types: Sequence[str] | None = None,
                  name: str | None = None):
         super().__init__(source, target, name)
         self.venue_types = list(venue_types)
         if not self.venue_types:
             raise ConfigError("VenueTransmission.venue_types is empty; list the venue node types it covers")
+        if stays_home_types is None:
+            stays_home_types = [v for v in ("school", "workplace") if v in self.venue_types]
         self.stays_home_types = [str(v) for v in stays_home_types]
         unknown = [v for v in self.stays_home_types if v not in self.venue_types]
         if unknown:
