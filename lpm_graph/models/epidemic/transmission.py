@@ -177,7 +177,7 @@ class VenueTransmission(_Transmission):
         return Output(fields={self.target: self.infection(p, adj.T)})
 
     def presence(self, fields: dict, types: Sequence[str], like: Tensor) -> Tensor | None:
-        """``[N, R', types]`` presence :math:`q_{i\tau}` from the decision fields, in the stack's type order
+        """``[R', N, types]`` presence :math:`q_{i\tau}` from the decision fields, in the stack's type order
         (``R'`` 1 or ``R``); ``None`` when no decision field is written (the step without decisions)."""
         home = fields.get(f"{self.host}.stays_home")
         avoid = {vt: fields.get(f"{self.host}.avoids_{vt}") for vt in types}
@@ -185,20 +185,21 @@ class VenueTransmission(_Transmission):
             return None
         n = like.size(0)
 
-        def per_node(v):
+        def away(v):  # 1 - decision, [R', N]
             v = torch.as_tensor(v, dtype=like.dtype, device=like.device)
-            return v.expand(n, 1) if v.dim() == 0 else v.to(like.dtype)
+            return (1.0 - v).expand(n, 1).T if v.dim() == 0 else (1.0 - v.to(like.dtype)).T
 
-        cols = []
-        for vt in types:
-            q = None
-            if home is not None and vt in self.stays_home_types:
-                q = 1.0 - per_node(home)
-            if avoid[vt] is not None:
-                q = (1.0 - per_node(avoid[vt])) if q is None else q * (1.0 - per_node(avoid[vt]))
-            cols.append(torch.ones(n, 1, dtype=like.dtype, device=like.device) if q is None else q)
-        width = max(c.size(1) for c in cols)
-        return torch.stack([c.expand(n, width) for c in cols], dim=-1)
+        factors = {vt: away(v) for vt, v in avoid.items() if v is not None}
+        stay = away(home) if home is not None else None
+        width = max([f.size(0) for f in factors.values()] + ([stay.size(0)] if stay is not None else []))
+        q = like.new_ones(width, n, len(types))
+        for k, vt in enumerate(types):  # each column written once, from tensors that are not views of q
+            col = stay if stay is not None and vt in self.stays_home_types else None
+            if vt in factors:
+                col = factors[vt] if col is None else col * factors[vt]
+            if col is not None:
+                q[:, :, k] = col
+        return q
 
     def _with_presence(self, x: Tensor, stack, venue_rate: Tensor, presence: Tensor) -> Tensor:
         """The force with membership weights scaled by presence (class docstring): edge values of the stack,
@@ -206,19 +207,17 @@ class VenueTransmission(_Transmission):
         layout = _presence_layout(stack)
         adj, adj_t = stack.adjacency, layout.transposed
         weight = adj.values.to(x.dtype)
-        shared = presence.size(1) == 1
+        shared = presence.size(0) == 1
         out = []
         for r in range(1 if shared else x.size(1)):
-            q = presence[:, r].reshape(-1)                              # [N * T]: person-major, type-minor
+            q = presence[r].reshape(-1)                                 # [N * T]: person-major, type-minor
             values = weight * q.index_select(0, layout.person_type)     # the stack's CSR order
             xr = x if shared else x[:, r:r + 1]
             if self.normalize:
-                k = xr.size(1)
-                both = self.pressure(torch.cat([xr, torch.ones_like(xr[:, :1])], 1), adj, edge_weight=values)
-                size = both[:, k:]
+                size = torch.zeros(adj.shape[0], dtype=x.dtype, device=x.device).index_add(0, layout.rows, values)
                 inverse = torch.where(size > 0, 1.0 / size.clamp_min(torch.finfo(x.dtype).tiny),
                                       torch.zeros_like(size))
-                p = both[:, :k] * (venue_rate.unsqueeze(1) * inverse)
+                p = self.pressure(xr, adj, edge_weight=values, scale=venue_rate * inverse)
             else:
                 p = self.pressure(xr, adj, edge_weight=values, scale=venue_rate)
             out.append(self.infection(p, adj_t, edge_weight=values.index_select(0, layout.order_t)))
@@ -226,8 +225,8 @@ class VenueTransmission(_Transmission):
 
 
 class _PresenceLayout:
-    """Per stack, built once: for every stored edge the index ``person * T + type`` of its presence (CSR order of
-    the person -> venue layout), the transposed layout (one object, so its CSR helpers are cached) and the
+    """Per stack, built once: for every stored edge the index ``person * T + type`` of its presence and its venue
+    row (CSR order of the person -> venue layout), the transposed layout (one object, so its CSR helpers are cached) and the
     position of each of its entries in the stack's CSR order."""
 
     def __init__(self, stack):
@@ -235,6 +234,7 @@ class _PresenceLayout:
         persons = adj.csr.col_indices().to(torch.int64)
         types = stack.type_index.index_select(0, adj.rows())
         self.person_type = persons * len(stack.edge_types) + types
+        self.rows = adj.rows()
         self.transposed = adj.T
         self.order_t = adj.transpose_order()
 
