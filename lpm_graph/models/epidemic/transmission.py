@@ -23,7 +23,7 @@ from lpm_graph.core.params import ParamSpec
 from lpm_graph.core.process import Output, Process, StepContext
 from lpm_graph.core.state import FieldSpec, Read
 from lpm_graph.errors import ConfigError, PopulationGraphError
-from lpm_graph.nn import ContactInfection, VenueInfection, VenuePressure
+from lpm_graph.nn import ContactInfection, SparseAdjacency, VenueInfection, VenuePressure
 
 __all__ = ["VenueTransmission", "ContactTransmission", "contact_scale"]
 
@@ -92,12 +92,16 @@ class VenueTransmission(_Transmission):
     who come is shared among fewer people (their per-contact rate rises and
     their force of infection depends on the prevalence among those present),
     while those who stay home receive nothing there.  A venue everyone
-    avoids has size 0 and no transmission.  The presence is a value per edge
-    of the stacked layout (:func:`~lpm_graph.nn.spmm` with ``values``; their
-    gradient is the SDDMM on the edges), gathered from the ``[N, types]``
-    presences each step, so the decisions stay differentiable; replicate
-    columns with different decisions are one product each.  Without any
-    decision field the step is the one above, unchanged.
+    avoids has size 0 and no transmission.  Since a member's presence depends
+    only on the person and the venue's type, the per-edge weights
+    :math:`w_{iv} q_{i\tau(v)}` are applied exactly as person-level scaling
+    before and after the products of each venue type's block of the stacked
+    layout (a block per type, built once: every edge is in one block, so a
+    step touches each edge once per product, as without decisions, and
+    autograd keeps nothing per edge); the effective sizes are one more
+    column of the first product.  All replicate columns go through one
+    product.  Without any decision field the step is the one above,
+    unchanged.
 
     Args:
         venue_types (Sequence[str]): venue node types covered; each needs a
@@ -170,7 +174,7 @@ class VenueTransmission(_Transmission):
         venue_rate = betas.to(x.dtype).index_select(0, stack.type_index)
         presence = self.presence(fields, types, x)
         if presence is not None:
-            return Output(fields={self.target: self._with_presence(x, stack, venue_rate, presence)})
+            return Output(fields={self.target: self._with_presence(x, stack, betas.to(x.dtype), presence)})
         if self.normalize:
             venue_rate = venue_rate * stack.inverse_weight.to(x.dtype)
         p = self.pressure(x, adj, scale=venue_rate)
@@ -178,7 +182,8 @@ class VenueTransmission(_Transmission):
 
     def presence(self, fields: dict, types: Sequence[str], like: Tensor) -> Tensor | None:
         """``[R', N, types]`` presence :math:`q_{i\tau}` from the decision fields, in the stack's type order
-        (``R'`` 1 or ``R``); ``None`` when no decision field is written (the step without decisions)."""
+        (``R'`` 1 or ``R``), and whether a decision acts on each type; ``None`` when no decision field is written
+        (the step without decisions)."""
         home = fields.get(f"{self.host}.stays_home")
         avoid = {vt: fields.get(f"{self.host}.avoids_{vt}") for vt in types}
         if home is None and all(v is None for v in avoid.values()):
@@ -199,55 +204,63 @@ class VenueTransmission(_Transmission):
                 col = factors[vt] if col is None else col * factors[vt]
             if col is not None:
                 q[:, :, k] = col
-        return q
+        return q, [vt in factors or (stay is not None and vt in self.stays_home_types) for vt in types]
 
-    def _with_presence(self, x: Tensor, stack, venue_rate: Tensor, presence: Tensor) -> Tensor:
-        """The force with membership weights scaled by presence (class docstring): edge values of the stack,
-        one pass for all replicate columns when the presence is shared by them, else one per column."""
-        layout = _presence_layout(stack)
-        adj, adj_t = stack.adjacency, layout.transposed
-        weight = adj.values.to(x.dtype)
-        shared = presence.size(0) == 1
-        out = []
-        for r in range(1 if shared else x.size(1)):
-            q = presence[r].reshape(-1)                                 # [N * T]: person-major, type-minor
-            values = weight * q.index_select(0, layout.person_type)     # the stack's CSR order
-            xr = x if shared else x[:, r:r + 1]
-            if self.normalize:
-                size = torch.zeros(adj.shape[0], dtype=x.dtype, device=x.device).index_add(0, layout.rows, values)
+    def _with_presence(self, x: Tensor, stack, betas: Tensor, presence: Tensor) -> Tensor:
+        """The force with each member's weight scaled by its presence (class docstring), exactly, as person-level
+        scaling before and after the sparse products of each venue type's block of the stack: a member's presence
+        in a type scales what it sends into, and what it receives from, the venues of that type; every edge is touched once per product, as in the step without decisions."""
+        lam = None
+        R = x.size(1)
+        presence, decided = presence
+        for k, (block, block_t) in enumerate(_type_blocks(stack)):
+            if not decided[k]:  # nobody decides about this type: its block as without decisions
+                off, n = stack.offsets[stack.edge_types[k]], block.shape[0]
+                scale = stack.inverse_weight[off:off + n].to(x.dtype) * betas[k] if self.normalize else betas[k]
+                part = self.infection(self.pressure(x, block) * (scale.unsqueeze(1) if self.normalize else scale),
+                                      block_t)
+                lam = part if lam is None else lam + part
+                continue
+            q = presence[:, :, k].T                                     # [N, R'] presence in venues of type k
+            sent = x * q
+            if self.normalize:                                           # effective size: those present
+                both = self.pressure(torch.cat([sent, q], 1), block)
+                size = both[:, R:]
                 inverse = torch.where(size > 0, 1.0 / size.clamp_min(torch.finfo(x.dtype).tiny),
                                       torch.zeros_like(size))
-                p = self.pressure(xr, adj, edge_weight=values, scale=venue_rate * inverse)
+                p = both[:, :R] * (inverse * betas[k])
             else:
-                p = self.pressure(xr, adj, edge_weight=values, scale=venue_rate)
-            out.append(self.infection(p, adj_t, edge_weight=values.index_select(0, layout.order_t)))
-        return out[0] if shared else torch.cat(out, 1)
+                p = self.pressure(sent, block) * betas[k]
+            part = q * self.infection(p, block_t)
+            lam = part if lam is None else lam + part
+        return lam
 
 
-class _PresenceLayout:
-    """Per stack, built once: for every stored edge the index ``person * T + type`` of its presence and its venue
-    row (CSR order of the person -> venue layout), the transposed layout (one object, so its CSR helpers are cached) and the
-    position of each of its entries in the stack's CSR order."""
+def _block_layouts(stack) -> list:
+    """Each venue type's rows of a stack as its own layout and transpose (built once per stack): the rows of a
+    type are contiguous in the stack, so a block holds that type's edges only and the blocks hold every edge once."""
+    adj = stack.adjacency
+    crow = adj.csr.crow_indices().to(torch.int64)
+    cols, vals, rows = adj.csr.col_indices().to(torch.int64), adj.csr.values(), adj.rows()
+    counts = torch.bincount(stack.type_index, minlength=len(stack.edge_types)).tolist()
+    out = []
+    for et, n in zip(stack.edge_types, counts):
+        off = stack.offsets[et]
+        lo, hi = int(crow[off]), int(crow[off + n])
+        block = SparseAdjacency.from_edge_index(torch.stack([cols[lo:hi], rows[lo:hi] - off]), vals[lo:hi],
+                                                (adj.shape[1], n), dtype=vals.dtype)
+        out.append((block, block.T))
+    return out
 
-    def __init__(self, stack):
-        adj = stack.adjacency
-        persons = adj.csr.col_indices().to(torch.int64)
-        types = stack.type_index.index_select(0, adj.rows())
-        self.person_type = persons * len(stack.edge_types) + types
-        self.rows = adj.rows()
-        self.transposed = adj.T
-        self.order_t = adj.transpose_order()
+
+_BLOCKS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-_PRESENCE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
-def _presence_layout(stack) -> _PresenceLayout:
-    key = stack.adjacency
-    layout = _PRESENCE.get(key)
-    if layout is None:
-        layout = _PRESENCE[key] = _PresenceLayout(stack)
-    return layout
+def _type_blocks(stack) -> list:
+    blocks = _BLOCKS.get(stack.adjacency)
+    if blocks is None:
+        blocks = _BLOCKS[stack.adjacency] = _block_layouts(stack)
+    return blocks
 
 
 class ContactTransmission(_Transmission):
