@@ -43,7 +43,7 @@ METRICS = {
     "simulate": ("num_nodes", "steps", "replicates", "seed", "build_seconds", "simulate_seconds", "runtime_seconds",
                  "peak_rss_mb"),
     "analyze": ("num_nodes", "steps", "replicates", "seed", "build_seconds", "runtime_seconds", "peak_rss_mb"),
-    "calibrate": ("final_loss", "iterations", "simulations", "runtime_seconds", "peak_rss_mb"),
+    "calibrate": ("final_loss", "iterations", "simulations", "trained_weights", "runtime_seconds", "peak_rss_mb"),
     "build_population": ("num_nodes", "nodes", "edges", "seconds"),
     "plan": ("processes", "parameters", "observables", "outcomes"),
 }
