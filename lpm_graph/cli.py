@@ -43,7 +43,7 @@ METRICS = {
     "simulate": ("num_nodes", "steps", "replicates", "seed", "build_seconds", "simulate_seconds", "runtime_seconds",
                  "peak_rss_mb"),
     "analyze": ("num_nodes", "steps", "replicates", "seed", "build_seconds", "runtime_seconds", "peak_rss_mb"),
-    "calibrate": ("final_loss", "iterations", "simulations", "runtime_seconds", "peak_rss_mb"),
+    "calibrate": ("final_loss", "iterations", "simulations", "trained_weights", "runtime_seconds", "peak_rss_mb"),
     "build_population": ("num_nodes", "nodes", "edges", "seconds"),
     "plan": ("processes", "parameters", "observables", "outcomes"),
 }
@@ -277,8 +277,12 @@ def precheck(argv: list[str]) -> None:
 
         from lpm_graph.tasks.simulate import instantiate_config
 
-        for cfg, run in zip(cfgs, runs):
-            check_metric(cfg, instantiate_config(cfg.model, dtype=getattr(torch, run.dtype)))
+        for job, cfg, run in zip(jobs, cfgs, runs):
+            try:
+                model = instantiate_config(cfg.model, dtype=getattr(torch, run.dtype))
+            except ConfigError as e:
+                raise ConfigError(f"{_pairing(job)}{e}") from None
+            check_metric(cfg, model)
     except (ConfigError, PopulationGraphError) as e:
         print(f"lpm-graph: error: {e}", file=sys.stderr)
         sys.exit(2)
@@ -307,6 +311,20 @@ def report_main(args: list[str]) -> None:
         print(f"lpm-graph: error: {e}", file=sys.stderr)
         sys.exit(2)
     print(f"lpm-graph: report written: {path}", file=sys.stderr)
+
+
+def _pairing(job: list[str]) -> str:
+    """``"model=<m> with behavior=<b>: "`` when a behaviour is chosen (an error building the model may be that the
+    two do not fit), else nothing."""
+    from hydra import compose, initialize_config_dir
+
+    try:
+        with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+            choices = compose(config_name="config", overrides=job, return_hydra_config=True).hydra.runtime.choices
+    except Exception:  # the pair is a hint only: the error itself is what is reported
+        return ""
+    behavior = choices.get("behavior")
+    return "" if behavior in (None, "none") else f"model={choices.get('model')} with behavior={behavior}: "
 
 
 def main() -> None:

@@ -169,10 +169,18 @@ ANALYSES = ("sensitivity", "counterfactuals", "policy")
 SENSITIVITY_MODES = ("expected", "stochastic", "model")
 
 
-def _check_processes(where: str, entries) -> None:
+def _check_processes(where: str, entries, named: bool = False) -> None:
+    """A list of processes with ``_target_`` (or, ``named``, also a mapping of name -> process or null)."""
+    if named and isinstance(entries, dict):
+        if all(isinstance(k, str) and (e is None or isinstance(e, dict) and "_target_" in e)
+               for k, e in entries.items()):
+            return
+        raise ConfigError(f"{where} as a mapping names processes: each entry a process with _target_, or null to "
+                          f"remove the model's process of that name; got {entries!r}")
     if not isinstance(entries, list) or not all(isinstance(e, dict) and "_target_" in e for e in entries):
         raise ConfigError(f"{where} must be a list of processes with _target_ (e.g. "
-                          f"lpm_graph.models.epidemic.VenueClosure), got {entries!r}")
+                          f"lpm_graph.models.epidemic.VenueClosure)" + (", or a mapping of name -> process or "
+                                                                        "null" if named else "") + f", got {entries!r}")
 
 
 @dataclass
@@ -266,8 +274,8 @@ class AnalyzeTaskConfig:
             if not isinstance(s, dict) or not isinstance(s.get("name"), str) or not s["name"]:
                 raise ConfigError(f"task.scenarios[{i}] must be a mapping with a name and an environment list, "
                                   f"got {s!r}")
-            _check_processes(f"task.scenarios[{i}].environment ({s['name']})", s.get("environment", []))
-            _check_processes(f"task.scenarios[{i}].behavior ({s['name']})", s.get("behavior", []))
+            _check_processes(f"task.scenarios[{i}].environment ({s['name']})", s.get("environment", []), named=True)
+            _check_processes(f"task.scenarios[{i}].behavior ({s['name']})", s.get("behavior", []), named=True)
             unknown = set(s) - {"name", "environment", "behavior"}
             if unknown:
                 raise ConfigError(f"task.scenarios[{i}] ({s['name']}) has unknown keys {sorted(unknown)}; "

@@ -47,7 +47,7 @@ from torch.utils.checkpoint import checkpoint as _checkpoint
 from lpm_graph.core.graph import Graph, Grouping, Requirements
 from lpm_graph.core.observe import Observable, Outcome, Trajectory
 from lpm_graph.core.params import GROUP, ParameterSet, ParamSpec, check_domain, check_shape, flatten_params
-from lpm_graph.core.process import ROLES, Output, Process, StepContext
+from lpm_graph.core.process import ROLES, Output, Process, StepContext, canonical_role
 from lpm_graph.core.sampling import Sampler
 from lpm_graph.core.state import FieldSpec, Read, StateSpec
 from lpm_graph.errors import ConfigError
@@ -269,7 +269,7 @@ class Model(nn.Module):
         order = self.order
         seen: dict[str, Process] = {}
         for p in order:
-            if p.role not in ROLES:
+            if canonical_role(p.role) not in ROLES:
                 raise ConfigError(f"process {p.name!r} ({type(p).__name__}) has role {p.role!r}; roles: {list(ROLES)}")
             if p.name in seen:
                 raise ConfigError(f"two processes are named {p.name!r} ({type(seen[p.name]).__name__} and "
@@ -320,13 +320,25 @@ class Model(nn.Module):
                     continue
                 fields = sorted(writers)
                 states = sorted(owners)
+                if any(p is b for b in self.behavior):
+                    others = ", ".join(f"{q.name} ({type(q).__name__})" for q in self.processes)
+                    raise ConfigError(f"behaviour {p.name!r} ({type(p).__name__}) reads {r.key}, which no process of "
+                                      f"the model writes or owns: this behaviour does not fit this model (its "
+                                      f"processes: {others}; state: {states})")
                 raise ConfigError(f"process {p.name!r} reads {r.key}, which no process before it writes or owns"
                                   f"{_nearest(r.key, fields + states)} (fields written: {fields}; state: {states}). "
                                   "Add the process that produces it, earlier in the step")
+        behaviour = {id(b) for b in self.behavior}
         for key, ws in writers.items():
             if not any(j > ws[0] for j in readers.get(key, [])):
                 p = order[ws[0]]
                 read = sorted(k for k in readers if k not in owners)
+                if id(p) in behaviour:
+                    others = ", ".join(f"{q.name} ({type(q).__name__})" for q in order if id(q) not in behaviour)
+                    raise ConfigError(f"behaviour {p.name!r} ({type(p).__name__}) writes {key}, which no process of "
+                                      f"the model reads: this behaviour does not fit this model (its processes: "
+                                      f"{others}; fields they read: {read}). Choose a model whose processes read "
+                                      f"{key}, or drop that decision from the behaviour")
                 raise ConfigError(f"process {p.name!r} writes field {key}, which no later process reads, so it would "
                                   f"change nothing{_nearest(key, read)} (fields read: {read}); fix the name, or "
                                   "add the process that reads it")

@@ -13,8 +13,9 @@ events it emits.  Its role says what kind of part it is:
 
 ``environment``  :math:`e(t+1) = g(s, e, \theta)`: interventions, policies,
                  prices, supply — factors later processes read.
-``behaviour``    :math:`\ell(\cdot \mid s_i)`: decisions of agents
-                 (rules, networks, LLM archetypes).
+``behavior``     :math:`\ell(\cdot \mid s_i)`: decisions of agents
+                 (rules, networks, LLM archetypes); the British spelling
+                 ``behaviour`` is accepted as the same role.
 ``emission``     what nodes send: per-node source values of interactions
                  (what a node sends, computed from its state).
 ``interaction``  :math:`\sum_j m_{ij}`: a ``MessagePassing`` layer over one
@@ -50,9 +51,16 @@ from lpm_graph.core.sampling import Sampler
 from lpm_graph.core.state import EventSpec, FieldSpec, Read, StateSpec
 from lpm_graph.errors import ConfigError
 
-__all__ = ["Process", "Output", "StepContext", "ROLES"]
+__all__ = ["Process", "Output", "StepContext", "ROLES", "ROLE_ALIASES", "canonical_role"]
 
-ROLES = ("environment", "behaviour", "emission", "interaction", "update")
+ROLES = ("environment", "behavior", "emission", "interaction", "update")
+#: other spellings of a role, accepted as it (``model.behavior`` is the config key, the docs spell the role so)
+ROLE_ALIASES = {"behaviour": "behavior"}
+
+
+def canonical_role(role: str) -> str:
+    """A role as :data:`ROLES` spells it (an alias of :data:`ROLE_ALIASES` mapped to its role)."""
+    return ROLE_ALIASES.get(role, role)
 
 
 @dataclass

@@ -60,12 +60,10 @@ def _model(cfg: DictConfig, run, *, mode: str | None = None, environment=(), beh
     node = OmegaConf.to_container(cfg.model, resolve=True)
     if mode is not None:
         node["mode"] = mode
+    node["params"] = dict(node.get("params") or {})
     for key, extra in (("environment", environment), ("behavior", behavior)):
-        base = node.get(key) or []
-        if isinstance(base, dict):
-            raise ConfigError(f"model.{key} is a mapping; task=analyze adds scenario processes to a list")
-        node[key] = list(base) + [dict(e) for e in extra]
-    node["params"] = {**(node.get("params") or {}), **(params or {})}
+        node[key] = _with_processes(node.get(key), extra, node["params"])
+    node["params"] = {**node["params"], **(params or {})}
     if time_varying:
         node["time_varying"] = {**(node.get("time_varying") or {}), **time_varying}
     return build_model(cfg, run, node)
@@ -89,6 +87,34 @@ def _laid_out_for_every_run(model, others, graph, data, run):
         return graph
     laid_out = Graph(data, merged, graph.dtype)
     return model.prepare(laid_out).to(run.device)
+
+
+def _with_processes(base, extra, params: dict):
+    """A model's processes (``model.environment`` or ``model.behavior``: a list, or a mapping by name) with a
+    scenario's: a list is appended (to a mapping's entries, each then named by its key); a mapping is merged
+    by name, an entry ``null`` removing the process of that name and its parameters (``params[name]``)."""
+    base = base or []
+    if isinstance(extra, dict):
+        merged = dict(base) if isinstance(base, dict) else {}
+        listed = [] if isinstance(base, dict) else [dict(e) for e in base]
+        for name, entry in extra.items():
+            if entry is None:
+                if name not in merged:
+                    raise ConfigError(f"a scenario removes process {name!r}, which the model does not have "
+                                      f"(it has {sorted(merged)})")
+                del merged[name]
+                params.pop(name, None)
+            else:
+                merged[name] = dict(entry)
+        if listed:  # a list with named additions: one list, each addition named by its key
+            return listed + [{**e, "name": n} for n, e in merged.items()]
+        return merged
+    extra = [dict(e) for e in extra or []]
+    if isinstance(base, dict):
+        if not extra:
+            return base
+        return [{**e, "name": n} for n, e in base.items() if e is not None] + extra
+    return list(base) + extra
 
 
 def _write_csv(frame, path: Path) -> None:

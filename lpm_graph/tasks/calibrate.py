@@ -2,9 +2,11 @@
 
 Each iteration runs the whole unrolled model (per-step checkpointing as the
 model config says), maps its trajectory through the observation model, and
-takes one optimiser step on the learnable parameters — or, with
-``task.calibration_net``, on the weights of a network producing the
-time-varying parameters from feature series.
+takes one optimiser step on the learnable parameters and on the weights of
+every process holding trainable modules (a neural behaviour's network,
+reported as ``trained_weights``) — and, with ``task.calibration_net``, on the
+weights of a network producing the time-varying parameters from feature
+series.
 
 Iteration ``i`` draws its random numbers with seed ``seed + 1 + i``: the
 result is determined by the config, the data and the iteration count.  A
@@ -60,7 +62,17 @@ from lpm_graph.tasks.checkpoint import load_calibration, restore_fitted, resumab
 from lpm_graph.tasks.posterior import Prior, map_outputs, map_prior_term
 from lpm_graph.tasks.simulate import atomic_write, build, peak_rss_mb, rounded
 
-__all__ = ["calibrate", "resume_key"]
+__all__ = ["calibrate", "resume_key", "trained_weights"]
+
+
+def trained_weights(model) -> dict[str, int]:
+    """Per process holding trainable weights of its own (not the model's parameter set): their number."""
+    out = {}
+    for p in model.order:
+        n = sum(w.numel() for w in p.parameters() if w.requires_grad)
+        if n:
+            out[p.name] = n
+    return out
 
 def _element_names(name: str, shape) -> list[str]:
     """Column names of a parameter's elements: ``name`` for a scalar, ``name[i]`` (``name[k][g]`` ...) otherwise."""
@@ -237,12 +249,15 @@ def calibrate(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
                                   f"(model.time_varying.{name}: <period>) with one value per feature row")
         init = {n: float(model.params[n].detach().flatten()[0]) for n in targets}
         net = CalibrationNet(features.size(1), targets, int(nc.get("hidden", 16)), init, seed=run.seed).to(run.device)
+    # the learnable parameters and the weights of every process holding trainable modules (a neural behaviour's
+    # network is a submodule of its process, so of the model): all of model.parameters() that require grad
     trainable = [p for p in model.parameters() if p.requires_grad]
+    weights = trained_weights(model)
     if net is not None:
         trainable += list(net.parameters())
     if not trainable:
-        raise ConfigError("task=calibrate has nothing to fit: list parameters in model.learnable "
-                          "or configure task.calibration_net")
+        raise ConfigError("task=calibrate has nothing to fit: list parameters in model.learnable, "
+                          "configure task.calibration_net, or use a process with trainable weights")
     optimizer = instantiate(task.optimizer, _convert_="all")(trainable)
     prior = Prior(model.params, task.priors, required=False) if task.priors else None  # map: a term only if declared
 
@@ -309,6 +324,7 @@ def calibrate(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
         "iterations": task.iterations,
         "simulations": task.iterations + 1,
         "learnable": model.params.learnable + (net.names if net is not None else []),
+        "trained_weights": weights,
         "fitted": fitted,
         "runtime_seconds": round(time.perf_counter() - t0, 3),
         "peak_rss_mb": round(peak_rss_mb(), 1),

@@ -13,7 +13,8 @@ model and writes what the model declares:
   its reason and file; null for a population without a cache);
 * ``trajectory.png``: one panel per observable panel (as the model's
   processes group them), mean over replicates with the range of the
-  replicates shaded;
+  replicates shaded, and one panel per grouped mean (a decision share by
+  age group) with a line per group;
 
 and returns the summary (the CLI returns its ``metric`` to sweepers).
 """
@@ -135,11 +136,25 @@ def plot_trajectory(traj, path: Path, title: str = "") -> None:
     panels: dict[str, list] = {}
     for name, o in traj.observables.items():
         panels.setdefault(o.panel or o.kind, []).append((name, o))
+    # a mean observed by groups (a share, e.g. a behaviour's decision by age) also gets a panel of its groups
+    by_group = [(name, o, g) for name, o in traj.observables.items() if o.kind == "mean"
+                for g in o.by if name in traj.grouped.get(g, {})]
+    for name, o, g in by_group:
+        panels[f"{name} by {g}"] = [(name, o, g)]
     n = len(panels)
     fig, axes = plt.subplots(n, 1, figsize=(8, 2.6 * n + 0.8), sharex=True, squeeze=False)
     steps = torch.arange(traj.steps + 1).numpy()
     for ax, (panel, items) in zip(axes[:, 0], panels.items()):
-        units = sorted({o.unit for _, o in items if o.unit})
+        units = sorted({item[1].unit for item in items if item[1].unit})
+        if len(items[0]) == 3:  # one line per group
+            name, o, g = items[0]
+            v = traj.grouped[g][name].detach().double().cpu().mean(-1)
+            for k, label in enumerate(traj.labels[g]):
+                ax.plot(steps, v[:, k].numpy(), label=f"{g} {label}")
+            ax.set_ylabel(", ".join(units) if units else panel)
+            ax.set_title(panel, fontsize=10, loc="left")
+            ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+            continue
         for name, o in items:
             v = traj.series[name].detach().double().cpu()
             mean = v.mean(1).numpy()

@@ -5,8 +5,9 @@ One model among others, built from the core's parts (:mod:`lpm_graph.core`):
 processes.
 """
 from lpm_graph.models.epidemic.interventions import Isolation, Vaccination, VenueClosure
+from lpm_graph.models.epidemic.masks import MaskEffect
 from lpm_graph.models.epidemic.seir import SEIR, SIR, SIS, Infectiousness, seir_update
 from lpm_graph.models.epidemic.transmission import ContactTransmission, VenueTransmission, contact_scale
 
 __all__ = ["SEIR", "SIR", "SIS", "Infectiousness", "seir_update", "VenueTransmission", "ContactTransmission", "contact_scale",
-           "VenueClosure", "Vaccination", "Isolation"]
+           "VenueClosure", "Vaccination", "Isolation", "MaskEffect"]

@@ -1,0 +1,163 @@
+r"""What an agent can observe: the prevalence in its venues, and announced policies.
+
+:class:`VenuePrevalence` (an interaction) writes, for each venue type
+:math:`\tau` it covers, the share of infectious among the members of a
+person's venues of that type,
+
+.. math::
+
+    \pi_{i\tau} = \frac{\sum_{v \ni i,\ \tau(v) = \tau} w_{iv}\, m_v}{\sum_{v \ni i,\ \tau(v)=\tau} w_{iv}},
+    \qquad m_v = \frac{\sum_{j \in v} w_{jv}\, I_j}{\sum_{j \in v} w_{jv}},
+
+(the person itself among the members; 0 for a person without a venue of the
+type): a weighted mean over the venue's members (``WeightedSum`` with
+``normalize``) on the same stacked person -> venue layout the venue
+transmission reads, then one product back to the members, with one column
+block per venue type.  Fields ``person.prevalence_<type>``.
+
+:class:`Announcement` (an environment process) writes an announced policy,
+a scalar field such as ``policy.stay_home`` equal to the parameter
+``<name>.level`` while its window is active (0 otherwise, to a reader with
+the optional default 0), which a behaviour can respond to.
+"""
+from __future__ import annotations
+
+import weakref
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from lpm_graph.core.environment import Window
+from lpm_graph.core.graph import Requirements
+from lpm_graph.core.params import ParamSpec
+from lpm_graph.core.process import Output, Process, StepContext
+from lpm_graph.core.state import FieldSpec
+from lpm_graph.errors import ConfigError, PopulationGraphError
+from lpm_graph.nn import WeightedSum, spmm
+
+__all__ = ["VenuePrevalence", "Announcement"]
+
+_MEMBERSHIP: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+class VenuePrevalence(Process):
+    """The share of infectious among the members of each person's venues, per venue type (module docstring).
+
+    Args:
+        venue_types (Sequence[str]): the venue types observed. (default: household, school, workplace)
+        stack (Sequence[str]): the venue types of the stacked layout read; the venue transmission's
+            (so the layout is shared, not built twice). (default: household, school, workplace, community)
+        source (str): the infectious indicator state. (default: ``"person.I"``)
+        prefix (str): the fields written are ``<prefix>_<type>``. (default: ``"person.prevalence"``)
+        relation (str): the membership relation. (default: ``"member_of"``)
+        name (str): the process name. (default: ``"prevalence"``)
+    """
+
+    role = "interaction"
+    default_name = "prevalence"
+
+    def __init__(self, venue_types: Sequence[str] = ("household", "school", "workplace"),
+                 stack: Sequence[str] = ("household", "school", "workplace", "community"),
+                 source: str = "person.I", prefix: str = "person.prevalence", relation: str = "member_of",
+                 name: str | None = None):
+        super().__init__(name)
+        self.venue_types, self.stack_types = [str(v) for v in venue_types], [str(v) for v in stack]
+        if not self.venue_types:
+            raise ConfigError("VenuePrevalence.venue_types is empty; list the venue types observed")
+        missing = [v for v in self.venue_types if v not in self.stack_types]
+        if missing:
+            raise ConfigError(f"VenuePrevalence.venue_types {missing} are not in its stack {self.stack_types}")
+        if prefix.count(".") != 1:
+            raise ConfigError(f"VenuePrevalence.prefix must be '<node type>.<name>', got {prefix!r}")
+        self.source, self.prefix, self.relation = source, prefix, relation
+        self.host = prefix.split(".", 1)[0]
+        self.mean = WeightedSum(normalize=True)
+        self.spread = WeightedSum()
+
+    @property
+    def edge_types(self) -> list[tuple[str, str, str]]:
+        return [(self.host, self.relation, vt) for vt in self.stack_types]
+
+    def field(self, venue_type: str) -> str:
+        return f"{self.prefix}_{venue_type}"
+
+    def field_specs(self):
+        scope, name = self.prefix.split(".", 1)
+        return [FieldSpec(scope, f"{name}_{vt}", unit="share", doc=f"share of infectious in one's {vt} venues")
+                for vt in self.venue_types]
+
+    def reads(self):
+        return [self.source]
+
+    def requirements(self) -> Requirements:
+        return Requirements(stacks={frozenset(self.edge_types)})
+
+    def workspace(self):
+        return {self.host: 2.0 * len(self.venue_types)}
+
+    def _membership(self, stack, dtype) -> tuple[Tensor, Tensor, list[str]]:
+        """Per stack (built once): the ``[V, k]`` indicator of each row's observed type and the inverse ``[N, k]``
+        membership weight of each person in each observed type."""
+        cache = _MEMBERSHIP.setdefault(stack.adjacency, {})
+        if dtype not in cache:
+            types = [et[2] for et in stack.edge_types]
+            absent = [vt for vt in self.venue_types if vt not in types]
+            if absent:
+                raise PopulationGraphError(f"VenuePrevalence: venue types {absent} are not in the stacked layout "
+                                           f"{types}")
+            cols = torch.tensor([types.index(vt) for vt in self.venue_types], device=stack.type_index.device)
+            onehot = (stack.type_index.unsqueeze(1) == cols.unsqueeze(0)).to(dtype)
+            weight = spmm(stack.adjacency.T, onehot)
+            inverse = torch.where(weight > 0, 1.0 / weight.clamp_min(torch.finfo(dtype).tiny), torch.zeros_like(weight))
+            cache[dtype] = (onehot, inverse, types)
+        return cache[dtype]
+
+    def forward(self, ctx: StepContext, state: dict[str, Tensor], fields: dict[str, Tensor]) -> Output:
+        x = state[self.source]
+        stack = ctx.graph.stack(self.edge_types)
+        adj = stack.adjacency
+        onehot, inverse, _ = self._membership(stack, x.dtype)
+        m = self.mean(x, adj)                                            # [V, R] venue prevalence
+        k, R = onehot.size(1), x.size(1)
+        blocks = (m.unsqueeze(1) * onehot.unsqueeze(2)).reshape(m.size(0), k * R)
+        y = self.spread(blocks, adj.T).reshape(x.size(0), k, R) * inverse.unsqueeze(2)
+        return Output(fields={self.field(vt): y[:, i] for i, vt in enumerate(self.venue_types)})
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}, venue_types={self.venue_types}, source={self.source!r}"
+
+
+class Announcement(Window):
+    """An announced policy: the scalar field ``field`` is the parameter ``level`` while active (module docstring).
+
+    Args:
+        field (str): the field written, ``"<scope>.<name>"``. (default: ``"policy.stay_home"``)
+        start (int), end (int): the window ``[start, end)``.
+        level (float): default of the parameter ``<name>.level`` in [0, 1]. (default: ``1.0``)
+        name (str): the process name. (default: ``"announcement"``)
+    """
+
+    default_name = "announcement"
+
+    def __init__(self, field: str = "policy.stay_home", start: int = 0, end: int | None = None, level: float = 1.0,
+                 name: str | None = None):
+        super().__init__(start, end, name)
+        if not isinstance(field, str) or field.count(".") != 1:
+            raise ConfigError(f"Announcement.field must be '<scope>.<name>', got {field!r}")
+        self.field, self.level = field, float(level)
+
+    def param_specs(self):
+        return [ParamSpec("level", "probability", default=self.level, doc=f"{self.field} while announced")]
+
+    def field_specs(self):
+        scope, name = self.field.split(".")
+        return [FieldSpec(scope, name, per_node=False, doc="announced policy (0 when not announced)")]
+
+    def forward(self, ctx: StepContext, state: dict[str, Tensor], fields: dict[str, Tensor]) -> Output:
+        if not self.active(ctx.t):
+            return Output()
+        return Output(fields={self.field: self.value(ctx, "level")})
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}, field={self.field!r}, start={self.start}, end={self.end}"

@@ -1,0 +1,82 @@
+"""The neural behaviour: seeded weights, batched decisions, gradients through the simulator."""
+from __future__ import annotations
+
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from lpm_graph.behavior import DecisionMLP, NeuralBehavior
+from lpm_graph.errors import ConfigError
+from tests.conftest import compose_config
+
+
+def _net_weights(b):
+    return torch.cat([p.detach().flatten() for p in b.net.parameters()])
+
+
+def test_initial_weights_are_a_function_of_the_seed_and_leave_torch_rng_alone():
+    net = DecisionMLP(3, 1)
+    state = torch.get_rng_state()
+    a = NeuralBehavior(net, features=["age"], inputs=["person.x", "person.y"], seed=3)
+    assert torch.equal(torch.get_rng_state(), state)
+    torch.manual_seed(123)  # whatever the global state
+    b = NeuralBehavior(DecisionMLP(3, 1), features=["age"], inputs=["person.x", "person.y"], seed=3)
+    c = NeuralBehavior(DecisionMLP(3, 1), features=["age"], inputs=["person.x", "person.y"], seed=4)
+    assert torch.equal(_net_weights(a), _net_weights(b))
+    assert not torch.equal(_net_weights(a), _net_weights(c))
+
+
+def test_the_config_seeds_the_network_from_the_runs_seed():
+    w = {s: _net_weights(instantiate(compose_config(["behavior=neural", f"seed={s}"]).model,
+                                     _convert_="all").process("neural")) for s in (0, 0, 1)}
+    m0 = instantiate(compose_config(["behavior=neural", "seed=0"]).model, _convert_="all").process("neural")
+    assert torch.equal(w[0], _net_weights(m0)) and not torch.equal(w[0], w[1])
+
+
+def test_a_network_of_the_wrong_width_is_refused_with_the_widths():
+    with pytest.raises(ConfigError, match=r"in_features is 3 but the behaviour gives it 4"):
+        NeuralBehavior(DecisionMLP(3, 1), features=["age"], inputs=["a.b", "a.c", "a.d"])
+    with pytest.raises(ConfigError, match=r"out_features is 2 but the behaviour gives it 1"):
+        NeuralBehavior(DecisionMLP(4, 2), decisions=["stays_home"], features=["age"], inputs=["a.b", "a.c", "a.d"])
+
+
+def _model(population, overrides=()):
+    cfg = compose_config(["behavior=neural", "model.mode=expected", *overrides])
+    return instantiate(cfg.model, _convert_="all", dtype=torch.float64).to(torch.float64)
+
+
+def test_decisions_are_batched_over_agents_and_replicates_and_differ_by_age(population):
+    model = instantiate(compose_config(["behavior=neural"]).model, _convert_="all")
+    with torch.no_grad():
+        traj = model(population, steps=6, seed=2, replicates=3)
+    share = traj.series["stays_home"]
+    assert share.shape == (7, 3) and bool((share[1:] > 0).all() and (share[1:] < 1).all())
+    by_age = traj.grouped["age"]["stays_home"][-1, :, 0]
+    assert float(by_age.max() - by_age.min()) > 1e-4, by_age  # age is an input
+
+
+def test_gradient_of_an_outcome_in_network_weights_matches_finite_differences(population):
+    model = _model(population, ["model.params.transmission.beta_community=0.6"])
+    graph = model.prepare(population, torch.float64)
+    net = model.process("neural").net
+    weight = net.layers[0].weight
+
+    def outcome():
+        traj = model(graph, steps=15, seed=0)
+        return traj.series["new_infections"].sum() + 100.0 * traj.series["stays_home"].sum()
+
+    loss = outcome()
+    (grad,) = torch.autograd.grad(loss, [weight])
+    checked = 0
+    for idx in [(0, 0), (1, 1), (3, 2), (5, 3)]:
+        eps = 1e-5
+        with torch.no_grad():
+            weight[idx] += eps
+            up = float(outcome())
+            weight[idx] -= 2 * eps
+            down = float(outcome())
+            weight[idx] += eps
+        fd = (up - down) / (2 * eps)
+        assert float(grad[idx]) == pytest.approx(fd, rel=1e-5, abs=1e-8), idx
+        checked += abs(fd) > 1e-6
+    assert checked >= 3  # the weights do move the outcome
