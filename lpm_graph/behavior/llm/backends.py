@@ -472,7 +472,7 @@ def make_backend(spec: Mapping | Backend | None) -> Backend:
     """A backend from config: ``{kind: mock | openai | transformers | llama_cpp, <its arguments>}``."""
     if isinstance(spec, Backend):
         return spec
-    spec = dict(spec or {"kind": "mock"})
+    spec = {k: v for k, v in dict(spec or {"kind": "mock"}).items() if v is not None}  # null: the default
     kind = spec.pop("kind", "mock")
     if kind not in BACKENDS:
         raise ConfigError(f"backend.kind must be one of {sorted(BACKENDS)}, got {kind!r}")

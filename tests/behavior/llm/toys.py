@@ -77,11 +77,12 @@ VARIABLES = {"age": {"grouping": "age"},
              "prevalence": {"source": "person.local_I", "bins": [0, 0.1, 0.3, 0.6]}}
 
 
-def toy_model(backend, mode: str = "expected", checkpoint: bool = False, learnable=(), **kwargs) -> Model:
+def toy_model(backend=None, mode: str = "expected", checkpoint: bool = False, learnable=(), dtype=torch.float64,
+              **kwargs) -> Model:
     options = dict(variables=VARIABLES, prompt=PROMPT, backend=backend, every=3)
     options.update(kwargs)
     return Model(processes={"contagion": Contagion()}, environment={"local": VenueMean("person.I", "community")},
                  behavior={"llm": LLMArchetypes(**options)},
                  groupings={"age": {"node_type": "person", "attribute": "age", "bins": AGE_BINS},
                             "job": {"node_type": "person", "attribute": "job"}},
-                 mode=mode, checkpoint=checkpoint, learnable=list(learnable), dtype=torch.float64)
+                 mode=mode, checkpoint=checkpoint, learnable=list(learnable), dtype=dtype)
