@@ -7,7 +7,7 @@
 The shipped SEIR epidemic (``model=seir``) on the synthetic population, with
 the behaviour of ``conf/behavior/llm.yaml`` asked every 7 days about groups
 of five-year age bands (18) x the share infectious in the person's community
-(:class:`~lpm_graph.behavior.llm.VenueMean`, 7 bins): up to 126 groups, the
+(:class:`~lpm_graph.behavior.llm.VenueMean`, 9 bins): up to 162 groups, the
 number present depends on the epidemic.  The backend is the mock (answers from
 a hash, ``--latency`` seconds a call, 8 at once).
 
@@ -99,7 +99,7 @@ def main() -> None:
     node.cache = None   # this run's answers only: every question is asked once
     node.variables = {
         "age": {"grouping": "age5"},
-        "prevalence": {"source": "person.local_prevalence", "bins": [0, 0.001, 0.005, 0.01, 0.02, 0.05, 0.1]}}
+        "prevalence": {"source": "person.local_prevalence", "bins": [0, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05]}}
     node.prompt.user = ("You are aged {age}. Currently {prevalence} of the people in your community are infectious. "
                         "How likely are you to stay home and avoid contacts this week?")
     cfg.model.groupings.age5 = {"node_type": "person", "attribute": "age", "bins": list(range(0, 90, 5))}
