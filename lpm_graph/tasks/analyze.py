@@ -300,7 +300,7 @@ def analyze(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "config_hash": config_hash(cfg),
         "params": model.params.values_dict(),
-        "processes": process_reports(model),
+        **process_reports(model),
         "title": nodes_title(baseline_traj, run.seed),
     })
     atomic_write(out / "summary.json", lambda p: p.write_text(json.dumps(rounded(summary), indent=2) + "\n"))

@@ -288,7 +288,7 @@ def calibrate(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
         "fitted": fitted,
         "runtime_seconds": round(time.perf_counter() - t0, 3),
         "peak_rss_mb": round(peak_rss_mb(), 1),
-        "processes": process_reports(model),
+        **process_reports(model),
     }
     atomic_write(out / "fitted_params.json", lambda p: p.write_text(json.dumps(rounded(metrics), indent=2) + "\n"))
     atomic_write(out / "loss.csv", lambda p: p.write_text(_loss_csv(history, trace, tracer.columns)))

@@ -10,8 +10,8 @@ model and writes what the model declares:
 * ``summary.json``: every outcome (mean and sd over replicates), node
   counts, runtimes, the config hash, the parameter values and what the
   population cache did (``population_cache``: status hit / built / rebuilt,
-  its reason and file; null for a population without a cache), and under
-  ``processes.<name>`` what each process reports of the run
+  its reason and file; null for a population without a cache), and, where a
+  process has something to report, under ``processes.<name>`` what it reports of the run
   (:meth:`~lpm_graph.core.Process.report`: e.g. a behaviour's calls to a
   language model);
 * ``trajectory.png``: one panel per observable panel (as the model's
@@ -128,8 +128,10 @@ def summarize(traj, model) -> dict:
 
 
 def process_reports(model) -> dict:
-    """``{process name: its report()}`` for every process of the model with something to report."""
-    return {p.name: report for p in model.order if (report := p.report())}
+    """``{"processes": {process name: its report()}}`` for the processes with something to report; ``{}`` when
+    none has (a summary then has no ``processes`` entry, and an empty one is not taken for a number by ``metric=``)."""
+    reports = {p.name: report for p in model.order if (report := p.report())}
+    return {"processes": reports} if reports else {}
 
 
 def plot_trajectory(traj, path: Path, title: str = "") -> None:
@@ -223,7 +225,7 @@ def simulate(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
         "population_cache": None if record is None else {"status": record.status, "reason": record.reason,
                                                          "file": str(record.path)},
         "params": model.params.values_dict(),
-        "processes": process_reports(model),
+        **process_reports(model),
     })
     frame = traj.to_frame()
     if task.trajectory_format == "parquet":
