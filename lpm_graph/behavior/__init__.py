@@ -12,7 +12,8 @@ optional; ``conf/behavior/<name>.yaml`` adds its processes to the mapping
 * :class:`NeuralBehavior` with :class:`DecisionMLP`: any network (``behavior=neural``);
 * :class:`FixedDecisions`: given shares, as parameters (a scenario, an observed mobility series);
 * :class:`VenuePrevalence`: what an agent observes, the prevalence in its venues;
-* :class:`Announcement`: an announced policy (an environment field).
+* :class:`Announcement`: an announced policy (an environment field);
+* :mod:`lpm_graph.behavior.llm`: LLM archetypes, one question per group of agents (``behavior=llm``).
 """
 from lpm_graph.behavior.base import Behavior, check_decisions, decision_key, last_key
 from lpm_graph.behavior.fixed import FixedDecisions

@@ -515,6 +515,8 @@ class Model(nn.Module):
                 req.need(s.node_type)
             for nt, _ in p.streams():
                 req.need(nt)
+        for name in req.groupings:  # a process names a grouping; model.groupings defines it (_check_wiring)
+            req.groupings[name] = self.groupings[name]
         for o in self.observables.values():
             req.need(o.node_type)
             for g in o.by:

@@ -29,7 +29,8 @@ Declarations (each a method returning a sequence, empty by default):
 :meth:`Process.reads`, :meth:`Process.streams`,
 :meth:`Process.requirements` (graph edges, attributes, groupings),
 :meth:`Process.observables`, :meth:`Process.outcomes`.  The model checks
-them all when it is built (:mod:`lpm_graph.core.loop`).
+them all when it is built (:mod:`lpm_graph.core.loop`).  After a run,
+:meth:`Process.report` says what a process did (summaries, ``processes.<name>``).
 
 Parameters are namespaced by the process's ``name``: a process named
 ``degroot`` reads ``degroot.susceptibility``.  Two processes of one class
@@ -192,6 +193,11 @@ class Process(nn.Module, abc.ABC):
 
     def check_graph(self, graph: Graph) -> None:
         """Checks of the prepared graph beyond the declared requirements (raise ``PopulationGraphError``)."""
+
+    def report(self) -> dict:
+        """What this process did in the runs so far, as plain JSON values (calls made, cache hits, the
+        versions of what it consulted); the task summaries hold it under ``processes.<name>``. Default: nothing."""
+        return {}
 
     # -- names ---------------------------------------------------------------
     def param(self, local: str) -> str:

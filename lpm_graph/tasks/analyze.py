@@ -23,8 +23,8 @@ once and runs the selected analyses (``task.analyses``):
 The scenarios and the policy of a model are configured in
 ``conf/task_model/analyze_<model>.yaml``.  ``summary.json`` holds the
 baseline's summary (as ``task=simulate`` writes it), the headline numbers
-of each analysis, runtimes, the config hash and the parameter values; the
-function returns it.
+of each analysis, runtimes, the config hash, the parameter values and the
+baseline model's process reports (``processes.<name>``); the function returns it.
 """
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ from lpm_graph.analysis.sensitivity import parameter_elements, plot_sensitivity,
 from lpm_graph.config import validate_run_config
 from lpm_graph.errors import ConfigError
 from lpm_graph.tasks.simulate import (atomic_write, build, build_model, config_hash, nodes_title, peak_rss_mb,
-                                      rounded, summarize)
+                                      process_reports, rounded, summarize)
 
 __all__ = ["analyze", "POLICY_SEED_OFFSET"]
 
@@ -347,6 +347,7 @@ def analyze(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "config_hash": config_hash(cfg),
         "params": model.params.values_dict(),
+        **process_reports(model),
         "title": nodes_title(baseline_traj, run.seed),
     })
     atomic_write(out / "summary.json", lambda p: p.write_text(json.dumps(rounded(summary), indent=2) + "\n"))

@@ -29,7 +29,8 @@ and resumed bit for bit), ``nuts`` (Pyro NUTS, not resumable) and ``sbi``
 ``model.learnable`` under a Poisson or negative binomial likelihood
 (``task.loss``) around the simulator's mean.
 
-Outputs: ``fitted_params.json``, ``loss.csv`` (per iteration: the loss and
+Outputs: ``fitted_params.json`` (with ``processes.<name>``: what each process
+reports over the whole calibration, :meth:`~lpm_graph.core.Process.report`), ``loss.csv`` (per iteration: the loss and
 the value of every fitted parameter after that iteration's optimiser step),
 ``loss.png``, ``fit.png`` (observed vs fitted), ``checkpoint.pt``; for every
 method the posterior files ``posterior.parquet`` (one column per parameter
@@ -60,7 +61,7 @@ from lpm_graph.observation import (ObservationModel, load_observations, observat
                                    series_for_file)
 from lpm_graph.tasks.checkpoint import load_calibration, restore_fitted, resumable_config, resume_key, save_calibration
 from lpm_graph.tasks.posterior import Prior, map_outputs, map_prior_term
-from lpm_graph.tasks.simulate import atomic_write, build, peak_rss_mb, rounded
+from lpm_graph.tasks.simulate import atomic_write, build, peak_rss_mb, process_reports, rounded
 
 __all__ = ["calibrate", "resume_key", "trained_weights"]
 
@@ -328,6 +329,7 @@ def calibrate(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
         "fitted": fitted,
         "runtime_seconds": round(time.perf_counter() - t0, 3),
         "peak_rss_mb": round(peak_rss_mb(), 1),
+        **process_reports(model),
     }
     atomic_write(out / "fitted_params.json", lambda p: p.write_text(json.dumps(rounded(metrics), indent=2) + "\n"))
     atomic_write(out / "loss.csv", lambda p: p.write_text(_loss_csv(history, trace, tracer.columns)))

@@ -10,7 +10,10 @@ model and writes what the model declares:
 * ``summary.json``: every outcome (mean and sd over replicates), node
   counts, runtimes, the config hash, the parameter values and what the
   population cache did (``population_cache``: status hit / built / rebuilt,
-  its reason and file; null for a population without a cache);
+  its reason and file; null for a population without a cache), and, where a
+  process has something to report, under ``processes.<name>`` what it reports of the run
+  (:meth:`~lpm_graph.core.Process.report`: e.g. a behaviour's calls to a
+  language model);
 * ``trajectory.png``: one panel per observable panel (as the model's
   processes group them), mean over replicates with the range of the
   replicates shaded, and one panel per grouped mean (a decision share by
@@ -35,7 +38,7 @@ from omegaconf import DictConfig, OmegaConf
 from lpm_graph import report
 from lpm_graph.config import validate_run_config
 
-__all__ = ["simulate", "config_hash", "build", "build_model", "summarize", "plot_trajectory", "atomic_write",
+__all__ = ["simulate", "config_hash", "build", "build_model", "summarize", "process_reports", "plot_trajectory", "atomic_write",
            "instantiate_config", "peak_rss_mb", "rounded"]
 
 
@@ -124,6 +127,13 @@ def summarize(traj, model) -> dict:
                                  "unit": outcome.unit, "definition": outcome.description}
         out[name] = float(v.mean())
     return out
+
+
+def process_reports(model) -> dict:
+    """``{"processes": {process name: its report()}}`` for the processes with something to report; ``{}`` when
+    none has (a summary then has no ``processes`` entry, and an empty one is not taken for a number by ``metric=``)."""
+    reports = {p.name: report for p in model.order if (report := p.report())}
+    return {"processes": reports} if reports else {}
 
 
 def plot_trajectory(traj, path: Path, title: str = "") -> None:
@@ -231,6 +241,7 @@ def simulate(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
         "population_cache": None if record is None else {"status": record.status, "reason": record.reason,
                                                          "file": str(record.path)},
         "params": model.params.values_dict(),
+        **process_reports(model),
     })
     frame = traj.to_frame()
     if task.trajectory_format == "parquet":

@@ -1,0 +1,147 @@
+"""LLM archetypes at scale: an epidemic of a million people for 100 days, weekly decisions over >= 50 groups.
+
+    python scripts/bench_llm_behavior.py                              # 1,000,000 people, 100 days, mock backend
+    python scripts/bench_llm_behavior.py --people 200000 --latency 0.05   # a stand-in for a server's latency
+    python scripts/bench_llm_behavior.py --wiring epidemic            # the epidemic reads person.stays_home itself
+
+The shipped SEIR epidemic (``model=seir``) on the synthetic population, with
+the behaviour of ``conf/behavior/llm.yaml`` asked every 7 days about groups
+of five-year age bands (18) x the share infectious in the person's community
+(:class:`~lpm_graph.behavior.llm.VenueMean`, 9 bins): up to 162 groups, the
+number present depends on the epidemic.  The backend is the mock (answers from
+a hash, ``--latency`` seconds a call, 8 at once).
+
+``--wiring``: ``adapter`` (default) puts a small emission process first in the
+step that turns ``person.stays_home`` into ``person.infectiousness_factor`` and
+``person.susceptibility_factor`` (both ``1 - effect * stays_home``), which the
+epidemic already reads; ``epidemic`` composes ``model=seir behavior=llm`` as
+shipped, for once the epidemic reads ``person.stays_home`` itself.
+
+Prints the population, the wall time of the run, the time in the behaviour
+(grouping, questions, broadcast) and in the LLM client (cache and calls),
+the calls, the cache hits and the groups per decision; ``--json`` writes it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+from hydra.utils import instantiate  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+
+import lpm_graph.config  # noqa: E402,F401
+from lpm_graph.core import FieldSpec, Output, ParamSpec, Process  # noqa: E402
+
+
+class StayHomeFactor(Process):
+    """Emission: ``person.stays_home`` -> ``person.{infectiousness,susceptibility}_factor = 1 - effect * d``."""
+
+    role = "emission"
+    default_name = "stay_home"
+
+    def param_specs(self):
+        return [ParamSpec("effect", "probability", default=0.8, doc="contact a person staying home avoids")]
+
+    def reads(self):
+        return ["person.stays_home"]
+
+    def field_specs(self):
+        return [FieldSpec("person", "infectiousness_factor", combine="product"),
+                FieldSpec("person", "susceptibility_factor", combine="product")]
+
+    def forward(self, ctx, state, fields):
+        f = 1.0 - self.value(ctx, "effect") * fields["person.stays_home"]
+        return Output(fields={"person.infectiousness_factor": f, "person.susceptibility_factor": f})
+
+
+def compose_cfg(args):
+    overrides = [f"population.num_people={args.people}", f"steps={args.days}", f"seed={args.seed}",
+                 "progress=false", "model=seir"]
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        if args.wiring == "epidemic":
+            return compose(config_name="config", overrides=[*overrides, "behavior=llm"])
+        cfg = compose(config_name="config", overrides=overrides)
+    llm = OmegaConf.load(ROOT / "conf" / "behavior" / "llm.yaml").model
+    OmegaConf.set_struct(cfg, False)
+    cfg.model.behavior = {"llm": llm.behavior.llm}
+    cfg.model.params.llm = llm.params.llm
+    cfg.model.environment = {"local_prevalence": {"_target_": "lpm_graph.behavior.llm.VenueMean",
+                                                  "source": "person.I", "venue_type": "community",
+                                                  "field": "person.local_prevalence"}}
+    cfg.model.processes = {"stay_home": {"_target_": f"{__name__}.StayHomeFactor"}, **cfg.model.processes}
+    return cfg
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--people", type=int, default=1_000_000)
+    ap.add_argument("--days", type=int, default=100)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--latency", type=float, default=0.0, help="seconds each mock call takes")
+    ap.add_argument("--wiring", choices=["adapter", "epidemic"], default="adapter")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    cfg = compose_cfg(args)
+    node = cfg.model.behavior.llm
+    node.backend = {"kind": "mock", "latency": args.latency}
+    node.cache = None   # this run's answers only: every question is asked once
+    node.variables = {
+        "age": {"grouping": "age5"},
+        "prevalence": {"source": "person.local_prevalence", "bins": [0, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05]}}
+    node.prompt.user = ("You are aged {age}. Currently {prevalence} of the people in your community are infectious. "
+                        "How likely are you to stay home and avoid contacts this week?")
+    cfg.model.groupings.age5 = {"node_type": "person", "attribute": "age", "bins": list(range(0, 90, 5))}
+    if args.wiring == "epidemic":
+        cfg.model.environment = {**(cfg.model.environment or {}), "local_prevalence": {
+            "_target_": "lpm_graph.behavior.llm.VenueMean", "source": "person.I", "venue_type": "community",
+            "field": "person.local_prevalence"}}
+
+    t0 = time.perf_counter()
+    data = instantiate(cfg.population, _convert_="all")
+    model = instantiate(cfg.model, _convert_="all")
+    graph = model.prepare(data)
+    t_build = time.perf_counter() - t0
+    llm = model.process("llm")
+    groups = []
+    decide = llm.decide
+
+    def counted(*a, **k):
+        out = decide(*a, **k)
+        groups.append(llm._counts["groups_last"])
+        return out
+
+    llm.decide = counted
+    t1 = time.perf_counter()
+    with torch.no_grad():
+        traj = model(graph, steps=args.days, seed=args.seed)
+    t_run = time.perf_counter() - t1
+    report = llm.report()
+    result = {
+        "people": graph.num_nodes["person"], "days": args.days, "wiring": args.wiring, "latency": args.latency,
+        "build_seconds": round(t_build, 2), "run_seconds": round(t_run, 2),
+        "behaviour_seconds": round(report["behaviour_seconds"], 3),
+        "llm_client_seconds": round(report["client_seconds"], 3),
+        "simulation_seconds": round(t_run - report["behaviour_seconds"], 2),
+        "decisions": report["decisions"], "groups_per_decision": groups, "calls": report["calls"],
+        "questions": report["questions"], "cache_hits": report["cache_hits"], "failures": report["failures"],
+    }
+    for k, v in result.items():
+        print(f"{k:22s} {v}")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
