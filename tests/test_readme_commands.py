@@ -51,10 +51,16 @@ def documented_commands() -> list[tuple[str, str]]:
     return out
 
 
+#: placeholders this test fills (an earlier run's checkpoint or directory); any other (``<name>``: the user's own
+#: model server) makes a line a shape of a command, not one to run
+FILLED = {"<date>", "<time>", "<run dir>"}
+
+
 def argv_of(command: str) -> list[str] | None:
     """The arguments ``lpm-graph`` receives from a shown command; None for a shape, not a command
-    (``lpm-graph ...``)."""
-    if "..." in command.split("#")[0]:
+    (``lpm-graph ...``, or one naming a placeholder of the user's own)."""
+    shown = command.split("#")[0]
+    if "..." in shown or set(re.findall(r"<[\w ]+>", shown)) - FILLED:
         return None
     words = shlex.split(command, comments=True)
     if words[:2] == ["make", "run"]:
@@ -131,6 +137,7 @@ def test_the_documents_show_the_commands_this_test_expects():
     assert argv_of('make run ARGS="steps=200 seed=7"') == ["steps=200", "seed=7"]
     assert argv_of("lpm-graph task=plan   # print") == ["task=plan"]
     assert argv_of("lpm-graph ...") is None
+    assert argv_of("lpm-graph backend.model=<name>") is None and argv_of("lpm-graph report <run dir>")
     assert small(["population.num_people=1000000", "steps=200"])[:2] == ["population.num_people=5000", "steps=20"]
 
 

@@ -23,7 +23,11 @@ from lpm_graph.core.params import ParamSpec
 from lpm_graph.core.process import Output, Process, StepContext
 from lpm_graph.core.state import FieldSpec, Read
 from lpm_graph.errors import ConfigError, PopulationGraphError
-from lpm_graph.nn import ContactInfection, SparseAdjacency, VenueInfection, VenuePressure
+from lpm_graph.nn import SparseAdjacency, WeightedSum
+
+#: the epidemic's names of the one linear interaction (:class:`~lpm_graph.nn.WeightedSum`): person -> venue
+#: infectious pressure, venue -> person and person -> person force of infection
+VenuePressure = VenueInfection = ContactInfection = WeightedSum
 
 __all__ = ["VenueTransmission", "ContactTransmission", "contact_scale"]
 

@@ -181,9 +181,10 @@ def test_configuration_mistakes_are_named():
         LLMArchetypes({"x": {"source": "person.I"}}, {"user": "{x}"})
     with pytest.raises(ConfigError, match="answer.options is missing"):
         LLMArchetypes(VARIABLES, PROMPT, answer={"type": "choice"})
-    with pytest.raises(ConfigError, match="reads person.local_I, which no process before it writes"):
+    with pytest.raises(ConfigError, match="reads person.local_I, which no process of the model writes or owns: this behaviour does not fit"):
         Model(processes={}, behavior={"llm": LLMArchetypes(VARIABLES, PROMPT)})
-    with pytest.raises(ConfigError, match="writes field person.stays_home, which no later process reads"):
+    with pytest.raises(ConfigError, match="writes person.stays_home, which no process of the model reads: this "
+                                          "behaviour does not fit"):
         Model(processes={}, behavior={"llm": LLMArchetypes(**CATEGORICAL)}, groupings={"age": {"bins": [0, 50]},
                                                                                      "job": {}})
     model = toy_model(MockBackend(), max_groups=3)
