@@ -17,6 +17,8 @@ softmax of those log-probabilities.
 """
 from __future__ import annotations
 
+import abc
+
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -53,7 +55,7 @@ def _load_object(text: object) -> dict:
     return value
 
 
-class AnswerContract:
+class AnswerContract(abc.ABC):
     """Base of the answer contracts (module docstring)."""
 
     kind: str = ""
@@ -64,10 +66,12 @@ class AnswerContract:
             raise ConfigError(f"answer.method must be one of {list(METHODS)}, got {method!r}")
         self.method = method
 
+    @abc.abstractmethod
     def schema(self) -> dict:
         """The JSON schema of a valid reply."""
         raise NotImplementedError
 
+    @abc.abstractmethod
     def value(self, field, reply=None) -> float:
         """The number of a valid ``field`` (the one property of the reply)."""
         raise NotImplementedError
@@ -79,10 +83,12 @@ class AnswerContract:
             raise AnswerError(f"the reply must have exactly the property {self.key!r}, got {sorted(obj)}", text)
         return self.value(obj[self.key], text)
 
+    @abc.abstractmethod
     def candidates(self) -> list[str]:
         """The answers scored by log-probability."""
         raise NotImplementedError
 
+    @abc.abstractmethod
     def candidate_values(self) -> list[float]:
         raise NotImplementedError
 

@@ -28,6 +28,8 @@ written to an output.
 """
 from __future__ import annotations
 
+import abc
+
 import hashlib
 import json
 import math
@@ -76,7 +78,7 @@ class BackendError(Exception):
         self.kind, self.retryable, self.retry_after = kind, retryable, retry_after
 
 
-class Backend:
+class Backend(abc.ABC):
     """Base of the backends (module docstring)."""
 
     kind: str = ""
@@ -86,6 +88,7 @@ class Backend:
     supports_logprobs: bool = False
 
     @property
+    @abc.abstractmethod
     def model_id(self) -> str:
         raise NotImplementedError
 
@@ -101,6 +104,7 @@ class Backend:
         """The identity and settings, for reports (no secrets)."""
         return self.identity()
 
+    @abc.abstractmethod
     def complete(self, request: Request, timeout: float) -> str:
         raise NotImplementedError
 
