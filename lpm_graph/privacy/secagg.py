@@ -532,6 +532,14 @@ class SecAggServer:
     def stage(self) -> str:
         return self._stage
 
+    def waiting(self) -> frozenset[int]:
+        """The clients whose message the current step still expects (empty once every one has sent)."""
+        expected, got = {"keys": (frozenset(self.config.clients), self._keys),
+                         "shares": (self.advertised, self._shares),
+                         "masked": (self.shared, self._masked),
+                         "reveal": (self.survivors, self._reveals)}.get(self._stage, (frozenset(), {}))
+        return frozenset(expected - set(got))
+
     def _seal(self, body: dict) -> Envelope:
         return seal(self._identity, SERVER, {**body, "round": self.round_id})
 
