@@ -454,10 +454,33 @@ class SecAggClient:
         if len(hood & survivors) < cfg.threshold:
             raise PrivacyError(f"secagg: client {self.id}: {len(hood & survivors)} surviving neighbour(s), fewer "
                                f"than the threshold {cfg.threshold}; refused")
+        group = _component(cfg.neighbourhoods, survivors, self.id, stop_at=cfg.min_clients)
+        if len(group) < cfg.min_clients:
+            raise PrivacyError(f"secagg: client {self.id}: among the survivors, only clients {sorted(group)} are "
+                               "linked to it by masks, fewer than min_clients="
+                               f"{cfg.min_clients}: unmasking would reveal their sum; refused")
         b_out = {str(v): format(self._held[v][0], "x") for v in sorted(survivors & set(self._held))}
         s_out = {str(v): format(self._held[v][1], "x") for v in sorted(dropped & set(self._held))}
         self._expect("masked", "revealed")  # only a request answered counts; a refused one revealed nothing
         return self._seal({"type": "reveal", "b": b_out, "s": s_out})
+
+
+def _component(hoods: Mapping[int, frozenset[int]], members: Collection[int], start: int,
+               stop_at: int | None = None) -> set[int]:
+    """The connected component of ``start`` in the neighbour graph restricted to ``members`` (breadth first,
+    stopping once ``stop_at`` clients are found). The server can remove every mask between two such
+    components, so it learns the sum of each component: each must hold at least ``min_clients``."""
+    members = set(members)
+    seen, frontier = {start}, [start]
+    while frontier and (stop_at is None or len(seen) < stop_at):
+        nxt = []
+        for u in frontier:
+            for v in hoods[u]:
+                if v in members and v not in seen:
+                    seen.add(v)
+                    nxt.append(v)
+        frontier = nxt
+    return seen
 
 
 def _id_set(value: object, what: str) -> set[int]:
@@ -639,6 +662,15 @@ class SecAggServer:
         of U2 \\ U3."""
         self._at("masked", "closing the masked uploads")
         self._enough(self._masked, "uploaded masked inputs")
+        left = set(self._masked)
+        while left:  # every group of survivors linked by masks is a sum the server learns
+            group = _component(self.config.neighbourhoods, self._masked, min(left))
+            if len(group) < self.config.min_clients:
+                raise PrivacyError(f"secagg: survivors {sorted(group)} are linked by masks to no other survivor; "
+                                   f"unmasking would release their sum, of fewer than min_clients="
+                                   f"{self.config.min_clients}: the round is refused (more neighbours make this "
+                                   "unlikely)")
+            left -= group
         self.survivors = frozenset(self._masked)
         self._stage = "reveal"
         return self._seal({"type": "unmask", "survivors": sorted(self.survivors),

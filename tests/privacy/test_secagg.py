@@ -254,3 +254,54 @@ def test_masks_come_from_the_chacha20_keystream():
     stream = Cipher(algorithms.ChaCha20(seed, bytes(16)), mode=None).encryptor().update(bytes(24))
     assert np.array_equal(prg(seed, 3), np.frombuffer(stream, dtype="<u8"))
     assert not np.array_equal(prg(seed, 3), prg(bytes(31) + b"\x01", 3))
+
+
+def _ring_order(hoods):
+    start = min(hoods)
+    order, prev = [start], None
+    while len(order) < len(hoods):
+        nxt = min(v for v in hoods[order[-1]] if v != order[-1] and v != prev)
+        prev = order[-1]
+        order.append(nxt)
+    return order
+
+
+def test_a_group_of_survivors_cut_off_from_the_rest_is_not_unmasked():
+    # SecAgg+ on a ring (k = 2): if the two clients beside a pair of survivors drop out, the server could remove
+    # every mask of that pair and learn the sum of two; the server refuses, and so does each client of the pair
+    parties = Parties(range(8))
+    inputs = _inputs(8, 4, seed=10)
+    server, clients = parties.round(4, threshold=2, neighbours=2)
+    ring = _ring_order(server.config.neighbourhoods)
+    assert all(ring[(i + 1) % 8] in server.config.neighbourhoods[ring[i]] for i in range(8))
+    pair, dropped = {ring[1], ring[2]}, {ring[0], ring[3]}
+    with pytest.raises(PrivacyError, match="linked by masks to no other survivor"):
+        _to_upload(server, clients, inputs, skip=dropped)
+    forged = seal(parties.server_identity, SERVER, {"type": "unmask", "round": server.round_id,
+                                                    "survivors": sorted(set(range(8)) - dropped),
+                                                    "dropped": sorted(dropped)})
+    for u in pair:
+        with pytest.raises(PrivacyError, match="fewer than min_clients=3: unmasking would reveal their sum"):
+            clients[u].unmask(forged)
+    assert clients[ring[5]].unmask(forged).sender == ring[5]  # a client in the large group answers
+
+
+def test_an_upload_is_the_input_plus_a_self_mask_plus_pairwise_masks():
+    # y_u = x_u + PRG(b_u) + sum_v ±PRG(s_uv): with every pairwise mask removed (as a server holding all the other
+    # clients' mask keys could), the self-mask alone still hides x (bit frequencies 1/2); removing it too gives x
+    from lpm_graph.privacy.secagg import _pairwise_mask, _self_mask
+
+    d, alpha = 2048, 1e-6
+    z = NormalDist().inv_cdf(1 - alpha / (2 * 64))
+    parties = Parties(range(4))
+    inputs = {i: np.zeros(d, dtype=np.uint64) for i in range(4)}
+    server, clients = parties.round(d, threshold=3)
+    _to_upload(server, clients, inputs)
+    u, c = 1, clients[1]
+    y = server._masked[u].copy()
+    for v in (0, 2, 3):
+        p = _pairwise_mask(c._s_sk, c._keys[v][1], server.round_id, d)
+        y = y - p if u < v else y + p
+    bits = (y[:, None] >> np.arange(64, dtype=np.uint64)) & np.uint64(1)
+    assert np.max(np.abs(bits.sum(axis=0) - d / 2)) <= z * math.sqrt(d / 4)
+    assert np.array_equal(y - _self_mask(c._b, server.round_id, d), inputs[u])
