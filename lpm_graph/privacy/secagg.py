@@ -628,7 +628,7 @@ class SecAggServer:
             body = self._open(env, "share", self.advertised)
             to = body.get("to")
             if to not in expected or to in got:
-                raise PrivacyError(f"secagg: client {u} sent a share to {to!r}, not one of its live neighbours or twice")
+                raise PrivacyError(f"secagg: client {u} sent a share to {to!r}: not a live neighbour, or twice")
             _b64d(body.get("ct"), "a share ciphertext")
             got[to] = env
         if set(got) != expected:

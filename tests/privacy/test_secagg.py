@@ -50,7 +50,7 @@ class Parties:
 def _to_upload(server, clients, inputs, skip=()):
     """Run a round up to the masked uploads (clients in ``skip`` do not upload); return the unmask request."""
     ann = server.announcement()
-    for i, c in clients.items():
+    for c in clients.values():
         server.receive_keys(c.advertise(ann))
     for i, kl in server.key_lists().items():
         server.receive_shares(clients[i].share_keys(kl))
@@ -123,7 +123,7 @@ def test_tampered_messages_refused():
     ann = server.announcement()
     with pytest.raises(PrivacyError, match="signature"):
         clients[0].advertise(_flip(ann, 40))
-    for i, c in clients.items():
+    for c in clients.values():
         server.receive_keys(c.advertise(ann))
     key_lists = server.key_lists()
     uploads = {i: clients[i].share_keys(kl) for i, kl in key_lists.items()}
