@@ -93,8 +93,7 @@ class RemoteClient:
 
     def share(self) -> None:
         """Round 1: wait for the neighbours' keys, send the encrypted shares."""
-        shares = self.protocol.share_keys(self._message(f"/key_list/{self.id}"))
-        self._request("POST", "/shares", {"shares": [e.to_dict() for e in shares]})
+        self._request("POST", "/shares", self.protocol.share_keys(self._message(f"/key_list/{self.id}")).to_dict())
 
     def upload(self, x: np.ndarray) -> None:
         """Round 2: wait for the inbox, upload the masked input ``x`` (uint64 ``[length]``)."""

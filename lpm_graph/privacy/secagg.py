@@ -14,9 +14,9 @@ Round 0     :meth:`~SecAggServer          :meth:`SecAggClient.advertise`: fresh 
 AdvertiseK  .receive_keys`,               X25519 pairs (c: share encryption, s: masks)  (the neighbours' keys)
             :meth:`~SecAggServer
             .key_lists`
-Round 1     :meth:`~SecAggServer          :meth:`SecAggClient.share_keys`: self-mask    ``share`` (one per
-ShareKeys   .receive_shares`,             seed b, Shamir shares of b and of s_SK to     neighbour, AES-GCM inside);
-            :meth:`~SecAggServer.inboxes` each neighbour, AES-GCM under KA(c)           ``inbox``
+Round 1     :meth:`~SecAggServer          :meth:`SecAggClient.share_keys`: self-mask    ``shares`` (AES-GCM
+ShareKeys   .receive_shares`,             seed b, Shamir shares of b and of s_SK to     ciphertexts, one per
+            :meth:`~SecAggServer.inboxes` each neighbour, AES-GCM under KA(c)           neighbour); ``inbox``
 Round 2     :meth:`~SecAggServer          :meth:`SecAggClient.masked_input`:            ``masked``; ``unmask``
 MaskedInpu  .receive_masked`,             y = x + PRG(b) + sum_v ±PRG(KA(s_u, s_v))
             :meth:`~SecAggServer
@@ -306,11 +306,11 @@ class SecAggClient:
         self._stage = "announcement"
         self.config: RoundConfig | None = None
 
-    def _expect(self, stage: str, nxt: str) -> None:
+    def _expect(self, stage: str) -> None:
+        """Refuse a message out of order; the step advances only once a message has been fully accepted."""
         if self._stage != stage:
             raise PrivacyError(f"secagg: client {self.id} is at step {self._stage!r}, not {stage!r}; a message out of "
                                "order is refused")
-        self._stage = nxt
 
     def _seal(self, body: dict) -> Envelope:
         return seal(self._identity, self.id, {**body, "round": self.config.round_id})
@@ -321,7 +321,7 @@ class SecAggClient:
         if announcement.sender != SERVER:
             raise PrivacyError(f"secagg: client {self.id}: the round announcement must come from the server")
         body = announcement.open(self._server_key, kind="round", round_id=None)
-        self._expect("announcement", "keys")
+        self._expect("announcement")
         cfg = RoundConfig.from_body(body)
         if self.id not in cfg.clients:
             raise PrivacyError(f"secagg: client {self.id} is not a client of round {cfg.round_id}")
@@ -333,15 +333,17 @@ class SecAggClient:
         self._s_sk = X25519PrivateKey.generate()
         self._c_pk = self._c_sk.public_key().public_bytes_raw()
         self._s_pk = self._s_sk.public_key().public_bytes_raw()
+        self._stage = "keys"
         return self._seal({"type": "keys", "c_pk": _b64e(self._c_pk), "s_pk": _b64e(self._s_pk)})
 
     # Round 1 -----------------------------------------------------------------------------------------------
-    def share_keys(self, key_list: Envelope) -> list[Envelope]:
-        """Verify every advertised key, draw the self-mask seed b and send each live neighbour (itself included)
-        its Shamir shares of b and of the mask key s_SK, encrypted with AES-GCM under KA(c_u, c_v)."""
+    def share_keys(self, key_list: Envelope) -> Envelope:
+        """Verify every advertised key, draw the self-mask seed b and send, in one signed message, each live
+        neighbour's (itself included) Shamir shares of b and of the mask key s_SK, encrypted with AES-GCM under
+        HKDF(KA(c_u, c_v)): only u and v hold that key, so the tag authenticates the share as u's."""
         cfg = self.config
         body = key_list.open(self._server_key, kind="key_list", round_id=cfg.round_id if cfg else None)
-        self._expect("keys", "shares")
+        self._expect("keys")
         if body.get("to") != self.id:
             raise PrivacyError(f"secagg: client {self.id} received a key list addressed to {body.get('to')!r}")
         if not isinstance(body.get("advertised"), int) or body["advertised"] < cfg.min_clients:
@@ -359,7 +361,7 @@ class SecAggClient:
         xs = [v + 1 for v in alive]
         b_shares = shamir.split(shamir.secret_to_int(self._b), xs, cfg.threshold)
         s_shares = shamir.split(shamir.secret_to_int(self._s_sk.private_bytes_raw()), xs, cfg.threshold)
-        out = []
+        out = {}
         for v in alive:
             key = _derive(self._c_sk.exchange(X25519PublicKey.from_public_bytes(self._keys[v][0])),
                           b"share-encryption", cfg.round_id)
@@ -367,8 +369,9 @@ class SecAggClient:
                                 "s": format(s_shares[v + 1], "x")})
             nonce = secrets.token_bytes(12)
             ct = nonce + AESGCM(key).encrypt(nonce, plain, _share_aad(cfg.round_id, self.id, v))
-            out.append(self._seal({"type": "share", "to": v, "ct": _b64e(ct)}))
-        return out
+            out[str(v)] = _b64e(ct)
+        self._stage = "shares"
+        return self._seal({"type": "shares", "shares": out})
 
     # Round 2 -----------------------------------------------------------------------------------------------
     def masked_input(self, inbox: Envelope, x: np.ndarray) -> Envelope:
@@ -376,7 +379,7 @@ class SecAggClient:
         the neighbours that shared (+ if ``u < v``, - if ``u > v``). ``x``: uint64 ``[length]``."""
         cfg = self.config
         body = inbox.open(self._server_key, kind="inbox", round_id=cfg.round_id if cfg else None)
-        self._expect("shares", "masked")
+        self._expect("shares")
         if body.get("to") != self.id:
             raise PrivacyError(f"secagg: client {self.id} received an inbox addressed to {body.get('to')!r}")
         shared = _id_set(body.get("shared"), "the inbox's list of clients that shared")
@@ -390,15 +393,10 @@ class SecAggClient:
             raise PrivacyError(f"secagg: client {self.id}: {len(expected)} neighbour(s) shared keys, fewer than the "
                                f"threshold {cfg.threshold}; the round cannot continue")
         self._held = {}
-        for item in body.get("shares") or []:
-            env = Envelope.from_dict(item)
-            if env.sender not in expected or env.sender in self._held:
-                raise PrivacyError(f"secagg: client {self.id}: an unexpected or repeated share from {env.sender}")
-            share_body = env.open(self._peer_keys[env.sender], kind="share", round_id=cfg.round_id)
-            if share_body.get("to") != self.id:
-                raise PrivacyError(f"secagg: client {self.id}: a share from {env.sender} is addressed to "
-                                   f"{share_body.get('to')!r}")
-            self._held[env.sender] = self._decrypt_share(env.sender, _b64d(share_body.get("ct"), "a share"))
+        for u, ct in _ciphertexts(body.get("shares"), f"client {self.id}'s inbox").items():
+            if u not in expected:
+                raise PrivacyError(f"secagg: client {self.id}: a share from {u}, which is not a neighbour that shared")
+            self._held[u] = self._decrypt_share(u, ct)
         if set(self._held) != expected:
             raise PrivacyError(f"secagg: client {self.id}: no share from neighbours "
                                f"{sorted(expected - set(self._held))[:5]} that the server lists as having shared")
@@ -407,6 +405,7 @@ class SecAggClient:
         for v in sorted(expected - {self.id}):
             p = _pairwise_mask(self._s_sk, self._keys[v][1], cfg.round_id, cfg.length)
             y = y + p if self.id < v else y - p
+        self._stage = "masked"
         return self._seal({"type": "masked", "y": _b64e(y.astype("<u8").tobytes())})
 
     def _decrypt_share(self, sender: int, ct: bytes) -> tuple[int, int]:
@@ -461,7 +460,7 @@ class SecAggClient:
                                f"{cfg.min_clients}: unmasking would reveal their sum; refused")
         b_out = {str(v): format(self._held[v][0], "x") for v in sorted(survivors & set(self._held))}
         s_out = {str(v): format(self._held[v][1], "x") for v in sorted(dropped & set(self._held))}
-        self._expect("masked", "revealed")  # only a request answered counts; a refused one revealed nothing
+        self._stage = "revealed"  # only a request answered counts; a refused one revealed nothing
         return self._seal({"type": "reveal", "b": b_out, "s": s_out})
 
 
@@ -481,6 +480,18 @@ def _component(hoods: Mapping[int, frozenset[int]], members: Collection[int], st
                     nxt.append(v)
         frontier = nxt
     return seen
+
+
+def _ciphertexts(value: object, what: str) -> dict[int, bytes]:
+    if not isinstance(value, Mapping):
+        raise PrivacyError(f"secagg: {what} must map client ids to encrypted shares")
+    try:
+        out = {int(k): _b64d(v, f"an encrypted share in {what}") for k, v in value.items()}
+    except ValueError:
+        raise PrivacyError(f"secagg: {what} must map client ids to encrypted shares") from None
+    if len(out) != len(value):
+        raise PrivacyError(f"secagg: {what} repeats a client id")
+    return out
 
 
 def _id_set(value: object, what: str) -> set[int]:
@@ -539,7 +550,7 @@ class SecAggServer:
         self._stage = "keys"
         self._keys: dict[int, Envelope] = {}
         self._public: dict[int, tuple[bytes, bytes]] = {}
-        self._shares: dict[int, dict[int, Envelope]] = {}
+        self._shares: dict[int, dict[int, str]] = {}  # sender -> recipient -> base64 ciphertext
         self._masked: dict[int, np.ndarray] = {}
         self._reveals: dict[int, tuple[dict[int, int], dict[int, int]]] = {}
         self.advertised: frozenset[int] = frozenset()  # U1
@@ -612,28 +623,17 @@ class SecAggServer:
         return out
 
     # Round 1
-    def receive_shares(self, envs: Sequence[Envelope]) -> None:
-        """One client's encrypted shares, one envelope per live neighbour (itself included)."""
+    def receive_shares(self, env: Envelope) -> None:
+        """One client's encrypted shares, one per live neighbour (itself included), in one signed message."""
         self._at("shares", "a share upload")
-        envs = list(envs)
-        senders = {e.sender for e in envs} if envs else set()
-        if len(senders) != 1:
-            raise PrivacyError("secagg: a share upload must hold the shares of exactly one client")
-        (u,) = senders
-        if u in self._shares:
-            raise PrivacyError(f"secagg: client {u} already uploaded its shares")
-        expected = self.config.neighbourhoods.get(u, frozenset()) & self.advertised
-        got: dict[int, Envelope] = {}
-        for env in envs:
-            body = self._open(env, "share", self.advertised)
-            to = body.get("to")
-            if to not in expected or to in got:
-                raise PrivacyError(f"secagg: client {u} sent a share to {to!r}: not a live neighbour, or twice")
-            _b64d(body.get("ct"), "a share ciphertext")
-            got[to] = env
+        body = self._open(env, "shares", self.advertised - set(self._shares))
+        u = env.sender
+        got = _ciphertexts(body.get("shares"), f"client {u}'s share upload")
+        expected = self.config.neighbourhoods[u] & self.advertised
         if set(got) != expected:
-            raise PrivacyError(f"secagg: client {u} sent no share to neighbours {sorted(expected - set(got))[:5]}")
-        self._shares[u] = got
+            raise PrivacyError(f"secagg: client {u} sent shares to {sorted(got)[:8]}, not to exactly its live "
+                               f"neighbours {sorted(expected)[:8]}")
+        self._shares[u] = {v: _b64e(ct) for v, ct in got.items()}
 
     def inboxes(self) -> dict[int, Envelope]:
         """Close Round 1 (U2: the clients that shared) and give each its neighbours' encrypted shares."""
@@ -643,7 +643,7 @@ class SecAggServer:
         self._stage = "masked"
         out = {}
         for v in sorted(self.shared):
-            items = [self._shares[u][v].to_dict() for u in sorted(self.shared) if v in self._shares[u]]
+            items = {str(u): self._shares[u][v] for u in sorted(self.shared) if v in self._shares[u]}
             out[v] = self._seal({"type": "inbox", "to": v, "shared": sorted(self.shared), "shares": items})
         return out
 

@@ -12,7 +12,7 @@ path                        method  what
 ``/round``                  GET     the signed round announcement
 ``/keys``                   POST    a client's key advertisement
 ``/key_list/{client}``      GET     its neighbours' advertisements, once Round 0 closes (``pending`` before)
-``/shares``                 POST    ``{"shares": [...]}``: a client's encrypted shares
+``/shares``                 POST    a client's encrypted shares
 ``/inbox/{client}``         GET     the shares addressed to it, once Round 1 closes
 ``/masked``                 POST    a client's masked input
 ``/unmask/{client}``        GET     the unmask request, once Round 2 closes
@@ -137,14 +137,9 @@ class AggregatorService:
             if self.server.stage != step:
                 raise RoundClosed(f"a {step!r} message arrived while the round is at step {self.server.stage!r}; "
                                   "the step closed at its deadline and its sender counts as a dropout")
-            if step == "shares":
-                if not isinstance(payload, Mapping) or not isinstance(payload.get("shares"), list):
-                    raise PrivacyError('a share upload must be {"shares": [message, ...]}')
-                self.server.receive_shares([Envelope.from_dict(e) for e in payload["shares"]])
-            else:
-                env = Envelope.from_dict(payload)
-                {"keys": self.server.receive_keys, "masked": self.server.receive_masked,
-                 "reveal": self.server.receive_reveal}[step](env)
+            env = Envelope.from_dict(payload)
+            {"keys": self.server.receive_keys, "shares": self.server.receive_shares,
+             "masked": self.server.receive_masked, "reveal": self.server.receive_reveal}[step](env)
             self.advance()
 
     def message_for(self, step: str, client: int) -> Envelope | None:

@@ -2,6 +2,7 @@
 groups, tampering, replays and requests for both secrets, and uploads that look uniform to the server."""
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import math
@@ -153,23 +154,34 @@ def test_modified_encrypted_share_refused():
     for c in clients.values():
         server.receive_keys(c.advertise(ann))
     key_lists = server.key_lists()
-    shares = clients[0].share_keys(key_lists[0])
-    to_1 = next(e for e in shares if json.loads(e.body)["to"] == 1)
-    body = json.loads(to_1.body)
-    ct = bytearray(__import__("base64").b64decode(body["ct"]))
-    ct[20] ^= 0x80
-    body["ct"] = __import__("base64").b64encode(bytes(ct)).decode()
-    # the server (or anyone on the path) cannot change a ciphertext without breaking the sender's signature ...
-    forged = dataclasses.replace(to_1, body=json.dumps(body, sort_keys=True, separators=(",", ":")).encode())
+    upload = clients[0].share_keys(key_lists[0])
+    # a share upload changed on its way to the server breaks client 0's signature
     with pytest.raises(PrivacyError, match="signature"):
-        server.receive_shares([forged if e is to_1 else e for e in shares])
-    # ... and a ciphertext modified before signing fails AES-GCM's authentication at the recipient
-    resigned = seal(parties.identities[0], 0, {k: v for k, v in body.items() if k != "sender"})
-    server.receive_shares([resigned if e is to_1 else e for e in shares])
+        server.receive_shares(_flip(upload, len(upload.body) // 2))
+    server.receive_shares(upload)
     for i in (1, 2, 3):
         server.receive_shares(clients[i].share_keys(key_lists[i]))
+    inbox = server.inboxes()[1]
+    # an inbox changed on its way to client 1 breaks the server's signature ...
+    with pytest.raises(PrivacyError, match="signature"):
+        clients[1].masked_input(_flip(inbox, len(inbox.body) // 3), np.zeros(4, dtype=np.uint64))
+    # ... and a ciphertext changed by whoever signs the inbox fails AES-GCM at the recipient: only clients 0 and
+    # 1 hold the key of the share from 0 to 1
+    body = json.loads(inbox.body)
+    ct = bytearray(base64.b64decode(body["shares"]["0"]))
+    ct[30] ^= 0x80
+    body["shares"]["0"] = base64.b64encode(bytes(ct)).decode()
+    forged = seal(parties.server_identity, SERVER, {k: v for k, v in body.items() if k != "sender"})
+    with pytest.raises(PrivacyError, match="share from client 0 does not authenticate"):
+        clients[1].masked_input(forged, np.zeros(4, dtype=np.uint64))
+    # the share from 0 presented as the share from 2 (a swap) fails too: the associated data names the sender
+    body = json.loads(inbox.body)
+    body["shares"]["0"], body["shares"]["2"] = body["shares"]["2"], body["shares"]["0"]
+    swapped = seal(parties.server_identity, SERVER, {k: v for k, v in body.items() if k != "sender"})
     with pytest.raises(PrivacyError, match="does not authenticate"):
-        clients[1].masked_input(server.inboxes()[1], np.zeros(4, dtype=np.uint64))
+        clients[1].masked_input(swapped, np.zeros(4, dtype=np.uint64))
+    # a refused message leaves the client where it was: the genuine inbox is still accepted
+    server.receive_masked(clients[1].masked_input(inbox, np.zeros(4, dtype=np.uint64)))
 
 
 def test_replay_from_another_round_refused():
