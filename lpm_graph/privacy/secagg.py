@@ -46,10 +46,10 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import random
 import secrets
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from cryptography.exceptions import InvalidSignature, InvalidTag
@@ -193,14 +193,41 @@ def _share_aad(round_id: str, sender: int, recipient: int) -> bytes:
 @dataclass(frozen=True)
 class RoundConfig:
     """What a round is: its id, the clients, the Shamir threshold ``t``, the minimum group size, the vector length
-    and each client's neighbourhood ``N(u)`` (``u`` and the clients it masks with; symmetric)."""
+    and the neighbour graph: ``neighbours=None`` (everyone), or an even degree ``k`` and the 32-byte ``graph_seed``
+    that fixes the random permutation under the Harary ring. Every party derives the same graph from these, so the
+    announcement stays ``O(n)``; :meth:`neighbourhood` gives ``N(u)`` (``u`` and the clients it masks with)."""
 
     round_id: str
     clients: tuple[int, ...]
     threshold: int
     min_clients: int
     length: int
-    neighbourhoods: Mapping[int, frozenset[int]]
+    neighbours: int | None = None
+    graph_seed: str | None = None
+
+    @property
+    def hood_size(self) -> int:
+        """``|N(u)|``, the same for every client."""
+        return len(self.clients) if self.neighbours is None else self.neighbours + 1
+
+    @cached_property
+    def _ring(self) -> tuple[tuple[int, ...], dict[int, int]]:
+        ids = np.asarray(self.clients, dtype=np.int64)
+        keys = prg(_derive(bytes.fromhex(self.graph_seed), b"neighbour-graph", self.round_id), len(ids))
+        ring = tuple(int(i) for i in ids[np.lexsort((ids, keys))])  # a uniformly random order (ties by id)
+        return ring, {u: p for p, u in enumerate(ring)}
+
+    def neighbourhood(self, u: int) -> frozenset[int]:
+        if self.neighbours is None:
+            return frozenset(self.clients)
+        ring, pos = self._ring
+        half, n, p = self.neighbours // 2, len(ring), pos[u]
+        return frozenset(ring[(p + d) % n] for d in range(-half, half + 1))
+
+    @cached_property
+    def neighbourhoods(self) -> dict[int, frozenset[int]]:
+        """Every client's ``N(u)`` (built once: ``O(n k)``)."""
+        return {u: self.neighbourhood(u) for u in self.clients}
 
     def validate(self) -> None:
         _check_min_clients(self.min_clients)
@@ -218,33 +245,37 @@ class RoundConfig:
                                f"{self.min_clients}: a sum of fewer reveals too much about each input")
         if isinstance(self.length, bool) or not isinstance(self.length, int) or self.length < 1:
             raise PrivacyConfigError(f"secagg: the vector length {self.length!r} must be a positive integer")
-        if set(self.neighbourhoods) != set(ids):
-            raise PrivacyConfigError("secagg: the neighbour graph must list exactly the round's clients")
-        t = self.threshold
-        for u, hood in self.neighbourhoods.items():
-            if u not in hood or not hood <= set(ids):
-                raise PrivacyConfigError(f"secagg: the neighbourhood of client {u} must contain it and only clients "
-                                         "of the round")
-            if any(u not in self.neighbourhoods[v] for v in hood):
-                raise PrivacyConfigError(f"secagg: the neighbour graph is not symmetric at client {u}")
-            if isinstance(t, bool) or not isinstance(t, int) or not len(hood) / 2 < t <= len(hood):
-                raise PrivacyConfigError(
-                    f"secagg: threshold={t!r} must satisfy |N(u)|/2 < threshold <= |N(u)| for every neighbourhood; "
-                    f"client {u} has |N(u)| = {len(hood)} (a threshold above half the neighbourhood keeps a server "
-                    "from collecting both secrets of one client from two disjoint groups)")
+        k = self.neighbours
+        if k is not None:
+            if isinstance(k, bool) or not isinstance(k, int) or k < 2 or k % 2 or k >= len(ids) - 1:
+                raise PrivacyConfigError(f"secagg: neighbours={k!r} must be an even integer of at least 2 and below "
+                                         f"n - 1 = {len(ids) - 1} (the degree of the Harary graph), or None for "
+                                         "every other client")
+            try:
+                if len(bytes.fromhex(self.graph_seed)) != KEY_BYTES:
+                    raise ValueError
+            except (TypeError, ValueError):
+                raise PrivacyConfigError("secagg: a round with neighbours needs a 32-byte graph_seed in hex") \
+                    from None
+        t, size = self.threshold, self.hood_size
+        if isinstance(t, bool) or not isinstance(t, int) or not size / 2 < t <= size:
+            raise PrivacyConfigError(
+                f"secagg: threshold={t!r} must satisfy |N(u)|/2 < threshold <= |N(u)| = {size} (a threshold above "
+                "half the neighbourhood keeps a server from collecting both secrets of one client from two "
+                "disjoint groups)")
 
     def to_body(self) -> dict:
         return {"type": "round", "round": self.round_id, "clients": list(self.clients), "threshold": self.threshold,
-                "min_clients": self.min_clients, "length": self.length,
-                "neighbourhoods": {str(u): sorted(h) for u, h in sorted(self.neighbourhoods.items())}}
+                "min_clients": self.min_clients, "length": self.length, "neighbours": self.neighbours,
+                "graph_seed": self.graph_seed}
 
     @classmethod
     def from_body(cls, body: Mapping) -> RoundConfig:
         try:
             cfg = cls(round_id=body["round"], clients=tuple(body["clients"]), threshold=body["threshold"],
-                      min_clients=body["min_clients"], length=body["length"],
-                      neighbourhoods={int(u): frozenset(h) for u, h in body["neighbourhoods"].items()})
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
+                      min_clients=body["min_clients"], length=body["length"], neighbours=body["neighbours"],
+                      graph_seed=body["graph_seed"])
+        except (KeyError, TypeError) as e:
             raise PrivacyError(f"secagg: a malformed round announcement ({e})") from None
         cfg.validate()
         return cfg
@@ -258,29 +289,22 @@ def _check_min_clients(min_clients: object) -> None:
 
 def make_round(clients: Sequence[int], *, threshold: int, min_clients: int, length: int,
                neighbours: int | None = None, round_id: str | None = None) -> RoundConfig:
-    """A validated :class:`RoundConfig` with a fresh random round id and the neighbour graph.
+    """A validated :class:`RoundConfig` with a fresh random round id (and graph seed).
 
     ``neighbours=None`` (or at least ``len(clients) - 1``): everyone is everyone's neighbour (SecAgg). An even
     ``neighbours=k``: the Harary graph ``H(k, n)`` (each client linked to the ``k/2`` nearest on each side of a
-    ring) over a uniformly random permutation of the clients (SecAgg+)."""
+    ring) over a uniformly random permutation of the clients, fixed by a fresh seed from the OS CSPRNG
+    (SecAgg+)."""
     _check_min_clients(min_clients)
     ids = tuple(sorted(clients))
-    n = len(ids)
-    if neighbours is None or neighbours >= n - 1:
-        hoods = {u: frozenset(ids) for u in ids}
-    else:
-        if isinstance(neighbours, bool) or not isinstance(neighbours, int) or neighbours < 2 or neighbours % 2:
-            raise PrivacyConfigError(f"secagg: neighbours={neighbours!r} must be an even integer of at least 2 (the "
-                                     "degree of the Harary graph), or None for every other client")
-        ring = list(ids)
-        random.SystemRandom().shuffle(ring)  # the graph is public; the OS CSPRNG keeps it unpredictable
-        half = neighbours // 2
-        hoods = {ring[i]: frozenset(ring[(i + d) % n] for d in range(-half, half + 1)) for i in range(n)}
+    if neighbours is not None and not isinstance(neighbours, bool) and isinstance(neighbours, int) \
+            and neighbours >= len(ids) - 1:
+        neighbours = None
     cfg = RoundConfig(round_id=round_id or secrets.token_hex(ROUND_ID_BYTES), clients=ids, threshold=threshold,
-                      min_clients=min_clients, length=length, neighbourhoods=hoods)
+                      min_clients=min_clients, length=length, neighbours=neighbours,
+                      graph_seed=None if neighbours is None else secrets.token_hex(KEY_BYTES))
     cfg.validate()
     return cfg
-
 
 # ---------------------------------------------------------------------------------------------------------------
 # the client
@@ -349,10 +373,10 @@ class SecAggClient:
         if not isinstance(body.get("advertised"), int) or body["advertised"] < cfg.min_clients:
             raise PrivacyError(f"secagg: client {self.id}: {body.get('advertised')!r} client(s) advertised keys, "
                                f"fewer than min_clients={cfg.min_clients}; refused")
-        self._keys = _open_key_list(body, self._peer_keys, cfg, cfg.neighbourhoods[self.id])
+        self._keys = _open_key_list(body, self._peer_keys, cfg, cfg.neighbourhood(self.id))
         if self._keys.get(self.id) != (self._c_pk, self._s_pk):
             raise PrivacyError(f"secagg: client {self.id}: the key list does not carry this client's own keys")
-        hood = cfg.neighbourhoods[self.id]
+        hood = cfg.neighbourhood(self.id)
         alive = sorted(hood & set(self._keys))
         if len(alive) < cfg.threshold:
             raise PrivacyError(f"secagg: client {self.id}: {len(alive)} neighbour(s) advertised keys, fewer than the "
@@ -383,7 +407,7 @@ class SecAggClient:
         if body.get("to") != self.id:
             raise PrivacyError(f"secagg: client {self.id} received an inbox addressed to {body.get('to')!r}")
         shared = _id_set(body.get("shared"), "the inbox's list of clients that shared")
-        hood = cfg.neighbourhoods[self.id]
+        hood = cfg.neighbourhood(self.id)
         if not shared & hood <= set(self._keys) or self.id not in shared:
             raise PrivacyError(f"secagg: client {self.id}: the neighbours that shared must have advertised keys, "
                                "and this client must be among those that shared")
@@ -449,11 +473,11 @@ class SecAggClient:
         if len(survivors) < cfg.min_clients:
             raise PrivacyError(f"secagg: client {self.id}: {len(survivors)} survivor(s), fewer than min_clients="
                                f"{cfg.min_clients}; refused")
-        hood = cfg.neighbourhoods[self.id]
+        hood = cfg.neighbourhood(self.id)
         if len(hood & survivors) < cfg.threshold:
             raise PrivacyError(f"secagg: client {self.id}: {len(hood & survivors)} surviving neighbour(s), fewer "
                                f"than the threshold {cfg.threshold}; refused")
-        group = _component(cfg.neighbourhoods, survivors, self.id, stop_at=cfg.min_clients)
+        group = _component(cfg.neighbourhood, survivors, self.id, stop_at=cfg.min_clients)
         if len(group) < cfg.min_clients:
             raise PrivacyError(f"secagg: client {self.id}: among the survivors, only clients {sorted(group)} are "
                                "linked to it by masks, fewer than min_clients="
@@ -464,7 +488,7 @@ class SecAggClient:
         return self._seal({"type": "reveal", "b": b_out, "s": s_out})
 
 
-def _component(hoods: Mapping[int, frozenset[int]], members: Collection[int], start: int,
+def _component(hood: Callable[[int], frozenset[int]], members: Collection[int], start: int,
                stop_at: int | None = None) -> set[int]:
     """The connected component of ``start`` in the neighbour graph restricted to ``members`` (breadth first,
     stopping once ``stop_at`` clients are found). The server can remove every mask between two such
@@ -474,7 +498,7 @@ def _component(hoods: Mapping[int, frozenset[int]], members: Collection[int], st
     while frontier and (stop_at is None or len(seen) < stop_at):
         nxt = []
         for u in frontier:
-            for v in hoods[u]:
+            for v in hood(u):
                 if v in members and v not in seen:
                     seen.add(v)
                     nxt.append(v)
@@ -664,7 +688,7 @@ class SecAggServer:
         self._enough(self._masked, "uploaded masked inputs")
         left = set(self._masked)
         while left:  # every group of survivors linked by masks is a sum the server learns
-            group = _component(self.config.neighbourhoods, self._masked, min(left))
+            group = _component(self.config.neighbourhoods.__getitem__, self._masked, min(left))
             if len(group) < self.config.min_clients:
                 raise PrivacyError(f"secagg: survivors {sorted(group)} are linked by masks to no other survivor; "
                                    f"unmasking would release their sum, of fewer than min_clients="

@@ -317,3 +317,21 @@ def test_an_upload_is_the_input_plus_a_self_mask_plus_pairwise_masks():
     bits = (y[:, None] >> np.arange(64, dtype=np.uint64)) & np.uint64(1)
     assert np.max(np.abs(bits.sum(axis=0) - d / 2)) <= z * math.sqrt(d / 4)
     assert np.array_equal(y - _self_mask(c._b, server.round_id, d), inputs[u])
+
+
+def test_the_neighbour_graph_is_regular_symmetric_random_and_the_same_for_everyone():
+    cfg = make_round(range(40), threshold=4, min_clients=3, length=1, neighbours=6)
+    hoods = cfg.neighbourhoods
+    assert all(len(h) == 7 and u in h for u, h in hoods.items())
+    assert all(u in hoods[v] for u, h in hoods.items() for v in h)
+    # every client rebuilds the same graph from the signed announcement's seed
+    server = SecAggServer(cfg, Ed25519PrivateKey.generate(), {i: Ed25519PrivateKey.generate().public_key()
+                                                                  for i in range(40)})
+    from lpm_graph.privacy import RoundConfig
+
+    again = RoundConfig.from_body(json.loads(server.announcement().body))
+    assert all(again.neighbourhood(u) == hoods[u] for u in range(40))
+    # a fresh seed gives another graph, not the ring of client ids
+    other = make_round(range(40), threshold=4, min_clients=3, length=1, neighbours=6)
+    assert other.neighbourhoods != hoods
+    assert sum(hoods[u] == frozenset(v % 40 for v in range(u - 3, u + 4)) for u in range(40)) < 40
