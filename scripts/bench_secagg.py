@@ -65,7 +65,7 @@ def one_round(n: int, k: int | None, d: int, threshold: int) -> tuple[float, flo
     for x in inputs.values():
         expected = expected + x
     assert np.array_equal(total, expected)
-    return elapsed, float(np.mean(list(sent.values()))), float(np.mean(list(received.values()))), len(cfg.neighbourhoods[0])
+    return elapsed, float(np.mean(list(sent.values()))), float(np.mean(list(received.values()))), cfg.hood_size
 
 
 def signature_check_seconds(repeat: int = 2000) -> float:
