@@ -9,7 +9,7 @@ message signed with Ed25519, the round id inside each signed payload). A round:
 paper       server                       client                                        message (``type``)
 ==========  ===========================  ============================================  ============================
 setup       :meth:`SecAggServer          (identity keys known to all)                  ``round``: the configuration
-            .announcement`                                                             and the neighbour graph
+            .announcement`                                                             and the graph's seed
 Round 0     :meth:`~SecAggServer          :meth:`SecAggClient.advertise`: fresh         ``keys``; ``key_list``
 AdvertiseK  .receive_keys`,               X25519 pairs (c: share encryption, s: masks)  (the neighbours' keys)
             :meth:`~SecAggServer
@@ -32,8 +32,8 @@ of one client, a second unmask request, and a request naming itself as dropped, 
 so that no two disjoint sets of ``t`` honest clients exist in a neighbourhood.
 
 SecAgg+: with ``neighbours=k`` each client masks with, and shares its secrets among, only its ``k`` neighbours on
-a ``k``-regular Harary graph laid over a random permutation of the clients (``neighbours=None``: every other
-client, the original protocol). The threshold ``t`` then applies within each neighbourhood ``N(u)`` (``u`` and its
+a ``k``-regular Harary graph laid over a random permutation of the clients, which every party derives from the
+seed in the signed announcement (``neighbours=None``: every other client, the original protocol). The threshold ``t`` then applies within each neighbourhood ``N(u)`` (``u`` and its
 neighbours).
 
 Primitives, all from ``cryptography``: X25519 (key agreement), HKDF-SHA256 (key derivation, the round id as salt,
@@ -441,10 +441,16 @@ class SecAggClient:
         except (InvalidTag, ValueError):
             raise PrivacyError(f"secagg: client {self.id}: the encrypted share from client {sender} does not "
                                "authenticate (modified in transit); refused") from None
-        data = json.loads(plain)
+        try:
+            data = json.loads(plain)
+            b, s = int(data["b"], 16), int(data["s"], 16)
+        except (ValueError, KeyError, TypeError):
+            raise PrivacyError(f"secagg: client {self.id}: the share from client {sender} is malformed") from None
         if data.get("from") != sender or data.get("to") != self.id:
             raise PrivacyError(f"secagg: client {self.id}: a share from {sender} names other parties")
-        return int(data["b"], 16), int(data["s"], 16)
+        if not (0 <= b < shamir.PRIME and 0 <= s < shamir.PRIME):
+            raise PrivacyError(f"secagg: client {self.id}: the share from client {sender} lies outside the field")
+        return b, s
 
     # Round 4 -----------------------------------------------------------------------------------------------
     def unmask(self, request: Envelope) -> Envelope:
