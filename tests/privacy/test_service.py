@@ -78,7 +78,7 @@ def test_a_round_over_http():
 def test_a_client_that_stalls_past_the_deadline_is_a_dropout():
     # client 5 stalls before its masked upload, client 4 before revealing: the steps close at their deadlines,
     # the round completes with the sum of the clients that uploaded (0..4), and the late upload is refused
-    r = Round(6, threshold=4, step_timeout=1.0)
+    r = Round(6, threshold=4, step_timeout=2.0)  # generous: honest clients on a loaded machine stay in time
     with serve(create_app(r.service)) as url:
 
         def honest(i):
@@ -112,7 +112,7 @@ def test_a_client_that_stalls_past_the_deadline_is_a_dropout():
 
 
 def test_too_few_remaining_fails_the_round():
-    r = Round(4, threshold=3, step_timeout=1.0)
+    r = Round(4, threshold=3, step_timeout=2.0)
     with serve(create_app(r.service)) as url:
 
         def honest(i):
