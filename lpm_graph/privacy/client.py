@@ -122,3 +122,50 @@ class RemoteClient:
         self.upload(x)
         self.reveal()
         return self.result()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Join one round as one client: ``python -m lpm_graph.privacy.client --url URL --id I --key KEY.pem
+    --public-keys KEYS.json --input X.npy [--frac-bits F --clip C]``; prints ``{"sum": [...], "survivors": [...]}``.
+    Without ``--frac-bits``/``--clip`` the input must already be uint64 (``FixedPoint.encode``)."""
+    import argparse
+    import json
+    import sys
+
+    from lpm_graph.errors import DataFileError
+    from lpm_graph.privacy.encoding import FixedPoint
+    from lpm_graph.privacy.keys import read_private_key, read_public_keys
+
+    parser = argparse.ArgumentParser(prog="python -m lpm_graph.privacy.client",
+                                     description="Join one secure-aggregation round over HTTP.")
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--id", type=int, required=True, help="this client's id")
+    parser.add_argument("--key", required=True, help="this client's Ed25519 private key (PEM)")
+    parser.add_argument("--public-keys", required=True, help="JSON of every party's public key")
+    parser.add_argument("--input", required=True, help=".npy vector: float with --frac-bits/--clip, else uint64")
+    parser.add_argument("--frac-bits", type=int, default=None)
+    parser.add_argument("--clip", type=float, default=None)
+    parser.add_argument("--timeout", type=float, default=600.0, help="the longest wait for one step (seconds)")
+    args = parser.parse_args(argv)
+    try:
+        if (args.frac_bits is None) != (args.clip is None):
+            raise PrivacyConfigError("--frac-bits and --clip go together")
+        try:
+            x = np.load(args.input, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise DataFileError(f"{args.input}: not a .npy array ({e})") from None
+        if args.frac_bits is not None:
+            x = FixedPoint(args.frac_bits, args.clip).encode(x)
+        server_key, peers = read_public_keys(args.public_keys)
+        with RemoteClient(args.url, args.id, read_private_key(args.key), server_key, peers,
+                          timeout=args.timeout) as client:
+            total, survivors = client.run(x)
+        print(json.dumps({"sum": [int(v) for v in total], "survivors": survivors}), flush=True)
+    except (PrivacyError, DataFileError) as e:
+        print(f"lpm_graph.privacy.client: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -33,8 +33,8 @@ so that no two disjoint sets of ``t`` honest clients exist in a neighbourhood.
 
 SecAgg+: with ``neighbours=k`` each client masks with, and shares its secrets among, only its ``k`` neighbours on
 a ``k``-regular Harary graph laid over a random permutation of the clients, which every party derives from the
-seed in the signed announcement (``neighbours=None``: every other client, the original protocol). The threshold ``t`` then applies within each neighbourhood ``N(u)`` (``u`` and its
-neighbours).
+seed in the signed announcement (``neighbours=None``: every other client, the original protocol). The threshold
+``t`` then applies within each neighbourhood ``N(u)`` (``u`` and its neighbours).
 
 Primitives, all from ``cryptography``: X25519 (key agreement), HKDF-SHA256 (key derivation, the round id as salt,
 a label per purpose), ChaCha20 keystreams (the mask PRG), AES-256-GCM (shares in transit, the round and both ids as

@@ -263,3 +263,68 @@ def serve(app, host: str = "127.0.0.1", port: int = 0, *, start_timeout: float =
     finally:
         server.should_exit = True
         thread.join(timeout=start_timeout)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# command line: python -m lpm_graph.privacy.service
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve one round; print ``{"listening": url, "round": id}`` once listening and, when the round completes,
+    ``{"sum": [...], "survivors": [...]}`` (the sum as unsigned 64-bit integers, and decoded when
+    ``--frac-bits`` and ``--clip`` are given). Exit status 2 with one line on a refused round or bad input."""
+    import argparse
+    import json
+    import sys
+
+    from lpm_graph.errors import DataFileError
+    from lpm_graph.privacy.encoding import FixedPoint
+    from lpm_graph.privacy.keys import read_private_key, read_public_keys
+    from lpm_graph.privacy.secagg import make_round
+
+    parser = argparse.ArgumentParser(prog="python -m lpm_graph.privacy.service",
+                                     description="Serve one secure-aggregation round over HTTP.")
+    parser.add_argument("--server-key", required=True, help="the server's Ed25519 private key (PEM)")
+    parser.add_argument("--public-keys", required=True, help="JSON of every party's public key (keys.py)")
+    parser.add_argument("--length", type=int, required=True, help="the vector length (uint64 words)")
+    parser.add_argument("--threshold", type=int, required=True, help="the Shamir threshold t")
+    parser.add_argument("--min-clients", type=int, default=3, help="the smallest sum released (at least 3)")
+    parser.add_argument("--neighbours", type=int, default=None, help="SecAgg+ degree (even); default: everyone")
+    parser.add_argument("--step-timeout", type=float, default=60.0, help="seconds each step waits for clients")
+    parser.add_argument("--round-timeout", type=float, default=3600.0, help="seconds the whole round may take")
+    parser.add_argument("--linger", type=float, default=10.0, help="seconds to keep serving the result")
+    parser.add_argument("--frac-bits", type=int, default=None, help="decode the sum with FixedPoint(frac_bits, clip)")
+    parser.add_argument("--clip", type=float, default=None)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0: any free port (printed)")
+    args = parser.parse_args(argv)
+    try:
+        if (args.frac_bits is None) != (args.clip is None):
+            raise PrivacyConfigError("--frac-bits and --clip go together")
+        codec = None if args.frac_bits is None else FixedPoint(args.frac_bits, args.clip)
+        server_key = read_private_key(args.server_key)
+        server_public, clients = read_public_keys(args.public_keys)
+        if server_public.public_bytes_raw() != server_key.public_key().public_bytes_raw():
+            raise DataFileError(f"{args.public_keys}: field 'server' is not the public key of {args.server_key}")
+        cfg = make_round(sorted(clients), threshold=args.threshold, min_clients=args.min_clients,
+                         length=args.length, neighbours=args.neighbours)
+        if codec is not None:
+            codec.check_capacity(len(cfg.clients))
+        service = AggregatorService(cfg, server_key, clients, step_timeout=args.step_timeout)
+        with serve(create_app(service), args.host, args.port) as url:
+            print(json.dumps({"listening": url, "round": cfg.round_id}), flush=True)
+            total = service.wait_result(args.round_timeout, poll=0.05)
+            survivors = sorted(service.server.survivors)
+            out = {"sum": [int(v) for v in total], "survivors": survivors}
+            if codec is not None:
+                out["decoded"] = [float(v) for v in codec.decode_sum(total, len(survivors))]
+            print(json.dumps(out), flush=True)
+            time.sleep(args.linger)
+    except (PrivacyError, DataFileError) as e:
+        print(f"lpm_graph.privacy.service: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
