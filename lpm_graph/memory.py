@@ -232,9 +232,10 @@ def estimate_config(cfg, model, grad: bool = False, replicates: int | None = Non
     req = model.requirements()
     read = set(req.edge_types) | {et for stack in req.stacks for et in stack}
     num_edges = {et: size.edges.get(et, 0) for et in read}
-    for (src, rel, dst), count in size.edges.items():  # relations known once read: shared among those read
-        if rel == ANY_RELATION:
-            unknown = [et for et in read if et[0] == src and et[2] == dst and et not in size.edges]
+    for key, count in size.edges.items():  # relations (or end types) known once read: shared among those read
+        if ANY_RELATION in key:
+            unknown = [et for et in read if et not in size.edges
+                       and all(k in (ANY_RELATION, part) for k, part in zip(key, et))]
             for et in unknown:
                 num_edges[et] = count // len(unknown)
     num_nodes = {nt: size.nodes.get(nt, 0) for nt in req.attributes}

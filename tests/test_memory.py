@@ -378,3 +378,29 @@ def test_the_per_type_blocks_of_decided_venue_types_are_counted_with_the_layouts
     assert kept <= copy <= 1.5 * kept, (kept, copy)
     plain(graph, steps=1, seed=0, replicates=2)   # no decision: no copy
     assert graph.stack(tr.edge_types).adjacency not in _BLOCKS
+
+
+@pytest.mark.parametrize("source", ["supply_network", "supply_edgelist", "vaccine_network"])
+def test_the_supply_chain_populations_are_refused_before_they_are_built(source, tmp_path, monkeypatch):
+    # sizes no machine holds (the network's tiers, the vaccine network's people); the shipped shipment sample
+    # with 64 KiB free
+    from lpm_graph import tasks
+
+    over, builder = {
+        "supply_network": (["model=supply_chain", "population.tiers.consumer=100000000000"],
+                           "lpm_graph.models.supply_chain.network.supply_network"),
+        "supply_edgelist": (["model=supply_chain", "population=supply_edgelist"],
+                            "lpm_graph.models.supply_chain.network.from_shipments"),
+        "vaccine_network": (["model=vaccine_logistics", "population.num_people=10000000000"],
+                            "lpm_graph.models.vaccine_logistics.vaccine_network"),
+    }[source]
+    built = []
+    monkeypatch.setattr(builder, _never(built))
+    if source == "supply_edgelist":
+        monkeypatch.setattr(memory, "available_memory", lambda device="cpu": 2**16)
+    for task in ("simulate", "build_population"):
+        cfg = compose_config([f"task={task}", *over, "progress=false"])
+        with pytest.raises(InsufficientMemoryError) as info:
+            tasks.get(task)(cfg, tmp_path / task)
+        assert built == [] and re.search(r"needs about [\d.]+ GiB but only [\d.]+ GiB is available on cpu",
+                                         str(info.value))
