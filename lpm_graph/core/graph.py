@@ -402,11 +402,18 @@ class Graph:
         return sum(a.num_edges for a in self.layouts())
 
     def edge_counts(self) -> dict[EdgeType, int]:
-        """Stored edges per declared edge type (of a time-varying one, its largest window): what a
-        per-edge workspace (:meth:`Process.workspace` keyed by an edge type) is sized by."""
+        """Stored edges per declared edge type (of a time-varying one, its largest window; of a stacked one,
+        its rows' edges in the stack): what a per-edge workspace (:meth:`Process.workspace` keyed by an edge
+        type) and a kept copy of a layout (:meth:`Process.layout_copies`) are sized by."""
         out = {et: a.num_edges for et, a in self._layouts.items()}
         for et, (_, windows) in self._windows.items():
             out[et] = max([0, *(a.num_edges for a in windows.values())])
+        for stack in self._stacks.values():
+            crow = stack.adjacency.csr.crow_indices()
+            rows = torch.bincount(stack.type_index, minlength=len(stack.edge_types)).tolist()
+            for et, n in zip(stack.edge_types, rows):
+                off = stack.offsets[et]
+                out.setdefault(et, int(crow[off + n]) - int(crow[off]))
         return out
 
     def nbytes(self) -> int:

@@ -522,12 +522,18 @@ class Model(nn.Module):
             for g in o.by:
                 req.groupings[g] = self.groupings[g]
         for full, (p, spec) in self.param_specs.items():
-            if GROUP in spec.shape:
+            if GROUP in spec.shape and self._per_group(full):  # one number for every group needs no grouping
                 req.groupings[spec.grouping] = self.groupings[spec.grouping]
         for name, g in list(req.groupings.items()):
             if g is None:  # a process named a grouping it reads: the model's definition of it
                 req.groupings[name] = self.groupings[name]
         return req
+
+    def _per_group(self, full: str) -> bool:
+        """Whether a parameter declared per group holds values per group (not one number for all, which reads
+        neither the grouping nor its attribute)."""
+        scalar_dims = 1 if full in self.params.time_varying else 0  # a time-varying value: [periods, *shape]
+        return self.params.raw(full).dim() > scalar_dims
 
     def prepare(self, data, dtype: torch.dtype | None = None) -> Graph:
         """Validate a ``HeteroData`` graph and build what the processes read (once per graph)."""

@@ -161,6 +161,11 @@ class VenueTransmission(_Transmission):
     def requirements(self) -> Requirements:
         return Requirements(stacks={frozenset(self.edge_types)})
 
+    def layout_copies(self, written) -> dict:
+        # with a decision written, the stack is cut into one block (and transpose) per venue type, built at the
+        # first step and kept: a copy of the stack's edges, and the stack's int64 row index they are cut from
+        return {frozenset(self.edge_types): 1} if any(k in written for k in self.decision_keys) else {}
+
     def check_graph(self, graph) -> None:
         present = [et[2] for et in graph.data.edge_types if et[0] == self.host and et[1] == MEMBER_OF]
         extra = [vt for vt in present if vt not in self.venue_types]
