@@ -1,0 +1,131 @@
+r"""Partitioned runs: the process group, a part of the population, and who writes.
+
+``torchrun --nproc_per_node=P -m lpm_graph <overrides>`` starts ``P``
+processes with the same config (``docs/distributed.md``).  Each calls
+:func:`init` (``torch.distributed.init_process_group`` from torchrun's
+environment: gloo on CPU, nccl on CUDA with one device per local rank, a
+timeout on every collective), then :func:`prepare_part`:
+
+* with ``distributed.partition=<folder>`` (written once by
+  :func:`~lpm_graph.distributed.partition.write_partition`), each rank reads
+  its own part only;
+* otherwise every rank builds the population from its config (the same on
+  every rank: the builders are seeded), rank 0 partitions it
+  (``distributed.method``), the assignment is broadcast, and each rank keeps
+  its part.
+
+The model must be made of processes that declare themselves
+``partitionable`` (:func:`~lpm_graph.distributed.halo.check_partitionable`):
+anything else is refused before any work, naming the process.  Parameters
+start equal on every rank (built from the same config) and stay so: their
+gradients are averaged (:func:`~lpm_graph.distributed.halo.average_gradients`)
+and, after each optimiser step, rank 0's values are broadcast.  Only rank 0
+writes outputs (:func:`is_writer`).
+"""
+from __future__ import annotations
+
+import datetime
+import os
+
+import torch
+import torch.distributed as dist
+
+from lpm_graph.errors import ConfigError
+
+__all__ = ["world", "partitioned", "is_writer", "init", "prepare_part", "sync_parameters", "rank_label",
+           "DEFAULT_TIMEOUT"]
+
+#: seconds a collective waits for the other ranks before the run fails (distributed.timeout)
+DEFAULT_TIMEOUT = 300.0
+
+_GROUPS: dict[str, object] = {}
+
+
+def world() -> tuple[int, int]:
+    """``(rank, world size)``: of the process group when one is initialised, else of torchrun's environment."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def partitioned() -> bool:
+    """Whether this process is one of several of a partitioned run."""
+    return world()[1] > 1
+
+
+def is_writer() -> bool:
+    """Only rank 0 writes outputs."""
+    return world()[0] == 0
+
+
+def rank_label() -> str:
+    rank, size = world()
+    return f"rank {rank} of {size}"
+
+
+def init(device: str = "cpu", timeout: float = DEFAULT_TIMEOUT, backend: str | None = None) -> tuple[str, object]:
+    """Join torchrun's process group (once); returns ``(device, cpu group)``.
+
+    ``backend`` defaults to nccl for a CUDA device and gloo on the CPU; with nccl each local rank takes
+    ``cuda:<LOCAL_RANK>`` and a gloo group carries the setup's small CPU collectives (the broadcast of the
+    assignment, the group counts).
+    """
+    if not (isinstance(timeout, (int, float)) and timeout > 0):
+        raise ConfigError(f"distributed.timeout must be a positive number of seconds, got {timeout!r}")
+    cuda = device.startswith("cuda")
+    backend = backend or ("nccl" if cuda else "gloo")
+    if backend not in ("gloo", "nccl"):
+        raise ConfigError(f"distributed.backend must be gloo or nccl (or null: by device), got {backend!r}")
+    if backend == "nccl" and not cuda:
+        raise ConfigError("distributed.backend=nccl needs device=cuda")
+    if cuda:
+        local = int(os.environ.get("LOCAL_RANK", 0))
+        if device == "cuda" or torch.cuda.device_count() > 1:
+            device = f"cuda:{local % max(1, torch.cuda.device_count())}"
+        torch.cuda.set_device(torch.device(device))
+    if not dist.is_initialized():
+        for key in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+            if key not in os.environ:
+                raise ConfigError(f"a partitioned run is launched by torchrun (environment variable {key} is not "
+                                  "set): torchrun --nproc_per_node=P -m lpm_graph ...")
+        dist.init_process_group(backend, timeout=datetime.timedelta(seconds=float(timeout)))
+    _GROUPS["cpu"] = dist.new_group(backend="gloo", timeout=datetime.timedelta(seconds=float(timeout))) \
+        if backend == "nccl" else None
+    return device, _GROUPS["cpu"]
+
+
+def cpu_group():
+    return _GROUPS.get("cpu")
+
+
+def prepare_part(model, data=None, *, folder=None, method: str = "metis", seed: int = 0, dtype=torch.float32,
+                 device: str = "cpu", group=None, cpu_group=None, edge_type_weights=None):
+    """This rank's part of the population as a prepared :class:`~lpm_graph.core.graph.Graph` of ``model``
+    (module docstring): read from ``folder``, or split from the whole ``data`` by rank 0's partition."""
+    from lpm_graph.distributed.halo import attach, check_partitionable
+    from lpm_graph.distributed.partition import Partition, load_part, partition_graph, split
+
+    check_partitionable(model)
+    rank, size = dist.get_rank(), dist.get_world_size()
+    if folder is not None:
+        local, info = load_part(folder, rank, size)
+    else:
+        if data is None:
+            raise ConfigError("prepare_part needs the population (data) or a written partition (folder)")
+        box = [None]
+        if rank == 0:
+            partition = partition_graph(data, size, method, seed=seed, edge_type_weights=edge_type_weights)
+            box = [(partition.assignment, partition.method, partition.home, partition.constraints)]
+        dist.broadcast_object_list(box, src=0, group=cpu_group)
+        assignment, used, home, constraints = box[0]
+        local, info = split(data, Partition(size, assignment, used, home, 0.0, constraints), rank)
+    graph = model.prepare(local, dtype).to(device)
+    return attach(graph, info, group, cpu_group), local
+
+
+def sync_parameters(parameters, group=None) -> None:
+    """Rank 0's values of ``parameters`` on every rank (after an optimiser step: the ranks' averaged gradients are
+    the same, but an optimiser's arithmetic need not be bit-identical across devices)."""
+    for p in parameters:
+        with torch.no_grad():
+            dist.broadcast(p.data, src=0, group=group)
