@@ -94,6 +94,13 @@ def init(device: str = "cpu", timeout: float = DEFAULT_TIMEOUT, backend: str | N
     return device, _GROUPS["cpu"]
 
 
+def shutdown() -> None:
+    """Leave the process group (at the end of a partitioned run, or after its failure)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+    _GROUPS.clear()
+
+
 def cpu_group():
     return _GROUPS.get("cpu")
 
@@ -129,3 +136,55 @@ def sync_parameters(parameters, group=None) -> None:
     for p in parameters:
         with torch.no_grad():
             dist.broadcast(p.data, src=0, group=group)
+
+
+#: the tasks a partitioned run supports
+TASKS = ("simulate", "calibrate")
+
+
+def build(cfg, model, run, task, dtype, grad: bool = False, replicates: int | None = None):
+    """:func:`lpm_graph.tasks.simulate.build` on one rank of a partitioned run: ``(model, graph of this rank's part,
+    its HeteroData, run settings, task settings)``."""
+    import dataclasses
+
+    from lpm_graph import memory
+    from lpm_graph.distributed.halo import check_partitionable
+    from lpm_graph.tasks.simulate import instantiate_config
+
+    name = getattr(task, "name", None)
+    if name not in TASKS:
+        raise ConfigError(f"task={name} does not run partitioned; a partitioned run (torchrun) supports task="
+                          f"{' | '.join(TASKS)}")
+    if getattr(task, "save_population", False):
+        raise ConfigError("task.save_population=true in a partitioned run would save one rank's part; save the "
+                          "population from a run in one process, or write a partition "
+                          "(lpm_graph.distributed.write_partition)")
+    if name == "calibrate" and task.method != "map":
+        raise ConfigError(f"task.method={task.method} does not run partitioned; a partitioned calibration is "
+                          "task.method=map")
+    check_partitionable(model)
+    d = run.distributed
+    device, cpu = init(run.device, d.timeout, d.backend)
+    data = None if d.partition else instantiate_config(cfg.population)
+    graph, local = prepare_part(model, data, folder=d.partition, method=d.method, seed=run.seed, dtype=dtype,
+                                device=device, cpu_group=cpu)
+    del data
+    model = model.to(device=device, dtype=dtype)
+    reps = run.replicates if replicates is None else replicates
+    memory.check_memory(memory.estimate_run(model, graph, run.steps, reps, grad=grad, dtype=dtype, device=device))
+    _INFO["graph"] = graph
+    return model, graph, local, dataclasses.replace(run, device=device), task
+
+
+_INFO: dict[str, object] = {}
+
+
+def summary_entry(graph) -> dict:
+    """``{"distributed": ...}`` for a summary of a partitioned run (processes, backend, rank 0's part), else ``{}``."""
+    part = getattr(graph, "partition", None)
+    if part is None:
+        return {}
+    info = part.info
+    return {"distributed": {"processes": info.parts, "backend": dist.get_backend(), "method": info.method,
+                            "rank0_owned": {nt: h.num_owned for nt, h in info.halos.items()},
+                            "rank0_ghosts": {nt: h.num_local - h.num_owned for nt, h in info.halos.items()}}}

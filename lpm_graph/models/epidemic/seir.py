@@ -360,14 +360,15 @@ class SEIR(Process):
         """Refuse a run that starts without any infection; warn of replicates that do (over every part of a
         partitioned graph)."""
         counts = seeded.detach().sum(0)
+        nodes = seeded.size(0)
         if graph is not None:
-            counts = graph.all_sum(counts)
+            counts, nodes = graph.all_sum(counts), graph.total_nodes().get(self.node_type, nodes)
         empty = int((counts <= 0).sum())
         fix = (f"raise model.params.{self.param('initial_infected_fraction')}, or seed exactly "
                f"model.params.{self.param('initial_infected')}=<k> people per replicate")
         if empty == counts.numel():
             raise ConfigError(f"process {self.name!r}: no replicate starts with an infection ({counts.numel()} "
-                              f"replicate(s) of {seeded.size(0)} {self.node_type} nodes): the run would simulate "
+                              f"replicate(s) of {nodes} {self.node_type} nodes): the run would simulate "
                               f"nothing; {fix}, or set model.processes.{self.name}.require_infection=false if that is "
                               "meant")
         if empty:
