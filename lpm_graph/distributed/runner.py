@@ -173,7 +173,8 @@ def build(cfg, model, run, task, dtype, grad: bool = False, replicates: int | No
     reps = run.replicates if replicates is None else replicates
     memory.check_memory(memory.estimate_run(model, graph, run.steps, reps, grad=grad, dtype=dtype, device=device))
     _INFO["graph"] = graph
-    return model, graph, local, dataclasses.replace(run, device=device), task
+    # rank 0 shows the progress bars
+    return model, graph, local, dataclasses.replace(run, device=device, progress=run.progress and is_writer()), task
 
 
 _INFO: dict[str, object] = {}

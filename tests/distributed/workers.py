@@ -52,7 +52,10 @@ def grads(model):
     return {n: model.params.raw(n).grad.detach().clone() for n in model.params.learnable}
 
 
-def part(rank: int, world: int, init_file: str, overrides, out_dir: str, grad: bool, method: str, folder) -> None:
+def part(rank: int, world: int, init_file: str, overrides, out_dir: str, grad: bool, method: str, folder,
+         then=None) -> None:
+    """One rank of a run of ``overrides`` (its observables and gradients to ``rank<r>.pt``), then, in the same
+    process group, the task of the overrides ``then`` (its outputs to ``task<r>/``)."""
     import torch.distributed as dist
 
     from lpm_graph.distributed.halo import average_gradients
@@ -69,5 +72,35 @@ def part(rank: int, world: int, init_file: str, overrides, out_dir: str, grad: b
             average_gradients([p for p in model.parameters() if p.requires_grad])
             out["grads"] = grads(model)
         torch.save(out, os.path.join(out_dir, f"rank{rank}.pt"))
+        if then is not None:
+            from lpm_graph import tasks
+
+            cfg = compose(then)
+            tasks.get(cfg.task.name)(cfg, os.path.join(out_dir, f"task{rank}"))
     finally:
         dist.destroy_process_group()
+
+
+class Fail(__import__("lpm_graph.core.process", fromlist=["Process"]).Process):
+    """An environment process that makes one rank die (``os._exit``) or hang at one step: a rank's failure."""
+
+    role = "environment"
+    default_name = "fail"
+    partitionable = True
+
+    def __init__(self, rank: int = 1, step: int = 2, how: str = "die", name=None):
+        super().__init__(name)
+        self.rank, self.step, self.how = rank, step, how
+
+    def forward(self, ctx, state, fields):
+        import time
+
+        import torch.distributed as dist
+
+        from lpm_graph.core.process import Output
+
+        if ctx.t == self.step and dist.get_rank() == self.rank:
+            if self.how == "die":
+                os._exit(3)
+            time.sleep(3600)
+        return Output()
