@@ -38,6 +38,7 @@ over the whole graph.
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 
 import torch
@@ -51,10 +52,30 @@ from lpm_graph.nn.sparse import SparseAdjacency, spmm
 __all__ = ["Exchange", "HaloReduce", "HaloBroadcast", "all_sum", "average_gradients", "PartitionedGraph", "attach"]
 
 
+#: time in and volume through the collectives of this process (``reset_stats``/``STATS``): the exchange's share
+#: of a step, for the scaling measurements (scripts/bench_distributed.py)
+STATS = {"seconds": 0.0, "collectives": 0, "values_sent": 0}
+
+
+def reset_stats() -> dict:
+    out = dict(STATS)
+    STATS.update(seconds=0.0, collectives=0, values_sent=0)
+    return out
+
+
+def _timed(fn, values: int):
+    t0 = time.perf_counter()
+    out = fn()
+    STATS["seconds"] += time.perf_counter() - t0
+    STATS["collectives"] += 1
+    STATS["values_sent"] += int(values)
+    return out
+
+
 def _all_to_all(send: Tensor, send_counts: list[int], recv_counts: list[int], group) -> Tensor:
     out = send.new_empty((sum(recv_counts), *send.shape[1:]))
-    dist.all_to_all_single(out, send.contiguous(), output_split_sizes=recv_counts, input_split_sizes=send_counts,
-                           group=group)
+    _timed(lambda: dist.all_to_all_single(out, send.contiguous(), output_split_sizes=recv_counts,
+                                          input_split_sizes=send_counts, group=group), send.numel())
     return out
 
 
@@ -123,13 +144,13 @@ class _AllSum(torch.autograd.Function):
     def forward(ctx, x: Tensor, group) -> Tensor:
         ctx.group = group
         out = x.detach().clone().contiguous()
-        dist.all_reduce(out, op=dist.ReduceOp.SUM, group=group)
+        _timed(lambda: dist.all_reduce(out, op=dist.ReduceOp.SUM, group=group), out.numel())
         return out
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         out = grad.detach().clone().contiguous()
-        dist.all_reduce(out, op=dist.ReduceOp.SUM, group=ctx.group)
+        _timed(lambda: dist.all_reduce(out, op=dist.ReduceOp.SUM, group=ctx.group), out.numel())
         return out, None
 
 

@@ -578,3 +578,38 @@ def load_part(folder: str | os.PathLike, rank: int, parts: int) -> tuple[HeteroD
     if info.rank != rank or info.parts != parts:
         raise PopulationFileError(f"{path} holds part {info.rank} of {info.parts}, not {rank} of {parts}")
     return data, info
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m lpm_graph.distributed.partition --parts P --out DIR [--method metis] [overrides ...]``: build the
+    population of the config (Hydra overrides, as for ``lpm-graph``), partition it and write the parts."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m lpm_graph.distributed.partition",
+                                     description="write a population's partition for torchrun runs "
+                                                 "(distributed.partition=<out>)")
+    parser.add_argument("--parts", type=int, required=True, help="processes of the runs that read it")
+    parser.add_argument("--out", required=True, help="folder to write (part-<r>-of-<P>.pt, halo-*, partition.json)")
+    parser.add_argument("--method", default="metis", choices=METHODS)
+    parser.add_argument("overrides", nargs="*", help="config overrides, e.g. population.num_people=1000000 seed=0")
+    args = parser.parse_args(argv)
+    from hydra import compose, initialize_config_dir
+
+    from lpm_graph.cli import config_dir
+    from lpm_graph.tasks.simulate import instantiate_config
+
+    try:
+        with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+            cfg = compose(config_name="config", overrides=list(args.overrides))
+        data = instantiate_config(cfg.population)
+        partition = partition_graph(data, args.parts, args.method, seed=int(cfg.seed))
+        report = write_partition(data, partition, args.out)
+    except (ConfigError, PopulationGraphError) as e:
+        print(f"lpm-graph: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    print(f"partition written to {args.out}: {report.summary()}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -185,7 +185,13 @@ def summary_entry(graph) -> dict:
     part = getattr(graph, "partition", None)
     if part is None:
         return {}
+    from lpm_graph.distributed.halo import STATS
+
     info = part.info
     return {"distributed": {"processes": info.parts, "backend": dist.get_backend(), "method": info.method,
+                            # rank 0's time inside collectives (waiting for the other ranks included) and the values
+                            # it sent, over the whole task
+                            "rank0_collective_seconds": round(STATS["seconds"], 3),
+                            "rank0_collectives": STATS["collectives"], "rank0_values_sent": STATS["values_sent"],
                             "rank0_owned": {nt: h.num_owned for nt, h in info.halos.items()},
                             "rank0_ghosts": {nt: h.num_local - h.num_owned for nt, h in info.halos.items()}}}
