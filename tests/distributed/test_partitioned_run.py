@@ -124,3 +124,17 @@ def test_four_processes_from_a_written_partition(tmp_path):
     _, data, _ = workers.build(overrides)
     write_partition(data, partition_graph(data, 4, metis_or_fallback()), tmp_path / "parts")
     assert_same_run(ref, spawn(4, tmp_path, overrides, folder=tmp_path / "parts"))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("LPM_GRAPH_TEST_DISTRIBUTED") != "all", reason="opt in with "
+                    "LPM_GRAPH_TEST_DISTRIBUTED=all (two more spawned processes)")
+def test_contacts_between_people_ghost_the_people(tmp_path):
+    """Person -> person contacts (time-varying windows): people are ghosts of other parts, their sources are
+    broadcast before each product and their partial forces reduced after it."""
+    overrides = ["population=sociopatterns", "population.path=data/sociopatterns/school_sample.dat", "model=contact",
+                 "dtype=float64", "steps=10", "replicates=2", "seed=1", "model.learnable=[contact.beta]",
+                 "model.params.seir.initial_infected_fraction=0.05"]
+    ref = reference(overrides)
+    assert ref["series"]["new_infections"][1:].sum() > 5
+    assert_same_run(ref, spawn(2, tmp_path, overrides))
