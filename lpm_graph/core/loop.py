@@ -587,6 +587,9 @@ class Model(nn.Module):
 
     def _observe(self, state: dict[str, Tensor], events: dict[str, Tensor], graph: Graph, replicates: int,
                  dtype: torch.dtype) -> tuple[dict[str, Tensor], dict[str, dict[str, Tensor]]]:
+        if graph.partition is not None:  # a part of a partitioned graph: sums over every part (lpm_graph.distributed)
+            return graph.partition.observe(self.observables, self._state_specs, state, events, graph, replicates,
+                                           dtype)
         series: dict[str, Tensor] = {}
         grouped: dict[str, dict[str, Tensor]] = {}
         specs = self._state_specs
@@ -676,7 +679,7 @@ class Model(nn.Module):
         return Trajectory(series={k: torch.stack(v) for k, v in series.items()},
                           grouped={g: {k: torch.stack(v) for k, v in named.items()} for g, named in grouped.items()},
                           labels={g: graph.group_labels(g) for g in grouped},
-                          observables=dict(self.observables), num_nodes=dict(graph.num_nodes),
+                          observables=dict(self.observables), num_nodes=graph.total_nodes(),
                           final_state=dict(state))
 
     def initial_state(self, ctx: StepContext) -> tuple[dict[str, Tensor], dict[str, Tensor]]:

@@ -132,6 +132,10 @@ class Process(nn.Module, abc.ABC):
 
     role: str = "update"
     default_name: str = "process"
+    #: the step is correct on one part of a graph split across processes (lpm_graph.distributed): per-node work,
+    #: random draws keyed by uid, and sums over nodes only through the graph's layouts (spmm) or Graph.all_sum;
+    #: a partitioned run refuses a model with a process that does not declare it
+    partitionable: bool = False
 
     def __init__(self, name: str | None = None):
         super().__init__()
