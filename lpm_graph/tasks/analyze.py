@@ -21,7 +21,15 @@ once and runs the selected analyses (``task.analyses``):
     ``policy.csv``, ``policy_parameters.csv``, ``policy.png``.
 
 The scenarios and the policy of a model are configured in
-``conf/task_model/analyze_<model>.yaml``.  ``summary.json`` holds the
+``conf/task_model/analyze_<model>.yaml``.
+
+With ``task.posterior`` (the ``posterior.parquet`` of a ``task=calibrate`` run
+with ``task.method=vi | nuts | sbi``), every analysis runs over
+``task.posterior_draws`` of its draws (:mod:`lpm_graph.analysis.uncertainty`):
+each draw with the run's seed and replicates in every scenario (common random
+numbers), intervals over parameter uncertainty and stochastic noise; the
+policy is optimised at the posterior mean and evaluated at every draw; the
+baseline summary is at the posterior mean.  ``summary.json`` holds the
 baseline's summary (as ``task=simulate`` writes it), the headline numbers
 of each analysis, runtimes, the config hash, the parameter values and the
 baseline model's process reports (``processes.<name>``); the function returns it.

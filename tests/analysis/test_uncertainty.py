@@ -72,7 +72,8 @@ def test_a_posterior_file_is_read_per_parameter_and_element(tmp_path):
     (pd.DataFrame({"observation.reporting_fraction": [0.5]}),
      r"column 'observation.reporting_fraction' .* task.posterior_ignore=\[observation.reporting_fraction\]"),
     (pd.DataFrame({"seir.fatality[0]": [0.1], "seir.fatality[1]": [0.1]}),
-     r"the columns of 'seir.fatality' in '.*bad.parquet' do not match its shape \[3\]; missing \['seir.fatality\[2\]'\]"),
+     r"the columns of 'seir.fatality' in '.*bad.parquet' do not match its shape \[3\]; "
+     r"missing \['seir.fatality\[2\]'\]"),
     (pd.DataFrame({"transmission.beta_community[0]": [0.1]}),
      r"the columns of 'transmission.beta_community' .* shape \[\]; missing \['transmission.beta_community'\]; column "
      r"\['transmission.beta_community\[0\]'\] outside it"),

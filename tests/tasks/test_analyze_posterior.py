@@ -113,7 +113,7 @@ def test_a_posterior_the_model_cannot_take_is_refused_before_any_output(tmp_path
 
 
 def test_the_summary_names_the_posterior(runs):
-    summary, out = runs["point"]
+    out = runs["point"][1]
     on_disk = json.loads((out / "summary.json").read_text())
     assert on_disk["posterior"]["file"].endswith("point.parquet") and on_disk["posterior"]["rows"] == 3
     assert "posterior" not in runs["plain"][0]
