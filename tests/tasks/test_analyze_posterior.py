@@ -128,17 +128,3 @@ def test_the_report_shows_the_posterior_intervals(runs):
     assert "mean over 3 posterior draws" in text and '"error_x"' in text  # the sensitivities' ranges
     assert "posterior draws" not in build_report(runs["plain"][1]).read_text()
 
-
-@pytest.mark.slow
-def test_the_posterior_report_renders_in_a_headless_browser(runs):
-    from lpm_graph.report import REPORT, build_report
-    from tests.test_report import _browser, _headless
-
-    browser = _browser()
-    if browser is None:
-        pytest.skip("no headless browser on PATH (on Debian: apt-get install chromium)")
-    _, out = runs["spread"]
-    build_report(out)
-    proc, console = _headless(browser, (out / REPORT).as_uri())
-    assert proc.returncode == 0 and console == []
-    assert proc.stdout.count('class="main-svg"') >= 3
