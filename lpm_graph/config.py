@@ -243,8 +243,14 @@ class AnalyzeTaskConfig:
     policy: Optional[Any] = None
     plot: bool = True
     report: bool = True  # report.html (lpm_graph.report)
+    posterior: Optional[str] = None          # posterior.parquet of task=calibrate: every analysis over its draws
+    posterior_draws: Optional[int] = 20      # draws of it used, evenly spread over its rows; null: every row
+    posterior_ignore: list[str] = field(default_factory=list)  # its columns no simulator reads (observation.*)
 
     def __post_init__(self):
+        if self.posterior_draws is not None and self.posterior_draws < 1:
+            raise ConfigError(f"task.posterior_draws must be a positive integer or null (every draw), got "
+                              f"{self.posterior_draws}")
         if isinstance(self.policy, dict):
             try:
                 self.policy = PolicyConfig(**self.policy)

@@ -567,13 +567,21 @@ def _analyze_sections(page: _Page, run: _Run) -> None:
         for outcome, sub in table.groupby("outcome", sort=False):
             labels = [p + (f"[{e}]" if isinstance(e, str) and e else "") for p, e in zip(sub["parameter"],
                                                                                           sub["element"])]
+            spread = {}
+            if "elasticity_low" in sub:  # over posterior draws: the mean and the 95% range of the draws
+                spread = {"error_x": {"type": "data", "symmetric": False,
+                                      "array": (sub["elasticity_high"] - sub["elasticity"]).to_numpy(),
+                                      "arrayminus": (sub["elasticity"] - sub["elasticity_low"]).to_numpy()}}
             fig = go.Figure(go.Bar(x=sub["elasticity"], y=labels, orientation="h", marker_color=COLOURS[0],
-                                   customdata=sub["derivative"], name=str(outcome),
+                                   customdata=sub["derivative"], name=str(outcome), **spread,
                                    hovertemplate="%{y}: elasticity %{x:.4g}, derivative %{customdata:.4g}"
                                                  "<extra></extra>"))
             fig.update_layout(title={"text": f"elasticity of {outcome}", "x": 0}, xaxis_title="elasticity",
                               height=max(260, 22 * len(sub) + 120), yaxis={"autorange": "reversed"})
             parts.append(page.figure(fig))
+        if "draws" in table and len(table):
+            parts.insert(0, f'<p class="note">mean over {int(table["draws"].iloc[0])} posterior draws, bars: the '
+                            "2.5%-97.5% range of the draws (task.posterior)</p>")
         parts.append(_details("sensitivity.csv", _frame_table(table)))
         page.section("Sensitivity (sensitivity.csv)", *parts)
     for name, title in (("counterfactuals.csv", "Counterfactuals"), ("policy.csv", "Policy")):
@@ -582,8 +590,14 @@ def _analyze_sections(page: _Page, run: _Run) -> None:
             continue
         table = pd.read_csv(f)
         against = str(table["baseline"].iloc[0]) if "baseline" in table and len(table) else "baseline"
-        parts = [f'<p class="note">paired differences to {html.escape(against)} with 95% intervals (common random '
-                 "numbers)</p>"]
+        if "draws" in table and len(table):
+            parts = [f'<p class="note">paired differences to {html.escape(against)} over {int(table["draws"].iloc[0])} '
+                     f"posterior draws, {int(table['replicates'].iloc[0])} replicates each (common random numbers "
+                     "within and across draws); 95% intervals with parameter uncertainty and stochastic noise "
+                     "(task.posterior)</p>"]
+        else:
+            parts = [f'<p class="note">paired differences to {html.escape(against)} with 95% intervals (common '
+                     "random numbers)</p>"]
         parts += [_difference_figure(page, go, table, o, title.lower(), against)
                   for o in dict.fromkeys(table["outcome"])]
         if name == "policy.csv":

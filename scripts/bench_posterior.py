@@ -73,7 +73,7 @@ def grid_posterior(means_grid, grid, y):
 
 
 METHOD_ARGS = {
-    "vi": lambda a: ["task.method=vi", f"task.iterations={a.vi_iterations}", "task.optimizer.lr=0.05",
+    "vi": lambda a: ["task.method=vi", f"task.iterations={a.vi_iterations}", f"task.optimizer.lr={a.vi_lr}",
                      "task.draws=2000"],
     "nuts": lambda a: ["task.method=nuts", f"task.warmup={a.nuts_warmup}", f"task.draws={a.nuts_draws}",
                        "task.chains=2"],
@@ -81,13 +81,120 @@ METHOD_ARGS = {
 }
 
 
+SEIR5_METHOD_ARGS = {
+    "vi": lambda a: ["task.method=vi", f"task.iterations={a.vi_iterations}", f"task.optimizer.lr={a.vi_lr}",
+                     "task.draws=2000"],
+    "nuts": lambda a: ["task.method=nuts", f"task.warmup={a.nuts_warmup}", f"task.draws={a.nuts_draws}",
+                       "task.chains=2"],
+    "sbi": lambda a: ["task.method=sbi", f"task.simulations={a.sbi_simulations}", "task.draws=2000"],
+}
+
+
+def seir5_config(people, steps, path, seed, extra=()):
+    over = ["task=calibrate", "model=seir", f"population.num_people={people}", "population.seed=3", f"steps={steps}",
+            f"seed={seed}", "progress=false", "model.checkpoint=false", "dtype=float64",
+            "model.params.seir.initial_infected_fraction=0.01", f"observations.path={path}", "task.loss=poisson",
+            "task.checkpoint_every=0", "task.plot=false", "task.report=false", *extra]
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        return compose(config_name="config", overrides=over)
+
+
+class Seir5Data:
+    """Truths drawn from the prior and Poisson observations around the observation model's mean at them."""
+
+    def __init__(self, cfg):
+        from omegaconf import OmegaConf
+
+        from lpm_graph.observation import ObservationModel, load_observations
+        from lpm_graph.tasks.posterior import Prior
+        from lpm_graph.tasks.simulate import build
+
+        self.model, self.graph, _, self.run, _ = build(cfg)
+        ocfg = OmegaConf.to_container(cfg.observations, resolve=True)
+        self.series = ocfg["series"]
+        self.obs_model = ObservationModel(self.series)
+        self.obs = load_observations(ocfg["path"], self.series)
+        self.prior = Prior(self.model.params, None, required=True)
+        self.columns = self.prior.columns
+        bounds = [self.model.params._bounds(n) for n in self.prior.names]
+        self.lo = torch.tensor([b[0] for b in bounds], dtype=torch.float64)
+        self.hi = torch.tensor([b[1] for b in bounds], dtype=torch.float64)
+
+    def draw(self, gen: torch.Generator):
+        from lpm_graph.observation import sample_observations
+
+        theta = self.lo + (self.hi - self.lo) * torch.rand(len(self.lo), generator=gen, dtype=torch.float64)
+        overrides = {n: theta[i].to(torch.float64) for i, n in enumerate(self.prior.names)}
+        with torch.no_grad():
+            traj = self.model(self.graph, steps=self.run.steps, seed=0, overrides=overrides)
+            pred = self.obs_model.predict(traj, self.obs, {**self.model.params.as_dict(), **overrides})
+        y = sample_observations(pred, "poisson", 0.0, gen)
+        return theta, {name: y[name].tolist() for name in self.series}
+
+
+def seir5(args, methods, root: Path) -> None:
+    steps = list(range(1, args.steps + 1))
+    path = root / "cases.csv"
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        series = list(compose(config_name="config", overrides=["task=calibrate", "model=seir"]).observations.series)
+    pd.DataFrame({"step": steps, **{s: [0.0] * args.steps for s in series}}).to_csv(path, index=False)
+    data = Seir5Data(seir5_config(args.people, args.steps, path, args.seed))
+    columns, width = data.columns, (data.hi - data.lo)
+    gen = torch.Generator().manual_seed(args.seed)
+    rows = {m: [] for m in methods}
+    for d in range(args.datasets):
+        truth, y = data.draw(gen)
+        pd.DataFrame({"step": steps, **y}).to_csv(path, index=False)
+        for m in methods:
+            t = time.perf_counter()
+            metrics = calibrate(seir5_config(args.people, args.steps, path, args.seed + d, SEIR5_METHOD_ARGS[m](args)),
+                                root / f"{m}{d}")
+            seconds = time.perf_counter() - t
+            x = torch.tensor(pd.read_parquet(root / f"{m}{d}" / "posterior.parquet")[columns].to_numpy())
+            q = torch.quantile(x, torch.tensor([0.05, 0.25, 0.75, 0.95], dtype=torch.float64), dim=0)
+            rows[m].append({"truth": truth, "mean": x.mean(0), "q": q, "simulations": metrics["simulations"],
+                            "seconds": seconds})
+            print(json.dumps({"dataset": d, "method": m, "seconds": round(seconds, 1),
+                              "simulations": metrics["simulations"], "truth": truth.tolist(),
+                              "mean": x.mean(0).tolist(), "q05_25_75_95": q.tolist()}), flush=True)
+    n, k = args.datasets, len(columns)
+    table = []
+    for m, rs in rows.items():
+        truth = torch.stack([r["truth"] for r in rs])
+        q = torch.stack([r["q"] for r in rs])  # [n, 4, k]
+        in50 = (q[:, 1] <= truth) & (truth <= q[:, 2])
+        in90 = (q[:, 0] <= truth) & (truth <= q[:, 3])
+        mean = torch.stack([r["mean"] for r in rs])
+        table.append({"method": m, "datasets": n, "intervals": n * k,
+                      "coverage50": float(in50.double().mean()), "coverage90": float(in90.double().mean()),
+                      "coverage50_per_parameter": dict(zip(columns, in50.double().mean(0).tolist())),
+                      "coverage90_per_parameter": dict(zip(columns, in90.double().mean(0).tolist())),
+                      "width90": float(((q[:, 3] - q[:, 0]) / width).mean()),
+                      "abs_error": float(((mean - truth).abs() / width).mean()),
+                      "simulations": sum(r["simulations"] for r in rs) / n,
+                      "seconds": sum(r["seconds"] for r in rs) / n})
+    print(json.dumps({"args": vars(args), "machine": platform.machine(), "torch": torch.__version__,
+                      "results": table}, indent=2))
+    print(f"\n{n} datasets x {k} parameters; binomial sd of a pooled coverage (independent intervals): "
+          f"50% +- {math.sqrt(0.25 / (n * k)):.3f}, 90% +- {math.sqrt(0.09 / (n * k)):.3f}; {args.people} people, "
+          f"{args.steps} days, 9 age series, prior Uniform over the bounds\n")
+    print("| method | coverage 50% | coverage 90% | width 90% (of prior range) | abs error of mean (of range) | "
+          "simulations / dataset | wall s / dataset |")
+    print("|---|---|---|---|---|---|---|")
+    for r in table:
+        print(f"| {r['method']} | {r['coverage50']:.2f} | {r['coverage90']:.2f} | {r['width90']:.3f} | "
+              f"{r['abs_error']:.3f} | {r['simulations']:.0f} | {r['seconds']:.1f} |")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--problem", choices=("beta", "seir5"), default="beta")
     ap.add_argument("--datasets", type=int, default=20)
     ap.add_argument("--people", type=int, default=200)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--methods", default="vi,nuts")
     ap.add_argument("--vi-iterations", type=int, default=250)
+    ap.add_argument("--vi-lr", type=float, default=0.05)
     ap.add_argument("--nuts-warmup", type=int, default=60)
     ap.add_argument("--nuts-draws", type=int, default=300)
     ap.add_argument("--sbi-simulations", type=int, default=1000)
@@ -98,6 +205,8 @@ def main():
     torch.set_num_threads(args.threads)
     methods = [m for m in args.methods.split(",") if m]
     root = Path(tempfile.mkdtemp(prefix="bench_posterior_"))
+    if args.problem == "seir5":
+        return seir5(args, methods, root)
     gen = torch.Generator().manual_seed(args.seed)
     path = root / "cases.csv"
     pd.DataFrame({"step": range(1, args.steps + 1), "cases": [0.0] * args.steps}).to_csv(path, index=False)

@@ -50,16 +50,19 @@ def summarize_run(traj, model, outcome_names: Sequence[str]) -> ScenarioRun:
 
 def run_scenarios(models: Mapping[str, torch.nn.Module], graph, *, steps: int, seed: int, replicates: int,
                   outcome_names: Sequence[str], progress: bool = False,
-                  on_trajectory: Callable | None = None) -> dict[str, ScenarioRun]:
+                  on_trajectory: Callable | None = None,
+                  overrides: Mapping[str, Tensor] | None = None) -> dict[str, ScenarioRun]:
     """Run every model (one per scenario) with the same seed and replicates, without gradients.
 
     ``on_trajectory(name, traj)``, if given, sees each full trajectory before
-    only its outcomes and mean curves are kept.
+    only its outcomes and mean curves are kept; ``overrides``: parameter values
+    every scenario runs at (a posterior draw), instead of the models' own.
     """
     runs = {}
     for name, model in models.items():
         with torch.no_grad():
-            traj = model(graph, steps=steps, seed=seed, replicates=replicates, progress=progress)
+            traj = model(graph, steps=steps, seed=seed, replicates=replicates, progress=progress,
+                         overrides=overrides)
         if on_trajectory is not None:
             on_trajectory(name, traj)
         runs[name] = summarize_run(traj, model, outcome_names)

@@ -42,7 +42,7 @@ class PolicyResult:
 
 def optimise(model, graph, *, parameters: Sequence[str], steps: int, iterations: int, lr: float = 0.2,
              objective: str, maximize: bool = False, seed: int = 0, replicates: int = 1,
-             progress: bool = False) -> PolicyResult:
+             progress: bool = False, fixed: Mapping[str, Tensor] | None = None) -> PolicyResult:
     """Minimise (or maximise) the replicate mean of outcome ``objective`` over ``parameters``.
 
     Args:
@@ -56,6 +56,8 @@ def optimise(model, graph, *, parameters: Sequence[str], steps: int, iterations:
         objective (str): one of the model's outcomes.
         maximize (bool): maximise instead of minimise.
         seed (int), replicates (int): random numbers (stochastic mode only).
+        fixed (Mapping[str, Tensor], optional): other parameters' values to optimise at (e.g. a posterior
+            mean) instead of the model's own.
     """
     from tqdm.auto import tqdm
 
@@ -70,12 +72,13 @@ def optimise(model, graph, *, parameters: Sequence[str], steps: int, iterations:
         raise ConfigError(f"policy iterations must be >= 1, got {iterations}")
     dtype = model._dtype()
     leaves = {p: model.params[p].detach().to(dtype).clone().requires_grad_(True) for p in parameters}
+    held = {n: v.detach().to(dtype) for n, v in (fixed or {}).items() if n not in leaves}
     opt = torch.optim.Adam(list(leaves.values()), lr=lr)
     sign = -1.0 if maximize else 1.0
     outcome = model.outcomes[objective]
     best, best_value, trace = {k: v.detach().clone() for k, v in leaves.items()}, float("inf"), []
     for _ in tqdm(range(iterations), desc="policy", unit="it", disable=not progress, leave=False):
-        traj = model(graph, steps=steps, seed=seed, replicates=replicates, overrides=leaves)
+        traj = model(graph, steps=steps, seed=seed, replicates=replicates, overrides={**held, **leaves})
         loss = sign * outcome(traj).mean()
         value = float(loss.detach())
         trace.append(sign * value)
@@ -85,7 +88,7 @@ def optimise(model, graph, *, parameters: Sequence[str], steps: int, iterations:
         loss.backward()
         opt.step()
     with torch.no_grad():
-        traj = model(graph, steps=steps, seed=seed, replicates=replicates, overrides=leaves)
+        traj = model(graph, steps=steps, seed=seed, replicates=replicates, overrides={**held, **leaves})
         value = sign * float(outcome(traj).mean())
     trace.append(sign * value)
     if value < best_value:

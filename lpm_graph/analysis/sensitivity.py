@@ -31,7 +31,7 @@ per outcome (``scripts/bench_sensitivity.py`` measures the ratio).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -107,14 +107,14 @@ def parameter_elements(model, names: Sequence[str], graph=None) -> list[tuple[st
     return out
 
 
-def _leaves(model, names, dtype) -> dict[str, Tensor]:
-    values = model.params.as_dict()
+def _leaves(model, names, dtype, at=None) -> dict[str, Tensor]:
+    values = {**model.params.as_dict(), **(at or {})}
     return {n: values[n].detach().to(dtype).clone().requires_grad_(True) for n in names}
 
 
 def sensitivity(model, graph, *, steps: int, outcome_names: Sequence[str] | None = None,
                 parameters: Sequence[str] | None = None, seed: int = 0, replicates: int = 1,
-                temperature: float = 0.05, progress: bool = False):
+                temperature: float = 0.05, progress: bool = False, at: Mapping[str, Tensor] | None = None):
     """Derivatives and elasticities of each outcome in every parameter element.
 
     Args:
@@ -125,6 +125,8 @@ def sensitivity(model, graph, *, steps: int, outcome_names: Sequence[str] | None
         parameters (Sequence[str], optional): ``model.params`` entries; ``None`` for all.
         seed (int), replicates (int): random numbers and replicate columns.
         temperature (float): :math:`\\tau` of a smooth ``argmax`` outcome.
+        at (Mapping[str, Tensor], optional): parameter values to run and differentiate at (a posterior
+            draw) instead of the model's own.
 
     Returns:
         ``pandas.DataFrame`` with one row per (outcome, parameter element):
@@ -135,8 +137,11 @@ def sensitivity(model, graph, *, steps: int, outcome_names: Sequence[str] | None
 
     outcome_names = list(model.outcomes) if outcome_names is None else list(outcome_names)
     names = _resolve(model, parameters)
-    leaves = _leaves(model, names, model._dtype())
-    traj = model(graph, steps=steps, seed=seed, replicates=replicates, overrides=leaves, progress=progress)
+    dtype = model._dtype()
+    leaves = _leaves(model, names, dtype, at)
+    fixed = {n: v.detach().to(dtype) for n, v in (at or {}).items() if n not in leaves}
+    traj = model(graph, steps=steps, seed=seed, replicates=replicates, overrides={**fixed, **leaves},
+                 progress=progress)
     values = {k: v.mean() for k, v in outcomes(traj, model, outcome_names, smooth=True,
                                                 temperature=temperature).items()}
     elements = parameter_elements(model, names, graph)

@@ -21,7 +21,15 @@ once and runs the selected analyses (``task.analyses``):
     ``policy.csv``, ``policy_parameters.csv``, ``policy.png``.
 
 The scenarios and the policy of a model are configured in
-``conf/task_model/analyze_<model>.yaml``.  ``summary.json`` holds the
+``conf/task_model/analyze_<model>.yaml``.
+
+With ``task.posterior`` (the ``posterior.parquet`` of a ``task=calibrate`` run
+with ``task.method=vi | nuts | sbi``), every analysis runs over
+``task.posterior_draws`` of its draws (:mod:`lpm_graph.analysis.uncertainty`):
+each draw with the run's seed and replicates in every scenario (common random
+numbers), intervals over parameter uncertainty and stochastic noise; the
+policy is optimised at the posterior mean and evaluated at every draw; the
+baseline summary is at the posterior mean.  ``summary.json`` holds the
 baseline's summary (as ``task=simulate`` writes it), the headline numbers
 of each analysis, runtimes, the config hash, the parameter values and the
 baseline model's process reports (``processes.<name>``); the function returns it.
@@ -41,9 +49,12 @@ from lpm_graph import memory, report, threads
 from lpm_graph.analysis.counterfactual import compare, plot_comparison, run_scenarios
 from lpm_graph.analysis.outcomes import check_outcomes
 from lpm_graph.analysis.policy import optimise, plot_policies
+from lpm_graph.analysis.counterfactual import ScenarioRun
 from lpm_graph.analysis.sensitivity import parameter_elements, plot_sensitivity, sensitivity
+from lpm_graph.analysis.uncertainty import compare_over_draws, load_posterior, pick, summarize_sensitivities
 from lpm_graph.config import validate_run_config
 from lpm_graph.errors import ConfigError
+from lpm_graph.observation import resolve_data_path
 from lpm_graph.tasks.simulate import (atomic_write, build, build_model, config_hash, nodes_title, peak_rss_mb,
                                       process_reports, rounded, summarize)
 
@@ -212,11 +223,40 @@ class _Plan:
                       time_varying={k: v for k, v in p.time_varying.items()} if values else None)
 
 
-def _sensitivity(plan, graph, run, task, replicates, out: Path) -> dict:
+class _Draws:
+    """The posterior draws an analysis runs at (``task.posterior``), cast for the model; or none."""
+
+    def __init__(self, posterior, rows: list[int], dtype, device):
+        self.posterior, self.rows = posterior, rows
+        self._cast = lambda values: {n: v.to(dtype=dtype, device=device) for n, v in values.items()}
+
+    def __iter__(self):
+        return (self._cast(self.posterior.at(d)) for d in self.rows)
+
+    def __len__(self):
+        return len(self.rows)
+
+    def mean(self) -> dict:
+        picked = {n: v[torch.tensor(self.rows)] for n, v in self.posterior.values.items()}
+        return self._cast({n: v.mean(0) for n, v in picked.items()})
+
+    def summary(self) -> dict:
+        return {"file": str(self.posterior.path), "rows": self.posterior.draws, "draws_used": len(self.rows),
+                "parameters": sorted(self.posterior.values), "ignored_columns": self.posterior.ignored,
+                "interval": "95% quantiles of the mixture over draws of each draw's Student-t of the paired mean "
+                            "(parameter uncertainty and stochastic noise; common random numbers)"}
+
+
+def _sensitivity(plan, graph, run, task, replicates, out: Path, draws: _Draws | None = None) -> dict:
     model = plan.sensitivity
     reps = 1 if model.sampler.mode == "expected" else replicates
-    table = sensitivity(model, graph, steps=run.steps, outcome_names=plan.outcomes, parameters=task.parameters,
-                        seed=run.seed, replicates=reps, temperature=task.peak_temperature, progress=run.progress)
+
+    def one(at=None):
+        return sensitivity(model, graph, steps=run.steps, outcome_names=plan.outcomes, parameters=task.parameters,
+                           seed=run.seed, replicates=reps, temperature=task.peak_temperature, progress=run.progress,
+                           at=at)
+
+    table = one() if draws is None else summarize_sensitivities([one(at) for at in draws])
     _write_csv(table, out / "sensitivity.csv")
     if task.plot:
         counts = ", ".join(f"{n:,} {nt}" for nt, n in graph.num_nodes.items())
@@ -229,26 +269,49 @@ def _sensitivity(plan, graph, run, task, replicates, out: Path) -> dict:
         top[name] = {"value": float(sub.outcome_value.iloc[0]),
                      "largest_elasticity": {"parameter": row.parameter, "element": element,
                                             "elasticity": _finite(float(row.elasticity))}}
+        if draws is not None:
+            top[name]["largest_elasticity"]["ci95"] = [_finite(float(row.elasticity_low)),
+                                                       _finite(float(row.elasticity_high))]
     return {"mode": model.sampler.mode, "replicates": reps,
             "parameter_elements": int(len(table) / len(plan.outcomes)), "outcomes": top}
 
 
-def _counterfactuals(plan, graph, run, task, replicates, out: Path) -> tuple[dict, object]:
+def _over_draws(models, graph, steps, run, replicates, outcome_names, draws: _Draws, reference: str):
+    """Every model at every draw with the same seed and replicates: the table and per-scenario runs pooled over
+    draws (outcomes concatenated, curves averaged) for the plots."""
+    per_draw = [run_scenarios(models, graph, steps=steps, seed=run.seed, replicates=replicates,
+                              outcome_names=outcome_names, progress=run.progress, overrides=at) for at in draws]
+    table = compare_over_draws(per_draw, reference)
+    pooled = {s: ScenarioRun(outcomes={k: torch.cat([r[s].outcomes[k] for r in per_draw])
+                                       for k in per_draw[0][s].outcomes},
+                             curves={k: torch.stack([r[s].curves[k] for r in per_draw]).mean(0)
+                                     for k in per_draw[0][s].curves})
+              for s in per_draw[0]}
+    return table, pooled
+
+
+def _counterfactuals(plan, graph, run, task, replicates, out: Path,
+                     draws: _Draws | None = None) -> tuple[dict, object]:
     kept = {}
 
     def keep(name, traj):
         if name == task.baseline:
             kept["traj"] = traj
 
-    runs = run_scenarios(plan.scenarios, graph, steps=run.steps, seed=run.seed, replicates=replicates,
-                         outcome_names=plan.outcomes, progress=run.progress, on_trajectory=keep)
-    table = compare(runs, task.baseline)
+    if draws is None:
+        runs = run_scenarios(plan.scenarios, graph, steps=run.steps, seed=run.seed, replicates=replicates,
+                             outcome_names=plan.outcomes, progress=run.progress, on_trajectory=keep)
+        table = compare(runs, task.baseline)
+    else:
+        table, runs = _over_draws(plan.scenarios, graph, run.steps, run, replicates, plan.outcomes, draws,
+                                  task.baseline)
     _write_csv(table, out / "counterfactuals.csv")
     if task.plot:
         units = {n: o.unit for n, o in plan.base.outcomes.items()}
         curve = next((n for n, o in plan.base.observables.items() if o.kind == "sum"), None)
+        how = f"{replicates} paired replicates" + (f" at each of {len(draws)} posterior draws" if draws else "")
         atomic_write(out / "counterfactuals.png", lambda p: plot_comparison(
-            table, runs, p, plan.outcomes, f"{replicates} paired replicates", curve=curve, units=units))
+            table, runs, p, plan.outcomes, how, curve=curve, units=units))
     diffs = {}
     for s in plan.scenarios:
         if s == task.baseline:
@@ -257,10 +320,10 @@ def _counterfactuals(plan, graph, run, task, replicates, out: Path) -> tuple[dic
         diffs[s] = {o: {"difference": float(sub.loc[o, "diff_mean"]),
                         "ci95": [_finite(float(sub.loc[o, "diff_ci_low"])), _finite(float(sub.loc[o, "diff_ci_high"]))]}
                     for o in plan.outcomes}
-    return {"baseline": task.baseline, "replicates": replicates, "differences": diffs}, kept["traj"]
+    return {"baseline": task.baseline, "replicates": replicates, "differences": diffs}, kept.get("traj")
 
 
-def _policy(plan, graph, run, task, replicates, out: Path) -> dict:
+def _policy(plan, graph, run, task, replicates, out: Path, draws: _Draws | None = None) -> dict:
     import pandas as pd
 
     p = task.policy
@@ -269,14 +332,18 @@ def _policy(plan, graph, run, task, replicates, out: Path) -> dict:
     opt_seed = run.seed + POLICY_SEED_OFFSET
     result = optimise(model, graph, parameters=p.parameters, steps=steps, iterations=p.iterations, lr=p.lr,
                       objective=p.objective, maximize=p.maximize, seed=opt_seed,
-                      replicates=1 if p.mode == "expected" else replicates, progress=run.progress)
+                      replicates=1 if p.mode == "expected" else replicates, progress=run.progress,
+                      fixed=draws.mean() if draws is not None else None)
     evaluated = {name: m for name, m in plan.policy.items() if name != "optimise"}
     evaluated["optimised"] = plan._policy_model({k: v.tolist() for k, v in result.values.items()}, "stochastic")
     outcome_names = list(dict.fromkeys([p.objective, *plan.outcomes]))
-    runs = run_scenarios(evaluated, graph, steps=steps, seed=run.seed, replicates=replicates,
-                         outcome_names=outcome_names, progress=run.progress)
     reference = p.reference or next(iter(p.references), "optimised")
-    table = compare(runs, reference)
+    if draws is None:
+        runs = run_scenarios(evaluated, graph, steps=steps, seed=run.seed, replicates=replicates,
+                             outcome_names=outcome_names, progress=run.progress)
+        table = compare(runs, reference)
+    else:
+        table, _ = _over_draws(evaluated, graph, steps, run, replicates, outcome_names, draws, reference)
     _write_csv(table, out / "policy.csv")
     elements = parameter_elements(evaluated["optimised"], p.parameters, graph)
     values = pd.DataFrame([{"parameter": name, "element": label or None,
@@ -288,8 +355,9 @@ def _policy(plan, graph, run, task, replicates, out: Path) -> dict:
     unit = plan.base.outcomes[p.objective].unit
     if task.plot:
         atomic_write(out / "policy.png", lambda path: plot_policies(
-            table, path, p.objective, unit, f"optimised in {p.mode} mode ({p.iterations} iterations); evaluated over "
-            f"{replicates} paired stochastic replicates on other random numbers"))
+            table, path, p.objective, unit, f"optimised in {p.mode} mode ({p.iterations} iterations"
+            + ("; at the posterior mean" if draws else "") + f"); evaluated over {replicates} paired stochastic "
+            "replicates on other random numbers" + (f", at each of {len(draws)} posterior draws" if draws else "")))
     sub = table[table.outcome == p.objective].set_index("scenario")
     return {
         "objective": p.objective, "maximize": p.maximize, "steps": steps, "optimisation_mode": p.mode,
@@ -310,6 +378,12 @@ def analyze(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
     run, task = validate_run_config(cfg)
     threads.configure(run.threads)
     plan = _Plan(cfg, run, task)  # every model built and checked before the population
+    posterior = None
+    if task.posterior is not None:  # read and checked against the model's parameters before the population
+        posterior = load_posterior(resolve_data_path(task.posterior),
+                                   {n: plan.base.params[n] for n in plan.base.params.names}, task.posterior_ignore)
+    elif task.posterior_ignore:
+        raise ConfigError("task.posterior_ignore is set but task.posterior is not; give the posterior file")
     replicates = task.replicates or run.replicates
     model, graph, data, run, task = build(cfg, replicates=replicates)
     graph = _laid_out_for_every_run(model, [m for m, *_ in plan.runs(run, replicates)], graph, data, run)
@@ -317,30 +391,36 @@ def analyze(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
         memory.check_memory(memory.estimate_run(m, graph, steps, reps, grad=grad, dtype=getattr(torch, run.dtype),
                                                 device=run.device))
     t_build = time.perf_counter() - t0
+    draws = None
+    if posterior is not None:
+        draws = _Draws(posterior, pick(posterior, task.posterior_draws), model._dtype(), run.device)
 
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     timings, analyses, baseline_traj = {}, {}, None
     if plan.sensitivity is not None:
         t = time.perf_counter()
-        analyses["sensitivity"] = _sensitivity(plan, graph, run, task, replicates, out)
+        analyses["sensitivity"] = _sensitivity(plan, graph, run, task, replicates, out, draws)
         timings["sensitivity_seconds"] = round(time.perf_counter() - t, 3)
     if plan.scenarios is not None:
         t = time.perf_counter()
-        analyses["counterfactuals"], baseline_traj = _counterfactuals(plan, graph, run, task, replicates, out)
+        analyses["counterfactuals"], baseline_traj = _counterfactuals(plan, graph, run, task, replicates, out,
+                                                                      draws)
         timings["counterfactuals_seconds"] = round(time.perf_counter() - t, 3)
     if plan.policy is not None:
         t = time.perf_counter()
-        analyses["policy"] = _policy(plan, graph, run, task, replicates, out)
+        analyses["policy"] = _policy(plan, graph, run, task, replicates, out, draws)
         timings["policy_seconds"] = round(time.perf_counter() - t, 3)
-    if baseline_traj is None:
+    if baseline_traj is None:  # with a posterior: the baseline at its mean
         with torch.no_grad():
-            baseline_traj = model(graph, steps=run.steps, seed=run.seed, replicates=replicates, progress=run.progress)
+            baseline_traj = model(graph, steps=run.steps, seed=run.seed, replicates=replicates, progress=run.progress,
+                                  overrides=draws.mean() if draws is not None else None)
     summary = summarize(baseline_traj, model)
     summary.update({
         "seed": run.seed,
         "device": run.device,
         "analyses": analyses,
+        **({"posterior": draws.summary()} if draws is not None else {}),
         "build_seconds": round(t_build, 3),
         **timings,
         "runtime_seconds": round(time.perf_counter() - t0, 3),

@@ -55,8 +55,11 @@ and noised by the observation model (``poisson``, ``negbin``; ``mse``: the simul
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -207,8 +210,9 @@ class Prior:
             parts.append(raw.reshape(n, -1))
         return torch.cat(parts, -1)
 
-    def distribution(self, pyro: bool):
-        """The prior of :math:`z` as a ``torch.distributions.Distribution`` (a Pyro one with ``pyro``)."""
+    def distribution(self, pyro: bool, moments: tuple[Tensor, Tensor] | None = None):
+        """The prior of :math:`z` as a ``torch.distributions.Distribution`` (a Pyro one with ``pyro``); ``moments``:
+        its ``(mean, stddev)`` where a consumer needs them (no closed form: estimated from draws by the caller)."""
         base = torch.distributions.Distribution
         if pyro:
             import pyro.distributions as pdist
@@ -229,6 +233,18 @@ class Prior:
 
             def log_prob(self, value):
                 return prior.log_density(value.double()).to(value.dtype)
+
+            @property
+            def mean(self):
+                if moments is None:
+                    raise NotImplementedError
+                return moments[0]
+
+            @property
+            def stddev(self):
+                if moments is None:
+                    raise NotImplementedError
+                return moments[1]
 
         return UnconstrainedPrior()
 
@@ -379,6 +395,32 @@ def _nuts(sim, prior, task, run):
 
 
 # -- sbi -------------------------------------------------------------------------------------------------------
+class _MetricsInMemory:
+    """sbi's training tracker (its ``Tracker`` protocol) keeping the logged metrics in memory: its default writes
+    TensorBoard files into ``./sbi-logs`` of the working directory, outside the run directory."""
+
+    log_dir = None
+
+    def __init__(self):
+        self.metrics: dict[str, list[float]] = {}
+
+    def log_metric(self, name, value, step=None):
+        self.metrics.setdefault(name, []).append(float(value))
+
+    def log_metrics(self, metrics, step=None):
+        for name, value in metrics.items():
+            self.log_metric(name, value, step)
+
+    def log_params(self, params):
+        pass
+
+    def add_figure(self, name, figure, step=None):
+        pass
+
+    def flush(self):
+        pass
+
+
 def _sbi(sim, prior, task, run):
     try:
         import sbi.inference as sbi_inference
@@ -391,9 +433,11 @@ def _sbi(sim, prior, task, run):
         raise ConfigError("task.method=sbi does not resume: its simulations and network are not checkpointed; rerun "
                           "without task.resume")
     npe = getattr(sbi_inference, "NPE", None) or getattr(sbi_inference, "SNPE")
-    dist = prior.distribution(pyro=False)
     torch.manual_seed(run.seed)
-    z = dist.sample((task.simulations,)).double()
+    z = prior.distribution(pyro=False).sample((task.simulations,)).double()
+    # sbi standardises z by the prior's mean and sd; ours (a prior restricted to the bounds, in z) has no closed
+    # form, so they are those of the training draws (what sbi would estimate from samples, with a warning)
+    dist = prior.distribution(pyro=False, moments=(z.mean(0).float(), z.std(0).clamp_min(1e-6).float()))
     gen = torch.Generator().manual_seed(run.seed)
 
     def summary(values: Mapping[str, Tensor]) -> Tensor:
@@ -406,11 +450,26 @@ def _sbi(sim, prior, task, run):
             xs.append(summary(sample_observations(pred, sim.loss, sim.dispersion, gen)))
     x = torch.stack(xs).float()
     x_obs = summary(sim.obs.values).float()
-    inference = npe(prior=dist)
-    inference.append_simulations(z.float(), x).train()
+    # an observed entry equal in every simulation (a day before the first reported case can be, with a reporting
+    # delay) carries no information and cannot be standardised: it is left out of the summary
+    varying = (x != x[0]).any(0)
+    if not bool(varying.any()):
+        raise ConfigError(f"task.method=sbi: the {task.simulations} simulations from the prior gave the same "
+                          "observations in every entry; nothing to learn from (raise task.simulations, or check the "
+                          "observation model and the priors)")
+    x, x_obs = x[:, varying], x_obs[varying]
+    # a masked autoregressive flow in θ of two or more dimensions; in one, sbi's flows are Gaussians only, and a
+    # mixture density network is the estimator that is not
+    estimator = "maf" if prior.dim > 1 else "mdn"
+    inference = npe(prior=dist, density_estimator=estimator, show_progress_bars=run.progress,
+                    tracker=_MetricsInMemory())
+    with contextlib.redirect_stdout(sys.stderr if run.progress else io.StringIO()):  # its convergence line
+        inference.append_simulations(z.float(), x).train(show_train_summary=False)
     posterior = inference.build_posterior()
-    draws = posterior.sample((task.draws,), x=x_obs).double()
-    return draws, {"simulations_trained_on": task.simulations}, None
+    draws = posterior.sample((task.draws,), x=x_obs, show_progress_bars=False).double()
+    return draws, {"simulations_trained_on": task.simulations, "density_estimator": estimator,
+                   "summary_entries": int(varying.sum()),
+                   "epochs": int(inference.summary["epochs_trained"][-1])}, None
 
 
 # -- outputs ---------------------------------------------------------------------------------------------------

@@ -229,3 +229,30 @@ def test_a_declared_prior_moves_the_posterior_and_map_adds_it_only_when_declared
     plain = calibrate(compose_config(overrides(problem["path"], ["task.iterations=40"])), tmp_path / "plain")
     with_prior = calibrate(compose_config(overrides(problem["path"], ["task.iterations=40", prior])), tmp_path / "p")
     assert with_prior["fitted"][NAME] < plain["fitted"][NAME] - 0.1
+
+
+def test_sbi_runs_quietly_inside_its_run_directory_and_writes_the_same_outputs(problem, tmp_path, monkeypatch,
+                                                                              capfd):
+    """NPE (the sbi extra) on 300 simulations.  Its error is the approximation's, not a Monte Carlo error, so what
+    is checked is what any usable approximation must do: the exact mean inside its 90% interval, narrower than
+    the prior; and the schema, the count of simulations, nothing printed and nothing written outside the run."""
+    pytest.importorskip("sbi")
+    monkeypatch.chdir(tmp_path)  # sbi's default tracker wrote TensorBoard files into ./sbi-logs
+    out = tmp_path / "sbi"
+    metrics = calibrate(compose_config(overrides(problem["path"], [
+        "task.method=sbi", "task.simulations=300", "task.draws=1000", "task.plot=true", "task.predictive_draws=8"])),
+        out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sbi"]
+    assert capfd.readouterr().out == ""
+    for name in ("posterior.parquet", "posterior_summary.csv", "posterior_pairs.png", "posterior_predictive.png",
+                 "fitted_params.json"):
+        assert (out / name).stat().st_size > 0, name
+    summary = pd.read_csv(out / "posterior_summary.csv")
+    assert tuple(summary.columns) == SUMMARY_COLUMNS and summary.parameter.tolist() == [NAME]
+    x = draws_of(out)
+    assert len(x) == 1000 and bool(((x > LO) & (x < HI)).all())
+    assert float(x.quantile(0.05)) < problem["mean"] < float(x.quantile(0.95))
+    assert float(x.std()) < (HI - LO) / math.sqrt(12)
+    assert metrics["simulations"] == 301 and metrics["diagnostics"]["simulations_trained_on"] == 300
+    assert metrics["diagnostics"]["density_estimator"] == "mdn"  # one dimension: sbi's flows are Gaussians there
+    assert metrics["diagnostics"]["summary_entries"] == STEPS  # every observed day varies over the prior
