@@ -308,6 +308,7 @@ class RunConfig:
     model: Any = MISSING
     task: Any = MISSING
     observations: Any = None
+    privacy: Any = None      # conf/privacy/: private agents' settings (lpm_graph/privacy/agents.py)
 
     def __post_init__(self):
         if self.seed < 0:

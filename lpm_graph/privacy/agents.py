@@ -847,11 +847,15 @@ class PrivateModel(Model):
 
         order = self.order
         venues = [p for p in order if isinstance(p, VenueTransmission)]
-        others = [p for p in order if p.role == "interaction" and not isinstance(p, VenueTransmission)]
-        if len(venues) != 1 or others:
-            raise ConfigError(f"privacy: private agents need exactly one VenueTransmission and no other "
-                              f"interaction; this model has {[f'{p.name} ({type(p).__name__})' for p in order if p.role == 'interaction']}"
-                              "; use a venue model (model=seir, sir, seird, sis)")
+        if len(venues) != 1:
+            raise ConfigError(f"privacy: private agents need exactly one VenueTransmission; this model has "
+                              f"{[f'{p.name} ({type(p).__name__})' for p in order if p.role == 'interaction']}; "
+                              "use a venue model (model=seir, sir, seird, sis)")
+        others = [p for p in order if p is not venues[0] and any(f.key == venues[0].target for f in p.field_specs())]
+        if others:
+            raise ConfigError(f"privacy: {[p.name for p in others]} also write {venues[0].target}; private agents "
+                              "take part in the venue transmission only (a contact layer would need their contacts "
+                              "aggregated too); remove them or run without private agents")
         tr = venues[0]
         if tr.host != privacy.node_type:
             raise ConfigError(f"privacy.node_type={privacy.node_type!r} but the transmission's hosts are {tr.host!r}")

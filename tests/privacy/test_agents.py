@@ -1,0 +1,216 @@
+"""Private agents in the venue epidemic: the same trajectory as in the clear up to the quantisation, sums of at
+least k contributors only, released totals, the refuse/merge rule, dropouts, noise and its accounting."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from lpm_graph.errors import ConfigError
+from lpm_graph.privacy import agents as agents_mod
+from lpm_graph.privacy.agents import PrivateModel, aggregation_groups
+from lpm_graph.privacy.dp import epsilon_from_rho
+from lpm_graph.tasks.simulate import instantiate_config
+from tests.conftest import CONF_DIR, compose_config
+from tests.privacy.populations import blocks
+
+COMPARTMENTS = ("S", "E", "I", "R")
+
+
+def seir_config(mode: str, **privacy):
+    cfg = OmegaConf.to_container(OmegaConf.load(f"{CONF_DIR}/model/seir.yaml"))
+    cfg["mode"] = mode
+    cfg["params"]["seir"]["initial_infected_fraction"] = 0.15
+    if privacy:
+        cfg["_target_"] = "lpm_graph.privacy.agents.PrivateModel"
+        cfg["privacy"] = {"_target_": "lpm_graph.privacy.agents.PrivateAgents", **privacy}
+    return cfg
+
+
+def build(mode: str, dtype=torch.float64, **privacy):
+    return instantiate_config(seir_config(mode, **privacy), dtype=dtype)
+
+
+def forces(model):
+    """Record the force of infection the transmission writes, per step."""
+    seen = []
+    model.process("transmission").register_forward_hook(
+        lambda module, args, out: seen.append(out.fields["person.force_of_infection"].detach().clone()))
+    return seen
+
+
+@pytest.fixture
+def recorded_sums(monkeypatch):
+    """Every call of the secure sum: its number of inputs and its min_clients."""
+    from lpm_graph.privacy import secagg
+
+    calls = []
+    original = secagg.secure_sum
+
+    def recording(inputs, **kwargs):
+        calls.append((len(inputs), kwargs["min_clients"]))
+        return original(inputs, **kwargs)
+
+    monkeypatch.setattr(secagg, "secure_sum", recording)
+    return calls
+
+
+def test_expected_mode_matches_clear_run_within_the_quantisation_bound(recorded_sums):
+    data = blocks()
+    clear, private = build("expected"), build("expected", attribute="private", small_groups="refuse")
+    f_clear, f_private = forces(clear), forces(private)
+    a = clear(data, steps=12, seed=1)
+    b = private(data, steps=12, seed=1)
+    # step 0 starts from the same state: the force differs by the quantisation of the private sums alone
+    bound = private.privacy.force_bound(_ctx(private, data))
+    err = (f_private[0] - f_clear[0]).abs().max(1).values
+    assert bool((err <= bound + 1e-15 * f_clear[0].abs().max()).all()), (err.max(), bound.max())
+    assert float(bound.max()) < 1e-8 and float(f_clear[0].max()) > 0.01
+    assert float(err.max()) > 0  # the private sums did go through the fixed-point encoding
+    diff = max(float((a.series[c] - b.series[c]).abs().max()) for c in COMPARTMENTS)
+    # over 12 steps: a few force bounds per person and step, summed over 60 people (measured ~1e-9)
+    assert diff < 60 * 12 * 10 * float(bound.max())
+    # two rounds a step (contributions, totals) and the initial totals; none with fewer than k inputs
+    assert len(recorded_sums) == 2 * 12 + 1
+    assert all(n >= k == 3 for n, k in recorded_sums) and {n for n, _ in recorded_sums} == {12}
+    # coarser encoding, larger difference: the difference is the quantisation's
+    coarse = build("expected", attribute="private", small_groups="refuse", frac_bits=12)(data, steps=12, seed=1)
+    diff12 = max(float((a.series[c] - coarse.series[c]).abs().max()) for c in COMPARTMENTS)
+    assert diff12 > 1000 * diff
+
+
+def _ctx(model, data):
+    from lpm_graph.core.process import StepContext
+
+    graph = model.prepare(data)
+    return StepContext(0, graph, model.params.at(0, model.params.as_dict()), model.sampler, model.dt, 1,
+                       torch.float64, 1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_stochastic_mode_gives_the_clear_run_compartment_counts(dtype):
+    data = blocks()
+    clear, private = build("stochastic", dtype), build("stochastic", dtype, attribute="private",
+                                                       small_groups="refuse")
+    a = clear(data, steps=25, seed=4, replicates=4)
+    b = private(data, steps=25, seed=4, replicates=4)
+    assert float(a.series["R"][-1].sum()) > 10  # an epidemic happened
+    for name in (*COMPARTMENTS, "new_infections"):
+        assert torch.allclose(a.series[name], b.series[name], atol=1e-4, rtol=0), name
+    # the simulator's rows of the private agents hold the released totals, spread: one value per replicate
+    rows = data["person"].private.nonzero().flatten()
+    for c in COMPARTMENTS:
+        held = b.final_state[f"person.{c}"][rows]
+        assert torch.equal(held, held[:1].expand_as(held)), c
+    # and their own states are not the simulator's: someone's compartment differs from the spread value
+    assert not torch.equal(b.final_state["person.I"][rows], a.final_state["person.I"][rows])
+
+
+def test_clients_draw_with_their_uid_not_their_row():
+    data = blocks()
+    moved = blocks()
+    moved["person"].uid = moved["person"].uid.flip(0)  # same rows, other uids: other draws for everyone
+    a = build("stochastic", attribute="private", small_groups="refuse")(data, steps=25, seed=4, replicates=4)
+    b = build("stochastic")(moved, steps=25, seed=4, replicates=4)
+    assert not torch.equal(a.series["new_infections"], b.series["new_infections"])
+
+
+def test_small_venues_refused_or_merged():
+    data = blocks()
+    data["person"].private = torch.zeros(60, dtype=torch.bool)
+    data["person"].private[[0, 1, 2, 3, 4, 5, 6]] = True  # household 2 has one private member
+    with pytest.raises(ConfigError, match=r"small_groups=refuse.*'household': 1"):
+        build("expected", attribute="private", small_groups="refuse")(data, steps=1)
+    model = build("expected", attribute="private", small_groups="merge")
+    model(data, steps=2)
+    report = model.privacy.report()
+    # household 2 has 1 private member (its type has no other small venue: it joins another type's group), the
+    # schools {0, 4} and {2, 6} and the workplaces {1, 5} and {3} are merged per type
+    assert report["merged_venues"] == {"household": 1, "school": 2, "workplace": 2}
+    assert report["groups"] == 2 + 2 + 1  # households 0 and 1, the community, the schools', the workplaces'
+    assert report["contributors_per_round"]["min"] == 7
+
+
+def test_merge_groups_have_k_distinct_contributors_and_conserve_the_sum():
+    # rows: venue 0..4 of type 0 with private members {a}, {b}, {a}, {c, d}, {e, f, g, h, i}; venue 5 of type 1: {j}
+    rows = np.array([0, 1, 2, 3, 3, 4, 4, 4, 4, 4, 5])
+    members = np.array([1, 2, 1, 3, 4, 5, 6, 7, 8, 9, 10])
+    weights = np.array([1.0, 2.0, 1.0, 1.0, 1.0, 1, 1, 1, 1, 1, 1.0])
+    g = aggregation_groups(rows, members, weights, np.array([0, 0, 0, 0, 0, 1]), ["a", "b"], 6, 3, "merge")
+    assert g.of_row[4] != g.of_row[0] and g.size[g.of_row[4]] == 5
+    assert (g.size >= 3).all() and (g.of_row >= 0).all()
+    # venues 0, 1, 2 hold only two distinct people (a counted once): the group closes at venue 3
+    assert g.of_row[0] == g.of_row[1] == g.of_row[2] == g.of_row[3]
+    assert g.of_row[5] == g.of_row[0]  # type b's lone venue joins the last merged group
+    for k in range(g.count):
+        assert g.share[g.of_row == k].sum() == pytest.approx(1.0)
+    # shares follow the private membership weight: venue 1 (weight 2) twice venue 0's
+    assert g.share[1] == pytest.approx(2 * g.share[0])
+    with pytest.raises(ConfigError, match="fewer than 3 private agents in all"):
+        aggregation_groups(np.array([0, 1]), np.array([1, 2]), np.ones(2), np.array([0, 0]), ["a"], 2, 3, "merge")
+
+
+def test_dropouts_counted_and_small_groups_withheld():
+    data = blocks()
+    model = build("stochastic", attribute="private", small_groups="refuse", dropout=0.3)
+    model(data, steps=10, seed=2, replicates=2)
+    r = model.privacy.report()
+    trials = 12 * r["rounds"]
+    sd = math.sqrt(trials * 0.3 * 0.7)
+    assert abs(r["dropouts"] - 0.3 * trials) < 4.5 * sd
+    assert r["contributors_per_round"]["min"] < 12 and r["withheld_group_entries"] > 0
+    assert r["contributors_per_round"]["min"] >= 3
+
+
+def test_noise_and_its_privacy_accounting():
+    data = blocks()
+    clear = build("expected")(data, steps=3)
+    model = build("expected", attribute="private", small_groups="refuse", noise_multiplier=1.5, frac_bits=8)
+    traj = model(data, steps=3)
+    dp = model.privacy.report()["differential_privacy"]
+    assert dp["releases"] == 2 * 3 + 1
+    assert dp["rho"] == pytest.approx(7 / (2 * 1.5 ** 2), rel=1e-12)
+    assert dp["epsilon"] == pytest.approx(epsilon_from_rho(7 / (2 * 1.5 ** 2), 1e-6))
+    assert not torch.allclose(traj.series["I"], clear.series["I"], atol=1e-3)
+    model(data, steps=3)  # a second run spends as much again
+    assert model.privacy.report()["differential_privacy"]["releases"] == 14
+
+
+def test_refusals():
+    with pytest.raises(ConfigError, match="min_group must be an integer of at least 3"):
+        build("expected", attribute="private", min_group=2)
+    with pytest.raises(ConfigError, match="exactly one of privacy.private_fraction"):
+        build("expected", attribute="private", fraction=0.1)
+    with pytest.raises(ConfigError, match="fewer than privacy.min_group=3"):
+        build("expected", fraction=0.0)(blocks(), steps=1)
+    with pytest.raises(ConfigError, match="privacy.clip=8: a private agent's value 9 exceeds"):
+        cfg = seir_config("expected", attribute="private", small_groups="refuse")
+        cfg["params"]["infectiousness"]["relative"] = 9.0
+        cfg["params"]["seir"]["initial_infected_fraction"] = 1.0
+        instantiate_config(cfg, dtype=torch.float64)(blocks(), steps=2)
+    # a behaviour that reads the private agents' own state
+    cfg = compose_config(["privacy=agents", "behavior=rules"])
+    with pytest.raises(ConfigError, match="reads .*person.I.*own state"):
+        instantiate_config(cfg.model)
+    cfg = compose_config(["privacy=agents", "model=contact"])
+    with pytest.raises(ConfigError, match="exactly one VenueTransmission"):
+        instantiate_config(cfg.model)
+
+
+def test_cli_config_marks_a_fraction_private_and_reports(tmp_path):
+    from lpm_graph.tasks.simulate import simulate
+
+    cfg = compose_config(["privacy=agents", "population.num_people=400", "privacy.private_fraction=0.05",
+                          "privacy.min_group=4", "steps=4", "progress=false", "task.plot=false",
+                          "model.params.seir.initial_infected_fraction=0.02"])
+    assert isinstance(instantiate_config(cfg.model), PrivateModel)
+    metrics = simulate(cfg, tmp_path)
+    report = metrics["processes"]["seir"]["privacy"]
+    n = report["private_agents"]
+    assert abs(n - 20) < 4.5 * math.sqrt(400 * 0.05 * 0.95) and report["min_group"] == 4
+    assert report["rounds"] == 2 * 4 + 1 and report["contributors_per_round"]["min"] == n
+    assert report["groups"] > 0 and report["payload_bytes_per_agent_per_step"] > 0
+    assert agents_mod.SMALL_GROUPS == ("refuse", "merge")
