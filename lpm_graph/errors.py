@@ -16,6 +16,11 @@ type                        raised for
 :class:`MissingInputError`  an input file that does not exist
 :class:`PopulationFileError`  a saved population that cannot be loaded
 :class:`RunDirectoryError`  a folder ``lpm-graph report`` cannot read as a run
+:class:`PrivacyError`       a secure-aggregation round refused: too few
+                            contributors, a bad signature, a wrong round id, an
+                            overflowing sum, a request that would reveal a
+                            client's input (``lpm_graph.privacy``)
+:class:`PrivacyConfigError` a privacy setting out of range (also a ConfigError)
 :class:`PopulationDataWarning`  records merged or dropped by an importer
 :class:`SimulationWarning`      a run that will likely not show what was meant
 :class:`CalibrationWarning`     observations and model that may not match (scale,
@@ -26,7 +31,7 @@ from __future__ import annotations
 
 __all__ = ["ConfigError", "InsufficientMemoryError", "PopulationGraphError", "DataFileError", "MissingInputError",
            "PopulationFileError", "PopulationDataWarning", "SimulationWarning",
-           "CalibrationWarning", "RunDirectoryError"]
+           "CalibrationWarning", "RunDirectoryError", "PrivacyError", "PrivacyConfigError"]
 
 
 class ConfigError(ValueError):
@@ -39,6 +44,14 @@ class InsufficientMemoryError(ConfigError):
 
 class RunDirectoryError(ValueError):
     """A folder that is not a run directory ``lpm-graph report`` can read, naming what it lacks."""
+
+
+class PrivacyError(ValueError):
+    """A secure-aggregation round or encoding is refused; the message names the client, stage and reason."""
+
+
+class PrivacyConfigError(PrivacyError, ConfigError):
+    """A privacy setting (minimum group size, threshold, neighbours, encoding range) is out of range."""
 
 
 class PopulationGraphError(ValueError):

@@ -1,5 +1,19 @@
-"""Privacy: secure aggregation of sums, private agents in a step, differential privacy of released sums.
+"""Privacy: secure aggregation of private contributions (docs/privacy.md).
 
-Modules are imported by name (``lpm_graph.privacy.agents``, ``lpm_graph.privacy.dp``), so that importing the
-package costs nothing.
+- :class:`FixedPoint` (``encoding.py``): real vectors to the ring Z_2^64 and back, with a clipping range, an
+  overflow check before any round and the quantisation bound ``n · 2^-frac_bits / 2``.
+- :func:`secure_sum` and the protocol's two sides, :class:`SecAggClient` and :class:`SecAggServer`
+  (``secagg.py``): Bonawitz et al. (CCS 2017) with SecAgg+ neighbourhoods, signed :class:`Envelope` messages.
+- ``shamir.py``: t-of-n Shamir sharing over GF(2^521 - 1).
+
+Needs the ``privacy`` extra (``cryptography``; the network service also ``fastapi``, ``uvicorn``, ``httpx``).
 """
+from __future__ import annotations
+
+from lpm_graph.errors import PrivacyConfigError, PrivacyError
+from lpm_graph.privacy.encoding import FixedPoint
+from lpm_graph.privacy.secagg import (SERVER, Envelope, RoundConfig, SecAggClient, SecAggServer, make_round, prg,
+                                      secure_sum)
+
+__all__ = ["FixedPoint", "secure_sum", "SecAggClient", "SecAggServer", "Envelope", "RoundConfig", "make_round", "prg",
+           "SERVER", "PrivacyError", "PrivacyConfigError"]

@@ -1,0 +1,256 @@
+"""Secure aggregation (Bonawitz et al. 2017, SecAgg+): exact sums, dropouts at every step, refusals of small
+groups, tampering, replays and requests for both secrets, and uploads that look uniform to the server."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from statistics import NormalDist
+
+import numpy as np
+import pytest
+
+pytest.importorskip("cryptography")
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
+
+from lpm_graph.errors import ConfigError, PrivacyConfigError, PrivacyError  # noqa: E402
+from lpm_graph.privacy import SecAggClient, SecAggServer, make_round, secure_sum  # noqa: E402
+from lpm_graph.privacy.secagg import SERVER, Envelope, seal  # noqa: E402
+
+
+def _inputs(n, d, seed):
+    rng = np.random.default_rng(seed)
+    return {i: rng.integers(0, 2 ** 64, size=d, dtype=np.uint64) for i in range(n)}
+
+
+def _plain_sum(inputs, ids):
+    total = np.zeros_like(next(iter(inputs.values())))
+    for i in ids:
+        total = total + inputs[i]
+    return total
+
+
+class Parties:
+    """Identity keys for a set of clients and a server, reused across rounds (so replays can be tried)."""
+
+    def __init__(self, ids):
+        self.ids = list(ids)
+        self.identities = {i: Ed25519PrivateKey.generate() for i in self.ids}
+        self.verify = {i: k.public_key() for i, k in self.identities.items()}
+        self.server_identity = Ed25519PrivateKey.generate()
+
+    def round(self, length, threshold, min_clients=3, neighbours=None):
+        cfg = make_round(self.ids, threshold=threshold, min_clients=min_clients, length=length, neighbours=neighbours)
+        server = SecAggServer(cfg, self.server_identity, self.verify)
+        clients = {i: SecAggClient(i, self.identities[i], self.server_identity.public_key(), self.verify)
+                   for i in self.ids}
+        return server, clients
+
+
+def _to_upload(server, clients, inputs, skip=()):
+    """Run a round up to the masked uploads (clients in ``skip`` do not upload); return the unmask request."""
+    ann = server.announcement()
+    for i, c in clients.items():
+        server.receive_keys(c.advertise(ann))
+    for i, kl in server.key_lists().items():
+        server.receive_shares(clients[i].share_keys(kl))
+    for i, inbox in server.inboxes().items():
+        if i not in skip:
+            server.receive_masked(clients[i].masked_input(inbox, inputs[i]))
+    return server.unmask_request()
+
+
+def _flip(env: Envelope, byte: int) -> Envelope:
+    body = bytearray(env.body)
+    body[byte % len(body)] ^= 0x01
+    return dataclasses.replace(env, body=bytes(body))
+
+
+def test_exact_sum_full_graph():
+    inputs = _inputs(6, 64, seed=1)
+    inputs[0][:3] = [0, 2 ** 64 - 1, 2 ** 63]  # wrap-around values
+    assert np.array_equal(secure_sum(inputs, min_clients=3, threshold=4), _plain_sum(inputs, range(6)))
+
+
+def test_exact_sum_secagg_plus_neighbours():
+    inputs = _inputs(12, 16, seed=2)
+    out = secure_sum(inputs, min_clients=3, threshold=3, neighbours=4)
+    assert np.array_equal(out, _plain_sum(inputs, range(12)))
+
+
+# three clients leave: SecAgg+ needs neighbourhoods of 7 (k = 6, t = 4) so that any graph keeps t in each
+@pytest.mark.parametrize("neighbours, threshold", [(None, 6), (6, 4)])
+def test_dropouts_at_each_step_give_the_sum_of_the_right_set(neighbours, threshold):
+    inputs = _inputs(10, 8, seed=3)
+    before, after_sharing, after_upload = {1}, {4}, {7}
+    out = secure_sum(inputs, min_clients=3, threshold=threshold, neighbours=neighbours,
+                     dropouts_before_sharing=before, dropouts=after_sharing, dropouts_after_upload=after_upload)
+    # in the sum: every client that uploaded, including the one that left after its upload
+    assert np.array_equal(out, _plain_sum(inputs, set(range(10)) - before - after_sharing))
+
+
+def test_fewer_than_min_clients_survivors_refused():
+    inputs = _inputs(5, 4, seed=4)
+    with pytest.raises(PrivacyError, match="fewer than min_clients=4"):
+        secure_sum(inputs, min_clients=4, threshold=3, dropouts={0, 1})
+    with pytest.raises(PrivacyError, match="min_clients=4"):
+        secure_sum(_inputs(3, 4, seed=4), min_clients=4, threshold=3)
+
+
+def test_too_few_shares_to_unmask_refused():
+    # 7 clients, t = 4: with three leaving after their upload four respond (enough); with four, three (too few)
+    inputs = _inputs(7, 4, seed=5)
+    assert np.array_equal(secure_sum(inputs, min_clients=3, threshold=4, dropouts_after_upload={0, 1, 2}),
+                          _plain_sum(inputs, range(7)))
+    with pytest.raises(PrivacyError, match="fewer than the threshold 4"):
+        secure_sum(inputs, min_clients=3, threshold=4, dropouts_after_upload={0, 1, 2, 3})
+
+
+@pytest.mark.parametrize("kwargs, match", [(dict(min_clients=2, threshold=3), "min_clients=2"),
+                                           (dict(min_clients=3, threshold=3), "threshold=3"),
+                                           (dict(min_clients=3, threshold=7), "threshold=7"),
+                                           (dict(min_clients=3, threshold=3, neighbours=3), "neighbours=3")])
+def test_bad_configuration_refused(kwargs, match):
+    with pytest.raises(PrivacyConfigError, match=match) as err:
+        secure_sum(_inputs(6, 2, seed=6), **kwargs)
+    assert isinstance(err.value, ConfigError)
+
+
+def test_tampered_messages_refused():
+    parties = Parties(range(4))
+    inputs = _inputs(4, 8, seed=7)
+    server, clients = parties.round(8, threshold=3)
+    ann = server.announcement()
+    with pytest.raises(PrivacyError, match="signature"):
+        clients[0].advertise(_flip(ann, 40))
+    for i, c in clients.items():
+        server.receive_keys(c.advertise(ann))
+    key_lists = server.key_lists()
+    uploads = {i: clients[i].share_keys(kl) for i, kl in key_lists.items()}
+    for i in uploads:
+        server.receive_shares(uploads[i])
+    inboxes = server.inboxes()
+    masked = clients[0].masked_input(inboxes[0], inputs[0])
+    for byte in (5, len(masked.body) // 2, len(masked.body) - 3):
+        with pytest.raises(PrivacyError, match="signature"):
+            server.receive_masked(_flip(masked, byte))
+    with pytest.raises(PrivacyError, match="signature"):
+        server.receive_masked(dataclasses.replace(masked, signature=bytes(64)))
+    # a message of client 0 presented as client 1's
+    with pytest.raises(PrivacyError, match="signature"):
+        server.receive_masked(dataclasses.replace(masked, sender=1))
+    with pytest.raises(PrivacyError, match="Envelope"):
+        server.receive_masked(masked.to_dict())
+    server.receive_masked(masked)
+    with pytest.raises(PrivacyError, match="not expected"):
+        server.receive_masked(masked)  # a second upload of one client
+
+
+def test_modified_encrypted_share_refused():
+    parties = Parties(range(4))
+    server, clients = parties.round(4, threshold=3)
+    ann = server.announcement()
+    for c in clients.values():
+        server.receive_keys(c.advertise(ann))
+    key_lists = server.key_lists()
+    shares = clients[0].share_keys(key_lists[0])
+    to_1 = next(e for e in shares if json.loads(e.body)["to"] == 1)
+    body = json.loads(to_1.body)
+    ct = bytearray(__import__("base64").b64decode(body["ct"]))
+    ct[20] ^= 0x80
+    body["ct"] = __import__("base64").b64encode(bytes(ct)).decode()
+    # the server (or anyone on the path) cannot change a ciphertext without breaking the sender's signature ...
+    forged = dataclasses.replace(to_1, body=json.dumps(body, sort_keys=True, separators=(",", ":")).encode())
+    with pytest.raises(PrivacyError, match="signature"):
+        server.receive_shares([forged if e is to_1 else e for e in shares])
+    # ... and a ciphertext modified before signing fails AES-GCM's authentication at the recipient
+    resigned = seal(parties.identities[0], 0, {k: v for k, v in body.items() if k != "sender"})
+    server.receive_shares([resigned if e is to_1 else e for e in shares])
+    for i in (1, 2, 3):
+        server.receive_shares(clients[i].share_keys(key_lists[i]))
+    with pytest.raises(PrivacyError, match="does not authenticate"):
+        clients[1].masked_input(server.inboxes()[1], np.zeros(4, dtype=np.uint64))
+
+
+def test_replay_from_another_round_refused():
+    # the same clients and server (the same identity keys) in two rounds: a validly signed message of round A
+    # is refused in round B, whoever receives it
+    parties = Parties(range(4))
+    inputs = _inputs(4, 4, seed=8)
+    server_a, clients_a = parties.round(4, threshold=3)
+    server_b, clients_b = parties.round(4, threshold=3)
+    assert server_a.round_id != server_b.round_id
+    ann_a, ann_b = server_a.announcement(), server_b.announcement()
+    adverts_a = {i: c.advertise(ann_a) for i, c in clients_a.items()}
+    with pytest.raises(PrivacyError, match="replay"):
+        server_b.receive_keys(adverts_a[0])
+    for c in clients_b.values():
+        server_b.receive_keys(c.advertise(ann_b))
+    for a in adverts_a.values():
+        server_a.receive_keys(a)
+    key_lists_a, key_lists_b = server_a.key_lists(), server_b.key_lists()
+    with pytest.raises(PrivacyError, match="replay"):
+        clients_b[0].share_keys(key_lists_a[0])  # signed by the same server key, for round A
+    for i in range(4):
+        server_a.receive_shares(clients_a[i].share_keys(key_lists_a[i]))
+        server_b.receive_shares(clients_b[i].share_keys(key_lists_b[i]))
+    inboxes_a, inboxes_b = server_a.inboxes(), server_b.inboxes()
+    upload_a = clients_a[0].masked_input(inboxes_a[0], inputs[0])
+    with pytest.raises(PrivacyError, match="replay"):
+        server_b.receive_masked(upload_a)
+    server_b.receive_masked(clients_b[0].masked_input(inboxes_b[0], inputs[0]))
+
+
+def test_request_for_both_secrets_of_a_client_refused():
+    parties = Parties(range(5))
+    inputs = _inputs(5, 4, seed=9)
+    server, clients = parties.round(4, threshold=3)
+    request = _to_upload(server, clients, inputs, skip={4})
+
+    def ask(survivors, dropped):
+        return seal(parties.server_identity, SERVER, {"type": "unmask", "round": server.round_id,
+                                                      "survivors": survivors, "dropped": dropped})
+
+    with pytest.raises(PrivacyError, match=r"both .* client\(s\) \[2\]"):
+        clients[0].unmask(ask([0, 1, 2, 3], [2, 4]))
+    with pytest.raises(PrivacyError, match="not list it as a survivor"):
+        clients[0].unmask(ask([1, 2, 3], [0, 4]))
+    reveal = clients[1].unmask(request)
+    with pytest.raises(PrivacyError, match="second request"):
+        clients[1].unmask(ask([0, 2, 3], [1, 4]))  # would add the mask key of client 1 after its seed share
+    body = json.loads(reveal.body)
+    assert set(body["b"]) == {"0", "1", "2", "3"} and set(body["s"]) == {"4"}
+    server.receive_reveal(reveal)
+    for i in (0, 2, 3):
+        server.receive_reveal(clients[i].unmask(request))
+    assert np.array_equal(server.result(), _plain_sum(inputs, range(4)))
+
+
+def test_a_masked_upload_alone_looks_uniform():
+    # the server sees y = x + masks; for x = 0 and for x at its largest, every one of the 64 bit positions of the
+    # d words is set with frequency 1/2: counts ~ Binomial(d, 1/2), tolerance a two-sided normal quantile at
+    # alpha = 1e-6, Bonferroni over 64 bits x 2 inputs x 2 clients. An unmasked or 32-bit mask fails by hundreds.
+    d, alpha = 4096, 1e-6
+    z = NormalDist().inv_cdf(1 - alpha / (2 * 64 * 2 * 2))
+    tolerance = z * math.sqrt(d / 4)
+    parties = Parties(range(4))
+    for value in (0, 2 ** 64 - 1):
+        inputs = {i: np.full(d, value, dtype=np.uint64) for i in range(4)}
+        server, clients = parties.round(d, threshold=3)
+        _to_upload(server, clients, inputs)
+        for i in (0, 3):
+            y = server._masked[i]
+            bits = (y[:, None] >> np.arange(64, dtype=np.uint64)) & np.uint64(1)
+            counts = bits.sum(axis=0).astype(np.int64)
+            assert np.max(np.abs(counts - d / 2)) <= tolerance, (value, i, counts)
+
+
+def test_masks_come_from_the_chacha20_keystream():
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+
+    from lpm_graph.privacy import prg
+
+    seed = bytes(range(32))
+    stream = Cipher(algorithms.ChaCha20(seed, bytes(16)), mode=None).encryptor().update(bytes(24))
+    assert np.array_equal(prg(seed, 3), np.frombuffer(stream, dtype="<u8"))
+    assert not np.array_equal(prg(seed, 3), prg(bytes(31) + b"\x01", 3))
