@@ -52,7 +52,7 @@ with at least :math:`k` private members is its own group.  Venues with
 between 1 and :math:`k - 1` private members are handled by the declared
 rule ``small_groups``:
 
-``refuse``  the run is refused (a :class:`~lpm_graph.errors.ConfigError`
+``refuse``  the run is refused (a :class:`~lpm_graph.errors.PrivacyConfigError`
             counting such venues per type); the trajectory is then that of
             the clear run up to the quantisation (below).
 ``merge``   the small venues of a venue type are merged, in venue order,
@@ -138,7 +138,7 @@ from torch import Tensor
 from lpm_graph.core.loop import Model
 from lpm_graph.core.process import Output, Process, StepContext
 from lpm_graph.core.random import CounterRNG, stream_id
-from lpm_graph.errors import ConfigError, PopulationGraphError
+from lpm_graph.errors import PopulationGraphError, PrivacyConfigError
 
 __all__ = ["PrivateAgents", "PrivateClient", "PrivateModel", "PrivateTransmission", "PrivateUpdate", "SMALL_GROUPS",
            "aggregation_groups"]
@@ -204,7 +204,7 @@ def aggregation_groups(rows: np.ndarray, members: np.ndarray, weights: np.ndarra
             small.setdefault(int(type_of_row[r]), []).append(r)
     if small and rule == "refuse":
         counts = {type_names[t]: len(v) for t, v in sorted(small.items())}
-        raise ConfigError(f"privacy.small_groups=refuse: venues with 1 to {k - 1} private members would reveal "
+        raise PrivacyConfigError(f"privacy.small_groups=refuse: venues with 1 to {k - 1} private members would reveal "
                           f"their members' sums (privacy.min_group={k}): {counts} venues by type; set "
                           "privacy.small_groups=merge (small venues pooled into groups of at least min_group), or "
                           "choose the private agents so that each venue has none or at least min_group of them")
@@ -230,7 +230,7 @@ def aggregation_groups(rows: np.ndarray, members: np.ndarray, weights: np.ndarra
         merged[type_names[t]] = len(rs)
     for rest in leftovers:
         if not groups:
-            raise ConfigError(f"privacy.small_groups=merge: the venues with fewer than privacy.min_group={k} private "
+            raise PrivacyConfigError(f"privacy.small_groups=merge: the venues with fewer than privacy.min_group={k} private "
                               f"members hold fewer than {k} private agents in all ({merged}), so no group of {k} can "
                               "be formed; choose more private agents or a smaller min_group (at least 3)")
         groups[-1].extend(rest)
@@ -381,8 +381,11 @@ class PrivateAgents:
         clip (float): the largest encoded value (a contribution
             :math:`w_{jv} x_j`, or a state entry); a larger one is refused. (default: 8.0)
         dropout (float): probability an agent is offline in a round. (default: 0)
-        threshold (int, optional): the Shamir threshold of each round;
-            ``None``: ``max(min_group, live // 2 + 1)``.
+        threshold (int, optional): the Shamir threshold of each round, above
+            half a neighbourhood; ``None``: half of it plus one.
+        neighbours (int, optional): the SecAgg+ degree of each round (an
+            even number; :func:`~lpm_graph.privacy.secure_sum`); ``None``:
+            every other contributor (the round's cost grows as its square).
         noise_multiplier (float, optional): :math:`z`: discrete Gaussian
             noise of scale :math:`z\Delta_2` on every released vector; ``None``: no noise.
         delta (float): the :math:`\delta` of the reported :math:`(\varepsilon, \delta)`. (default: 1e-6)
@@ -392,32 +395,32 @@ class PrivateAgents:
 
     def __init__(self, fraction: float | None = None, attribute: str | None = None, min_group: int = 3,
                  small_groups: str = "merge", frac_bits: int = 32, clip: float = 8.0, dropout: float = 0.0,
-                 threshold: int | None = None, noise_multiplier: float | None = None, delta: float = 1e-6,
+                 threshold: int | None = None, neighbours: int | None = None, noise_multiplier: float | None = None, delta: float = 1e-6,
                  selection_seed: int = 0, node_type: str = "person"):
         if (fraction is None) == (attribute is None):
-            raise ConfigError("privacy: give exactly one of privacy.private_fraction (a probability) and "
+            raise PrivacyConfigError("privacy: give exactly one of privacy.private_fraction (a probability) and "
                               f"privacy.attribute (a node attribute marking the private agents), got "
                               f"fraction={fraction!r}, attribute={attribute!r}")
         if fraction is not None and not (isinstance(fraction, (int, float)) and 0 <= fraction <= 1):
-            raise ConfigError(f"privacy.private_fraction must be a probability in [0, 1], got {fraction!r}")
+            raise PrivacyConfigError(f"privacy.private_fraction must be a probability in [0, 1], got {fraction!r}")
         if not (isinstance(min_group, int) and not isinstance(min_group, bool) and min_group >= 3):
-            raise ConfigError(f"privacy.min_group must be an integer of at least 3 (a sum of two reveals each "
+            raise PrivacyConfigError(f"privacy.min_group must be an integer of at least 3 (a sum of two reveals each "
                               f"value to the other party), got {min_group!r}")
         if small_groups not in SMALL_GROUPS:
-            raise ConfigError(f"privacy.small_groups must be one of {list(SMALL_GROUPS)}, got {small_groups!r}")
+            raise PrivacyConfigError(f"privacy.small_groups must be one of {list(SMALL_GROUPS)}, got {small_groups!r}")
         if not (isinstance(frac_bits, int) and 0 <= frac_bits <= 52):
-            raise ConfigError(f"privacy.frac_bits must be an integer in [0, 52], got {frac_bits!r}")
+            raise PrivacyConfigError(f"privacy.frac_bits must be an integer in [0, 52], got {frac_bits!r}")
         if not (isinstance(clip, (int, float)) and clip >= 1):
-            raise ConfigError(f"privacy.clip must be a number of at least 1 (state entries are in [0, 1]), "
+            raise PrivacyConfigError(f"privacy.clip must be a number of at least 1 (state entries are in [0, 1]), "
                               f"got {clip!r}")
         if not (isinstance(dropout, (int, float)) and 0 <= dropout < 1):
-            raise ConfigError(f"privacy.dropout must be a probability in [0, 1), got {dropout!r}")
+            raise PrivacyConfigError(f"privacy.dropout must be a probability in [0, 1), got {dropout!r}")
         if threshold is not None and not (isinstance(threshold, int) and threshold >= min_group):
-            raise ConfigError(f"privacy.threshold must be null or an integer of at least min_group={min_group}, "
+            raise PrivacyConfigError(f"privacy.threshold must be null or an integer of at least min_group={min_group}, "
                               f"got {threshold!r}")
         if noise_multiplier is not None and not (isinstance(noise_multiplier, (int, float))
                                                  and noise_multiplier > 0):
-            raise ConfigError(f"privacy.noise_multiplier must be null (no noise) or a positive number, "
+            raise PrivacyConfigError(f"privacy.noise_multiplier must be null (no noise) or a positive number, "
                               f"got {noise_multiplier!r}")
         self.fraction = None if fraction is None else float(fraction)
         self.attribute = attribute
@@ -426,6 +429,7 @@ class PrivateAgents:
         self.frac_bits, self.clip = int(frac_bits), float(clip)
         self.dropout = float(dropout)
         self.threshold = threshold
+        self.neighbours = neighbours
         self.noise_multiplier = None if noise_multiplier is None else float(noise_multiplier)
         self.node_type = node_type
         self.selection_seed = int(selection_seed)
@@ -515,7 +519,7 @@ class _Run:
         self.rows = self.mask.nonzero().flatten()                             # private rows
         self.n = int(self.rows.numel())
         if self.n < agents.min_group:
-            raise ConfigError(f"privacy: {self.n} private agents of {graph.num_nodes[nt]} {nt} nodes, fewer than "
+            raise PrivacyConfigError(f"privacy: {self.n} private agents of {graph.num_nodes[nt]} {nt} nodes, fewer than "
                               f"privacy.min_group={agents.min_group}: their totals cannot be released; raise "
                               "privacy.private_fraction or mark more agents")
         stack = graph.stack(tr.edge_types)
@@ -571,7 +575,7 @@ class _Run:
         inputs = {}
         for cid, vec in vectors.items():
             if vec.size and float(np.abs(vec).max()) > a.clip:
-                raise ConfigError(f"privacy.clip={a.clip:g}: a private agent's value {float(np.abs(vec).max()):g} "
+                raise PrivacyConfigError(f"privacy.clip={a.clip:g}: a private agent's value {float(np.abs(vec).max()):g} "
                                   "exceeds the fixed-point range (values are refused, never clipped); raise "
                                   "privacy.clip")
             inputs[cid] = enc.encode(vec.reshape(-1))
@@ -580,10 +584,11 @@ class _Run:
 
             sigma = a.noise_multiplier * sensitivity
             noise = DiscreteGaussian(sigma).samples(int(np.prod(shape)))
-            inputs[-1] = np.array([z % (1 << 64) for z in noise], dtype=np.uint64)
+            inputs[max(vectors) + 1] = np.array([z % (1 << 64) for z in noise], dtype=np.uint64)  # the noise party
             a.accountant.spend(sensitivity, sigma, int(np.prod(shape)))
-        threshold = a.threshold or max(a.min_group, len(inputs) // 2 + 1)
-        total = secure_sum(inputs, min_clients=a.min_group, threshold=min(threshold, len(inputs)))
+        hood = len(inputs) if a.neighbours is None or a.neighbours >= len(inputs) - 1 else a.neighbours + 1
+        threshold = a.threshold if a.threshold is not None else hood // 2 + 1
+        total = secure_sum(inputs, min_clients=a.min_group, threshold=threshold, neighbours=a.neighbours)
         return np.asarray(enc.decode_sum(total, len(inputs)), dtype=np.float64).reshape(shape)
 
     def _round(self, t: int, index: int) -> tuple[list[int], np.ndarray | None]:
@@ -591,7 +596,7 @@ class _Run:
         a = self.agents
         live = [i for i, c in enumerate(self.clients) if c.online(t, index, a.dropout)]
         if len(live) < a.min_group:
-            raise ConfigError(f"privacy: only {len(live)} of {self.n} private agents online at step {t}, fewer than "
+            raise PrivacyConfigError(f"privacy: only {len(live)} of {self.n} private agents online at step {t}, fewer than "
                               f"privacy.min_group={a.min_group}; lower privacy.dropout")
         withheld = None
         if len(live) < self.n:
@@ -796,7 +801,7 @@ class PrivateTransmission(_Wrapped):
         inner = self.inner
         run = self.agents.run
         if any(fields.get(k) is not None for k in inner.decision_keys):
-            raise ConfigError(f"process {self.name!r}: private agents do not take behaviour decisions yet (a "
+            raise PrivacyConfigError(f"process {self.name!r}: private agents do not take behaviour decisions yet (a "
                               f"decision field of {inner.decision_keys} is written); run them with behavior=none")
         x = fields[inner.source]
         masked = dict(fields)
@@ -842,28 +847,28 @@ class PrivateModel(Model):
     def __init__(self, privacy: PrivateAgents, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(privacy, PrivateAgents):
-            raise ConfigError(f"model.privacy must be a lpm_graph.privacy.PrivateAgents, got {type(privacy).__name__}")
+            raise PrivacyConfigError(f"model.privacy must be a lpm_graph.privacy.PrivateAgents, got {type(privacy).__name__}")
         from lpm_graph.models.epidemic import VenueTransmission
 
         order = self.order
         venues = [p for p in order if isinstance(p, VenueTransmission)]
         if len(venues) != 1:
-            raise ConfigError(f"privacy: private agents need exactly one VenueTransmission; this model has "
+            raise PrivacyConfigError(f"privacy: private agents need exactly one VenueTransmission; this model has "
                               f"{[f'{p.name} ({type(p).__name__})' for p in order if p.role == 'interaction']}; "
                               "use a venue model (model=seir, sir, seird, sis)")
         others = [p for p in order if p is not venues[0] and any(f.key == venues[0].target for f in p.field_specs())]
         if others:
-            raise ConfigError(f"privacy: {[p.name for p in others]} also write {venues[0].target}; private agents "
+            raise PrivacyConfigError(f"privacy: {[p.name for p in others]} also write {venues[0].target}; private agents "
                               "take part in the venue transmission only (a contact layer would need their contacts "
                               "aggregated too); remove them or run without private agents")
         tr = venues[0]
         if tr.host != privacy.node_type:
-            raise ConfigError(f"privacy.node_type={privacy.node_type!r} but the transmission's hosts are {tr.host!r}")
+            raise PrivacyConfigError(f"privacy.node_type={privacy.node_type!r} but the transmission's hosts are {tr.host!r}")
         emitters = [p for p in order if any(f.key == tr.source for f in p.field_specs())]
         updates = [p for p in order if p.role == "update" and tr.target in {r if isinstance(r, str) else r.key
                                                                             for r in p.reads()}]
         if len(emitters) != 1 or len(updates) != 1:
-            raise ConfigError(f"privacy: needs one emission writing {tr.source} and one update reading {tr.target}; "
+            raise PrivacyConfigError(f"privacy: needs one emission writing {tr.source} and one update reading {tr.target}; "
                               f"found {[p.name for p in emitters]} and {[p.name for p in updates]}")
         emission, update = emitters[0], updates[0]
         owned = {s.key for s in update.state_specs()}
@@ -872,7 +877,7 @@ class PrivateModel(Model):
                 continue
             keys = {r if isinstance(r, str) else r.key for r in p.reads()}
             if keys & owned:
-                raise ConfigError(f"privacy: process {p.name!r} ({type(p).__name__}) reads {sorted(keys & owned)}, "
+                raise PrivacyConfigError(f"privacy: process {p.name!r} ({type(p).__name__}) reads {sorted(keys & owned)}, "
                                   f"the private agents' own state, which the simulator cannot read; remove it or run "
                                   "without private agents")
         privacy.attach(emission, tr, update)
@@ -884,4 +889,4 @@ class PrivateModel(Model):
                 self.processes[i] = PrivateUpdate(update, privacy)
         for i, p in enumerate(self.environment):
             if p is update or p is tr:
-                raise ConfigError("privacy: the transmission and update must be model.processes")
+                raise PrivacyConfigError("privacy: the transmission and update must be model.processes")

@@ -7,21 +7,24 @@ from torch_geometric.data import HeteroData
 VENUES = ("household", "school", "workplace", "community")
 
 
-def blocks(n: int = 60, private_households: int = 4, seed: int = 0) -> HeteroData:
-    """``n`` people in households of three; the even ones go to one of two schools, the odd ones to one of two
-    workplaces (by ``(i // 2) % 2``), everyone to one community.  ``person.private`` marks the members of the first
-    ``private_households`` households: every venue then has none or at least three private members."""
+def blocks(n: int = 60, private_households=(0, 2), seed: int = 0) -> HeteroData:
+    """``n`` people in households of three (household ``h = i // 3``); the first two members of a household go to
+    school ``h % 2``, the last two to workplace ``h % 2``; everyone to one community.  ``person.private`` marks the
+    members of ``private_households`` (even ones by default): every venue then has none or at least three private
+    members.  Uids are not the rows (``7 i + 3``)."""
     g = torch.Generator().manual_seed(seed)
     d = HeteroData()
     i = torch.arange(n)
+    h = i // 3
     d["person"].num_nodes = n
-    d["person"].uid = i * 7 + 3                       # not the row: keys are uids
+    d["person"].uid = i * 7 + 3
     d["person"].age = torch.randint(0, 90, (n,), generator=g).float()
-    d["person"].private = i < 3 * private_households
+    d["person"].private = torch.isin(h, torch.as_tensor(list(private_households)))
+    school, work = i % 3 < 2, i % 3 > 0
     members = {
-        "household": (i, i // 3),
-        "school": (i[i % 2 == 0], (i[i % 2 == 0] // 2) % 2),
-        "workplace": (i[i % 2 == 1], (i[i % 2 == 1] // 2) % 2),
+        "household": (i, h),
+        "school": (i[school], h[school] % 2),
+        "workplace": (i[work], h[work] % 2),
         "community": (i, torch.zeros(n, dtype=torch.long)),
     }
     for vt, (p, v) in members.items():
