@@ -560,6 +560,10 @@ class _Run:
             self.clients.append(c)
         self.max_groups = max((c.num_groups for c in self.clients), default=1)
         self.rows_dev = self.rows.to(graph.device)
+        # what each step released, by step: a checkpointed step recomputed in the backward pass replays it
+        # (the clients have moved on; a second round would also spend privacy again)
+        self._sums: dict[int, Tensor] = {}
+        self._totals: dict[int, np.ndarray] = {}
         self.initial = self.release(ctx, initial, initial_step=True)
 
     # -- the protocol ----------------------------------------------------------
@@ -622,6 +626,8 @@ class _Run:
 
     def contributions(self, ctx: StepContext, fields: Mapping) -> Tensor:
         """Round 1 of a step: the private venue sums ``[V, R]`` (decoded, shared over merged venues)."""
+        if ctx.t in self._sums:
+            return self._sums[ctx.t]
         a = self.agents
         live, withheld = self._round(ctx.t, 0)
         G = self.groups.count
@@ -641,31 +647,40 @@ class _Run:
         per_row = np.zeros((self.stack.num_rows, R), dtype=np.float64)
         has = self.groups.of_row >= 0
         per_row[has] = sums[self.groups.of_row[has]] * self.groups.share[has, None]
-        return torch.as_tensor(per_row, dtype=ctx.dtype, device=ctx.graph.device)
+        self._sums[ctx.t] = torch.as_tensor(per_row, dtype=ctx.dtype, device=ctx.graph.device)
+        return self._sums[ctx.t]
 
-    def deliver(self, force: Tensor) -> None:
+    def deliver(self, t: int, force: Tensor) -> None:
         """Broadcast: each private agent's force of infection (public: venue pressures and its membership)."""
-        f = force.index_select(0, self.rows_dev).detach()
+        if t in self._totals:
+            return
+        f = force.detach().index_select(0, self.rows_dev)
         for i, c in enumerate(self.clients):
             c.receive(f[i:i + 1])
 
     def step(self, ctx: StepContext, fields: Mapping, out: Output) -> Output:
         """Each client's own update, then round 2: the released totals replace the simulator's private rows."""
         a = self.agents
-        rows = self.rows.tolist()
-        for i, c in enumerate(self.clients):
-            c.update(ctx, a.update, self.public(fields, a.update, rows[i]))
-        self.agents.stats.steps += 1
+        if ctx.t not in self._totals:
+            rows = self.rows.tolist()
+            for i, c in enumerate(self.clients):
+                c.update(ctx, a.update, self.public(fields, a.update, rows[i]))
+            self.agents.stats.steps += 1
         return self.release(ctx, out)
 
     def release(self, ctx: StepContext, out: Output, initial_step: bool = False) -> Output:
         """The observables round: totals of the private state and events, spread over the private rows."""
-        live, _ = self._round(ctx.t, 1)
-        vectors = {self.clients[i].uid: self.clients[i].entries(self.state_keys, self.event_keys) for i in live}
-        sample = next(iter(vectors.values()))
-        sens = 2.0 ** self.agents.frac_bits * math.sqrt(sample.shape[0] * ctx.replicates)
-        totals = self._aggregate(vectors, sens)                               # [entries, R]
-        self.agents.stats.record(len(live), self.n - len(live), 0, sample.size * 8 * len(live))
+        if ctx.t in self._totals and not initial_step:
+            totals, live = self._totals[ctx.t]
+        else:
+            live, _ = self._round(ctx.t, 2 if initial_step else 1)
+            vectors = {self.clients[i].uid: self.clients[i].entries(self.state_keys, self.event_keys) for i in live}
+            sample = next(iter(vectors.values()))
+            sens = 2.0 ** self.agents.frac_bits * math.sqrt(sample.shape[0] * ctx.replicates)
+            totals = self._aggregate(vectors, sens)                           # [entries, R]
+            self.agents.stats.record(len(live), self.n - len(live), 0, sample.size * 8 * len(live))
+            if not initial_step:
+                self._totals[ctx.t] = (totals, live)
         scale = 1.0 / len(live)
         state, events = dict(out.state), dict(out.events)
         at = 0
@@ -811,7 +826,7 @@ class PrivateTransmission(_Wrapped):
             out = inner(ctx, state, masked)
         finally:
             self.pressure_sum.extra = None
-        run.deliver(out.fields[inner.target])
+        run.deliver(ctx.t, out.fields[inner.target])
         return out
 
 
