@@ -146,6 +146,8 @@ __all__ = ["PrivateAgents", "PrivateClient", "PrivateModel", "PrivateTransmissio
 SMALL_GROUPS = ("refuse", "merge")
 #: the stream keying the private agents chosen by ``fraction`` (with ``selection_seed``, not the run's seed)
 SELECT_STREAM = "privacy.select"
+#: the noise added to a sum is taken to lie within this many sigma for the sum's capacity (20: beyond, e^-200)
+NOISE_TAILS = 20.0
 #: a client's stream of its dropouts (per round)
 DROPOUT_STREAM = "privacy.dropout"
 
@@ -573,9 +575,14 @@ class _Run:
 
         a = self.agents
         enc = a.encoding
-        n = len(vectors)
-        enc.check_capacity(n + (1 if a.noise_multiplier is not None else 0))
         shape = next(iter(vectors.values())).shape
+        n = len(vectors)
+        sigma = None if a.noise_multiplier is None else a.noise_multiplier * sensitivity
+        if sigma is not None:
+            # the noise party's input: below NOISE_TAILS sigma (a larger draw, probability below e^-200, is refused
+            # by the decoding), as many contributions of the full range for the sum's capacity
+            n += math.ceil(NOISE_TAILS * sigma / (a.clip * 2.0 ** a.frac_bits)) + 1
+        enc.check_capacity(n)
         inputs = {}
         for cid, vec in vectors.items():
             if vec.size and float(np.abs(vec).max()) > a.clip:
@@ -586,14 +593,13 @@ class _Run:
         if a.noise_multiplier is not None:
             from lpm_graph.privacy.dp import DiscreteGaussian
 
-            sigma = a.noise_multiplier * sensitivity
             noise = DiscreteGaussian(sigma).samples(int(np.prod(shape)))
             inputs[max(vectors) + 1] = np.array([z % (1 << 64) for z in noise], dtype=np.uint64)  # the noise party
             a.accountant.spend(sensitivity, sigma, int(np.prod(shape)))
         hood = len(inputs) if a.neighbours is None or a.neighbours >= len(inputs) - 1 else a.neighbours + 1
         threshold = a.threshold if a.threshold is not None else hood // 2 + 1
         total = secure_sum(inputs, min_clients=a.min_group, threshold=threshold, neighbours=a.neighbours)
-        return np.asarray(enc.decode_sum(total, len(inputs)), dtype=np.float64).reshape(shape)
+        return np.asarray(enc.decode_sum(total, n), dtype=np.float64).reshape(shape)
 
     def _round(self, t: int, index: int) -> tuple[list[int], np.ndarray | None]:
         """The live clients of a round and the groups withheld (fewer than k live contributors)."""
