@@ -3,13 +3,13 @@
 A synthetic truth: the expected-mode SEIR on a synthetic population with ``beta_community = 0.6`` gives the
 daily new infections.  ``task=calibrate`` then fits ``transmission.beta_community`` (from 0.2, the shipped
 start) to them, once in the clear and once per setting with private agents: without noise, and with discrete
-Gaussian noise of multiplier ``z`` on every released sum (each run's every step releases two sums: the
-private venue sums and the private totals; a calibration spends over all its iterations' runs).  Printed: one
+Gaussian noise of multiplier ``z`` on the released totals (``privacy.noise_on=released``: one release per step
+and one at the start of each run; a calibration spends over all its iterations' runs).  Printed: one
 row per setting with the fitted value, its error against the truth and against the clear fit, the
 (epsilon, delta) the accountant reports, the releases, and the time relative to the clear calibration.
 
     nice -n 10 python scripts/bench_private_calibration.py --people 500 --steps 12 --iterations 12 \\
-        --fraction 0.03 --z 64 16 4
+        --fraction 0.03 --z 4 1 0.25
 """
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=0.25)
     ap.add_argument("--fraction", type=float, default=0.03)
     ap.add_argument("--neighbours", type=int, default=4, help="SecAgg+ degree of each round")
-    ap.add_argument("--z", type=float, nargs="*", default=[64.0, 16.0, 4.0], help="noise multipliers")
+    ap.add_argument("--z", type=float, nargs="*", default=[4.0, 1.0, 0.25], help="noise multipliers")
     ap.add_argument("--out", type=Path, default=Path("outputs/bench_private_calibration"))
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)

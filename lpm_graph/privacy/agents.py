@@ -101,8 +101,9 @@ never clipped: the fixed-point range bounds a sum's capacity.
 **Differential privacy** (``noise_multiplier``, optional):  a noise party
 adds discrete Gaussian noise (:mod:`lpm_graph.privacy.dp`, from
 ``secrets``) of scale :math:`\sigma = z\,\Delta_2` to the fixed-point
-integers of every released vector, inside the secure sum (one more masked
-input), so the aggregator sees only noisy sums; :math:`\Delta_2` is the L2
+integers of the released totals (``noise_on=released``) or of every sum
+(``all``: the venue sums too), inside the secure sum (one more masked
+input), so the aggregator sees only the noisy sums; :math:`\Delta_2` is the L2
 norm one agent can move the vector by (contribution round:
 ``clip`` :math:`\cdot 2^{\text{frac\_bits}}\sqrt{g_{\max} R}` with
 :math:`g_{\max}` the most groups one agent contributes to; observables
@@ -146,6 +147,8 @@ __all__ = ["PrivateAgents", "PrivateClient", "PrivateModel", "PrivateTransmissio
 SMALL_GROUPS = ("refuse", "merge")
 #: the stream keying the private agents chosen by ``fraction`` (with ``selection_seed``, not the run's seed)
 SELECT_STREAM = "privacy.select"
+#: which sums get noise: the released totals, or the venue sums too
+NOISE_ON = ("released", "all")
 #: the noise added to a sum is taken to lie within this many sigma for the sum's capacity (20: beyond, e^-200)
 NOISE_TAILS = 20.0
 #: a client's stream of its dropouts (per round)
@@ -389,7 +392,12 @@ class PrivateAgents:
             even number; :func:`~lpm_graph.privacy.secure_sum`); ``None``:
             every other contributor (the round's cost grows as its square).
         noise_multiplier (float, optional): :math:`z`: discrete Gaussian
-            noise of scale :math:`z\Delta_2` on every released vector; ``None``: no noise.
+            noise of scale :math:`z\Delta_2` on the released sums; ``None``: no noise.
+        noise_on (str): which sums get the noise: ``released`` (the
+            totals of the observables round, what a run publishes) or
+            ``all`` (the venue sums of the contribution round too, which the
+            aggregator otherwise learns exactly, in groups of at least
+            ``min_group``). (default: ``released``)
         delta (float): the :math:`\delta` of the reported :math:`(\varepsilon, \delta)`. (default: 1e-6)
         selection_seed (int): keys the ``fraction`` draw. (default: 0)
         node_type (str): the private agents' node type. (default: ``person``)
@@ -397,7 +405,8 @@ class PrivateAgents:
 
     def __init__(self, fraction: float | None = None, attribute: str | None = None, min_group: int = 3,
                  small_groups: str = "merge", frac_bits: int = 32, clip: float = 8.0, dropout: float = 0.0,
-                 threshold: int | None = None, neighbours: int | None = None, noise_multiplier: float | None = None, delta: float = 1e-6,
+                 threshold: int | None = None, neighbours: int | None = None, noise_multiplier: float | None = None,
+                 noise_on: str = "released", delta: float = 1e-6,
                  selection_seed: int = 0, node_type: str = "person"):
         if (fraction is None) == (attribute is None):
             raise PrivacyConfigError("privacy: give exactly one of privacy.private_fraction (a probability) and "
@@ -424,6 +433,9 @@ class PrivateAgents:
                                                  and noise_multiplier > 0):
             raise PrivacyConfigError(f"privacy.noise_multiplier must be null (no noise) or a positive number, "
                               f"got {noise_multiplier!r}")
+        if noise_on not in NOISE_ON:
+            raise PrivacyConfigError(f"privacy.noise_on must be one of {list(NOISE_ON)}, got {noise_on!r}")
+        self.noise_on = noise_on
         self.fraction = None if fraction is None else float(fraction)
         self.attribute = attribute
         self.min_group = int(min_group)
@@ -505,7 +517,8 @@ class PrivateAgents:
             out["groups"] = self.run.groups.count
             out["merged_venues"] = dict(self.run.groups.merged)
         if self.noise_multiplier is not None:
-            out["differential_privacy"] = {"noise_multiplier": self.noise_multiplier, **self.accountant.report()}
+            out["differential_privacy"] = {"noise_multiplier": self.noise_multiplier, "noise_on": self.noise_on,
+                                           **self.accountant.report()}
         return out
 
 
@@ -569,15 +582,15 @@ class _Run:
         self.initial = self.release(ctx, initial, initial_step=True)
 
     # -- the protocol ----------------------------------------------------------
-    def _aggregate(self, vectors: dict[int, np.ndarray], sensitivity: float) -> np.ndarray:
-        """The secure sum of the live clients' float vectors (encoded, capacity checked, optionally noised)."""
+    def _aggregate(self, vectors: dict[int, np.ndarray], sensitivity: float, noised: bool) -> np.ndarray:
+        """The secure sum of the live clients' float vectors (encoded, capacity checked, noised if ``noised``)."""
         from lpm_graph.privacy.secagg import secure_sum
 
         a = self.agents
         enc = a.encoding
         shape = next(iter(vectors.values())).shape
         n = len(vectors)
-        sigma = None if a.noise_multiplier is None else a.noise_multiplier * sensitivity
+        sigma = None if a.noise_multiplier is None or not noised else a.noise_multiplier * sensitivity
         if sigma is not None:
             # the noise party's input: below NOISE_TAILS sigma (a larger draw, probability below e^-200, is refused
             # by the decoding), as many contributions of the full range for the sum's capacity
@@ -590,7 +603,7 @@ class _Run:
                                   "exceeds the fixed-point range (values are refused, never clipped); raise "
                                   "privacy.clip")
             inputs[cid] = enc.encode(vec.reshape(-1))
-        if a.noise_multiplier is not None:
+        if sigma is not None:
             from lpm_graph.privacy.dp import DiscreteGaussian
 
             noise = DiscreteGaussian(sigma).samples(int(np.prod(shape)))
@@ -643,12 +656,13 @@ class _Run:
             c = self.clients[i]
             vectors[c.uid] = c.contribution(ctx, a.emission, self.public(fields, a.emission, rows[i]), G, withheld)
         sens = a.clip * 2.0 ** a.frac_bits * math.sqrt(self.max_groups * ctx.replicates)
-        sums = self._aggregate(vectors, sens)                                  # [G, R]
+        noised = a.noise_multiplier is not None and a.noise_on == "all"
+        sums = self._aggregate(vectors, sens, noised)                          # [G, R]
         R = ctx.replicates
         nbytes = G * R * 8
         self.agents.stats.record(len(live), self.n - len(live), 0 if withheld is None else int(withheld.size) * R,
                                  nbytes * len(live))
-        if a.noise_multiplier is not None:
+        if noised:
             sums = np.maximum(sums, 0.0)
         per_row = np.zeros((self.stack.num_rows, R), dtype=np.float64)
         has = self.groups.of_row >= 0
@@ -683,7 +697,7 @@ class _Run:
             vectors = {self.clients[i].uid: self.clients[i].entries(self.state_keys, self.event_keys) for i in live}
             sample = next(iter(vectors.values()))
             sens = 2.0 ** self.agents.frac_bits * math.sqrt(sample.shape[0] * ctx.replicates)
-            totals = self._aggregate(vectors, sens)                           # [entries, R]
+            totals = self._aggregate(vectors, sens, True)                     # [entries, R]
             self.agents.stats.record(len(live), self.n - len(live), 0, sample.size * 8 * len(live))
             if not initial_step:
                 self._totals[ctx.t] = (totals, live)
