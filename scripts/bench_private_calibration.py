@@ -80,9 +80,11 @@ def main() -> None:
         rep = m.get("processes", {}).get("seir", {}).get("privacy", {})
         dp = rep.get("differential_privacy", {})
         rows.append({"setting": label, "private_agents": rep.get("private_agents", 0), "fitted": round(fit, 4),
-                     "error_vs_truth": round(abs(fit - TRUTH) / TRUTH, 4), "vs_clear_fit": round(abs(fit - clear_fit), 4),
+                     "error_vs_truth": round(abs(fit - TRUTH) / TRUTH, 4),
+                     "vs_clear_fit": round(abs(fit - clear_fit), 4),
                      "epsilon": round(dp["epsilon"], 3) if dp else ("none" if not rep else "inf (no noise)"),
-                     "delta": dp.get("delta"), "releases": rep.get("rounds", 0), "final_loss": m["final_loss"],
+                     "delta": dp.get("delta"), "rounds": rep.get("rounds", 0), "noised_releases": dp.get("releases", 0),
+                     "final_loss": m["final_loss"],
                      "time_vs_clear": round(seconds / clear_time, 1)})
         print(json.dumps(rows[-1]), flush=True)
     table = pd.DataFrame(rows)

@@ -139,7 +139,7 @@ from torch import Tensor
 from lpm_graph.core.loop import Model
 from lpm_graph.core.process import Output, Process, StepContext
 from lpm_graph.core.random import CounterRNG, stream_id
-from lpm_graph.errors import PopulationGraphError, PrivacyConfigError
+from lpm_graph.errors import ConfigError, PopulationGraphError, PrivacyConfigError
 
 __all__ = ["PrivateAgents", "PrivateClient", "PrivateModel", "PrivateTransmission", "PrivateUpdate", "SMALL_GROUPS",
            "aggregation_groups"]
@@ -210,9 +210,10 @@ def aggregation_groups(rows: np.ndarray, members: np.ndarray, weights: np.ndarra
     if small and rule == "refuse":
         counts = {type_names[t]: len(v) for t, v in sorted(small.items())}
         raise PrivacyConfigError(f"privacy.small_groups=refuse: venues with 1 to {k - 1} private members would reveal "
-                          f"their members' sums (privacy.min_group={k}): {counts} venues by type; set "
-                          "privacy.small_groups=merge (small venues pooled into groups of at least min_group), or "
-                          "choose the private agents so that each venue has none or at least min_group of them")
+                                 f"their members' sums (privacy.min_group={k}): {counts} venues by type; set "
+                                 "privacy.small_groups=merge (small venues pooled into groups of at least min_group), "
+                                 "or "
+                                 "choose the private agents so that each venue has none or at least min_group of them")
     merged: dict[str, int] = {}
     groups: list[list[int]] = []       # merged groups: rows
     group_type: list[int] = []
@@ -235,9 +236,10 @@ def aggregation_groups(rows: np.ndarray, members: np.ndarray, weights: np.ndarra
         merged[type_names[t]] = len(rs)
     for rest in leftovers:
         if not groups:
-            raise PrivacyConfigError(f"privacy.small_groups=merge: the venues with fewer than privacy.min_group={k} private "
-                              f"members hold fewer than {k} private agents in all ({merged}), so no group of {k} can "
-                              "be formed; choose more private agents or a smaller min_group (at least 3)")
+            raise PrivacyConfigError(f"privacy.small_groups=merge: the venues with fewer than privacy.min_group={k} "
+                                     f"private members hold fewer than {k} private agents in all ({merged}), so no "
+                                     f"group of {k} can be formed; choose more private agents or a smaller min_group "
+                                     "(at least 3)")
         groups[-1].extend(rest)
     for rs in groups:
         g = len(sizes)
@@ -410,29 +412,29 @@ class PrivateAgents:
                  selection_seed: int = 0, node_type: str = "person"):
         if (fraction is None) == (attribute is None):
             raise PrivacyConfigError("privacy: give exactly one of privacy.private_fraction (a probability) and "
-                              f"privacy.attribute (a node attribute marking the private agents), got "
-                              f"fraction={fraction!r}, attribute={attribute!r}")
+                                     f"privacy.attribute (a node attribute marking the private agents), got "
+                                     f"fraction={fraction!r}, attribute={attribute!r}")
         if fraction is not None and not (isinstance(fraction, (int, float)) and 0 <= fraction <= 1):
             raise PrivacyConfigError(f"privacy.private_fraction must be a probability in [0, 1], got {fraction!r}")
         if not (isinstance(min_group, int) and not isinstance(min_group, bool) and min_group >= 3):
             raise PrivacyConfigError(f"privacy.min_group must be an integer of at least 3 (a sum of two reveals each "
-                              f"value to the other party), got {min_group!r}")
+                                     f"value to the other party), got {min_group!r}")
         if small_groups not in SMALL_GROUPS:
             raise PrivacyConfigError(f"privacy.small_groups must be one of {list(SMALL_GROUPS)}, got {small_groups!r}")
         if not (isinstance(frac_bits, int) and 0 <= frac_bits <= 52):
             raise PrivacyConfigError(f"privacy.frac_bits must be an integer in [0, 52], got {frac_bits!r}")
         if not (isinstance(clip, (int, float)) and clip >= 1):
             raise PrivacyConfigError(f"privacy.clip must be a number of at least 1 (state entries are in [0, 1]), "
-                              f"got {clip!r}")
+                                     f"got {clip!r}")
         if not (isinstance(dropout, (int, float)) and 0 <= dropout < 1):
             raise PrivacyConfigError(f"privacy.dropout must be a probability in [0, 1), got {dropout!r}")
         if threshold is not None and not (isinstance(threshold, int) and threshold >= min_group):
             raise PrivacyConfigError(f"privacy.threshold must be null or an integer of at least min_group={min_group}, "
-                              f"got {threshold!r}")
+                                     f"got {threshold!r}")
         if noise_multiplier is not None and not (isinstance(noise_multiplier, (int, float))
                                                  and noise_multiplier > 0):
             raise PrivacyConfigError(f"privacy.noise_multiplier must be null (no noise) or a positive number, "
-                              f"got {noise_multiplier!r}")
+                                     f"got {noise_multiplier!r}")
         if noise_on not in NOISE_ON:
             raise PrivacyConfigError(f"privacy.noise_on must be one of {list(NOISE_ON)}, got {noise_on!r}")
         self.noise_on = noise_on
@@ -534,9 +536,9 @@ class _Run:
         self.rows = self.mask.nonzero().flatten()                             # private rows
         self.n = int(self.rows.numel())
         if self.n < agents.min_group:
-            raise PrivacyConfigError(f"privacy: {self.n} private agents of {graph.num_nodes[nt]} {nt} nodes, fewer than "
-                              f"privacy.min_group={agents.min_group}: their totals cannot be released; raise "
-                              "privacy.private_fraction or mark more agents")
+            raise PrivacyConfigError(f"privacy: {self.n} private agents of {graph.num_nodes[nt]} {nt} nodes, fewer "
+                                     f"than privacy.min_group={agents.min_group}: their totals cannot be released; "
+                                     "raise privacy.private_fraction or mark more agents")
         stack = graph.stack(tr.edge_types)
         self.stack = stack
         adj_t = stack.adjacency.T                                             # [N, V]
@@ -551,7 +553,9 @@ class _Run:
             e_rows.append(col[lo:hi].numpy())
             e_members.append(np.full(hi - lo, r))
             e_weights.append(val[lo:hi].numpy())
-        cat = (lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt))
+        def cat(xs, dt):
+            return np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt)
+
         names = [et[2] for et in stack.edge_types]
         self.groups = aggregation_groups(cat(e_rows, np.int64), cat(e_members, np.int64), cat(e_weights, np.float64),
                                          stack.type_index.cpu().numpy(), names, stack.num_rows, agents.min_group,
@@ -599,9 +603,10 @@ class _Run:
         inputs = {}
         for cid, vec in vectors.items():
             if vec.size and float(np.abs(vec).max()) > a.clip:
-                raise PrivacyConfigError(f"privacy.clip={a.clip:g}: a private agent's value {float(np.abs(vec).max()):g} "
-                                  "exceeds the fixed-point range (values are refused, never clipped); raise "
-                                  "privacy.clip")
+                worst = float(np.abs(vec).max())
+                raise PrivacyConfigError(f"privacy.clip={a.clip:g}: a private agent's value {worst:g} "
+                                         "exceeds the fixed-point range (values are refused, never clipped); raise "
+                                         "privacy.clip")
             inputs[cid] = enc.encode(vec.reshape(-1))
         if sigma is not None:
             from lpm_graph.privacy.dp import DiscreteGaussian
@@ -619,8 +624,8 @@ class _Run:
         a = self.agents
         live = [i for i, c in enumerate(self.clients) if c.online(t, index, a.dropout)]
         if len(live) < a.min_group:
-            raise PrivacyConfigError(f"privacy: only {len(live)} of {self.n} private agents online at step {t}, fewer than "
-                              f"privacy.min_group={a.min_group}; lower privacy.dropout")
+            raise PrivacyConfigError(f"privacy: only {len(live)} of {self.n} private agents online at step {t}, "
+                                     f"fewer than privacy.min_group={a.min_group}; lower privacy.dropout")
         withheld = None
         if len(live) < self.n:
             alive = set(live)
@@ -837,7 +842,8 @@ class PrivateTransmission(_Wrapped):
         run = self.agents.run
         if any(fields.get(k) is not None for k in inner.decision_keys):
             raise PrivacyConfigError(f"process {self.name!r}: private agents do not take behaviour decisions yet (a "
-                              f"decision field of {inner.decision_keys} is written); run them with behavior=none")
+                                     f"decision field of {inner.decision_keys} is written); run them with "
+                                     "behavior=none")
         x = fields[inner.source]
         masked = dict(fields)
         masked[inner.source] = x * (~run.mask).to(x.dtype).unsqueeze(1)   # the private rows' values are not theirs
@@ -882,28 +888,29 @@ class PrivateModel(Model):
     def __init__(self, privacy: PrivateAgents, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(privacy, PrivateAgents):
-            raise PrivacyConfigError(f"model.privacy must be a lpm_graph.privacy.PrivateAgents, got {type(privacy).__name__}")
+            raise ConfigError(f"model.privacy must be a lpm_graph.privacy.agents.PrivateAgents, "
+                              f"got {type(privacy).__name__}")
         from lpm_graph.models.epidemic import VenueTransmission
 
         order = self.order
         venues = [p for p in order if isinstance(p, VenueTransmission)]
         if len(venues) != 1:
-            raise PrivacyConfigError(f"privacy: private agents need exactly one VenueTransmission; this model has "
+            raise ConfigError(f"privacy: private agents need exactly one VenueTransmission; this model has "
                               f"{[f'{p.name} ({type(p).__name__})' for p in order if p.role == 'interaction']}; "
                               "use a venue model (model=seir, sir, seird, sis)")
         others = [p for p in order if p is not venues[0] and any(f.key == venues[0].target for f in p.field_specs())]
         if others:
-            raise PrivacyConfigError(f"privacy: {[p.name for p in others]} also write {venues[0].target}; private agents "
+            raise ConfigError(f"privacy: {[p.name for p in others]} also write {venues[0].target}; private agents "
                               "take part in the venue transmission only (a contact layer would need their contacts "
                               "aggregated too); remove them or run without private agents")
         tr = venues[0]
         if tr.host != privacy.node_type:
-            raise PrivacyConfigError(f"privacy.node_type={privacy.node_type!r} but the transmission's hosts are {tr.host!r}")
+            raise ConfigError(f"privacy.node_type={privacy.node_type!r} but the transmission's hosts are {tr.host!r}")
         emitters = [p for p in order if any(f.key == tr.source for f in p.field_specs())]
         updates = [p for p in order if p.role == "update" and tr.target in {r if isinstance(r, str) else r.key
                                                                             for r in p.reads()}]
         if len(emitters) != 1 or len(updates) != 1:
-            raise PrivacyConfigError(f"privacy: needs one emission writing {tr.source} and one update reading {tr.target}; "
+            raise ConfigError(f"privacy: needs one emission writing {tr.source} and one update reading {tr.target}; "
                               f"found {[p.name for p in emitters]} and {[p.name for p in updates]}")
         emission, update = emitters[0], updates[0]
         owned = {s.key for s in update.state_specs()}
@@ -912,7 +919,7 @@ class PrivateModel(Model):
                 continue
             keys = {r if isinstance(r, str) else r.key for r in p.reads()}
             if keys & owned:
-                raise PrivacyConfigError(f"privacy: process {p.name!r} ({type(p).__name__}) reads {sorted(keys & owned)}, "
+                raise ConfigError(f"privacy: process {p.name!r} ({type(p).__name__}) reads {sorted(keys & owned)}, "
                                   f"the private agents' own state, which the simulator cannot read; remove it or run "
                                   "without private agents")
         privacy.attach(emission, tr, update)
@@ -924,4 +931,4 @@ class PrivateModel(Model):
                 self.processes[i] = PrivateUpdate(update, privacy)
         for i, p in enumerate(self.environment):
             if p is update or p is tr:
-                raise PrivacyConfigError("privacy: the transmission and update must be model.processes")
+                raise ConfigError("privacy: the transmission and update must be model.processes")

@@ -15,7 +15,8 @@ N, STEPS, TRUE_BETA = 300, 10, 0.6
 def config(path, extra=()):
     cfg = compose_config(["task=calibrate", f"population.num_people={N}", "population.seed=3", f"steps={STEPS}",
                           "progress=false", "model.params.seir.initial_infected=3", "task.plot=false",
-                          "task.report=false", "task.checkpoint_every=0", "model.learnable=[transmission.beta_community]",
+                          "task.report=false", "task.checkpoint_every=0",
+                          "model.learnable=[transmission.beta_community]",
                           "model.params.observation.reporting_fraction=1.0", "task.optimizer.lr=0.15", *extra])
     with open_dict(cfg):  # one series: the total new infections (the private share of a group is not released)
         cfg.observations.path = str(path)
