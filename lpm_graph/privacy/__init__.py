@@ -5,6 +5,9 @@
 - :func:`secure_sum` and the protocol's two sides, :class:`SecAggClient` and :class:`SecAggServer`
   (``secagg.py``): Bonawitz et al. (CCS 2017) with SecAgg+ neighbourhoods, signed :class:`Envelope` messages.
 - ``shamir.py``: t-of-n Shamir sharing over GF(2^521 - 1).
+- ``service.py`` (``AggregatorService``, ``create_app``, ``serve``) and ``client.py`` (``RemoteClient``): the same
+  round over HTTP; imported on their own, as they need fastapi/uvicorn and httpx. Both are programs too
+  (``python -m lpm_graph.privacy.service`` / ``.client``), with keys in files (``keys.py``).
 
 Needs the ``privacy`` extra (``cryptography``; the network service also ``fastapi``, ``uvicorn``, ``httpx``).
 """

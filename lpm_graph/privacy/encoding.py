@@ -64,10 +64,17 @@ class FixedPoint:
     def __repr__(self) -> str:
         return f"FixedPoint(frac_bits={self.frac_bits}, clip={self.clip})"
 
-    def check_capacity(self, n: int) -> None:
-        """Refuse a round of ``n`` contributors whose clipped values could overflow the ring (before the round)."""
+    def check_capacity(self, n: int, margin: int = 0) -> None:
+        """Refuse a round of ``n`` contributors whose clipped values could overflow the ring (before the round).
+
+        ``margin``: a further magnitude the sum may carry, in integer units (e.g. a bound on noise added to it)."""
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
             raise PrivacyError(f"FixedPoint.check_capacity: n={n!r} must be a positive integer (contributors)")
+        if isinstance(margin, bool) or not isinstance(margin, (int, np.integer)) or margin < 0:
+            raise PrivacyError(f"FixedPoint.check_capacity: margin={margin!r} must be a non-negative integer")
+        if margin and int(n) * self.max_code + int(margin) > _SIGNED_MAX:
+            raise PrivacyError(f"FixedPoint: a sum of {n} values in [-{self.clip}, {self.clip}] at 2^-{self.frac_bits} "
+                               f"plus a margin of {margin} could overflow Z_2^64; lower frac_bits, clip or the margin")
         if n > self.capacity:
             raise PrivacyError(f"FixedPoint: a sum of {n} values in [-{self.clip}, {self.clip}] at 2^-{self.frac_bits} "
                                f"could overflow Z_2^64 (at most {self.capacity} contributors fit); lower frac_bits "
@@ -100,18 +107,19 @@ class FixedPoint:
         np.clip(codes, -self.max_code, self.max_code, out=codes)
         return codes.view(np.uint64)
 
-    def decode_sum(self, s: np.ndarray, n: int) -> np.ndarray:
+    def decode_sum(self, s: np.ndarray, n: int, *, margin: int = 0) -> np.ndarray:
         """Decode a sum (mod 2^64) of ``n`` encoded values back to float64.
 
-        Refuses an ``n`` beyond :attr:`capacity` and a residue whose signed value exceeds ``n · max_code`` in
-        magnitude (not a sum of ``n`` encodings: a wrong ``n`` or a corrupted sum).
+        Refuses an ``n`` beyond :attr:`capacity` and a residue whose signed value exceeds ``n · max_code + margin``
+        in magnitude (not a sum of ``n`` encodings: a wrong ``n`` or a corrupted sum). ``margin`` (integer units)
+        admits a bounded addition to the sum, such as noise, as in :meth:`check_capacity`.
         """
-        self.check_capacity(n)
+        self.check_capacity(n, margin)
         s = np.asarray(s)
         if s.dtype != np.uint64:
             raise PrivacyError(f"FixedPoint.decode_sum: expected a uint64 array, got {s.dtype}")
         signed = s.view(np.int64)
-        limit = n * self.max_code
+        limit = int(n) * self.max_code + int(margin)
         if signed.size and (int(signed.max()) > limit or int(signed.min()) < -limit):
             worst = max(int(signed.max()), -int(signed.min()))
             raise PrivacyError(f"FixedPoint.decode_sum: a residue of magnitude {worst} cannot be "

@@ -9,14 +9,14 @@ message signed with Ed25519, the round id inside each signed payload). A round:
 paper       server                       client                                        message (``type``)
 ==========  ===========================  ============================================  ============================
 setup       :meth:`SecAggServer          (identity keys known to all)                  ``round``: the configuration
-            .announcement`                                                             and the neighbour graph
+            .announcement`                                                             and the graph's seed
 Round 0     :meth:`~SecAggServer          :meth:`SecAggClient.advertise`: fresh         ``keys``; ``key_list``
 AdvertiseK  .receive_keys`,               X25519 pairs (c: share encryption, s: masks)  (the neighbours' keys)
             :meth:`~SecAggServer
             .key_lists`
-Round 1     :meth:`~SecAggServer          :meth:`SecAggClient.share_keys`: self-mask    ``share`` (one per
-ShareKeys   .receive_shares`,             seed b, Shamir shares of b and of s_SK to     neighbour, AES-GCM inside);
-            :meth:`~SecAggServer.inboxes` each neighbour, AES-GCM under KA(c)           ``inbox``
+Round 1     :meth:`~SecAggServer          :meth:`SecAggClient.share_keys`: self-mask    ``shares`` (AES-GCM
+ShareKeys   .receive_shares`,             seed b, Shamir shares of b and of s_SK to     ciphertexts, one per
+            :meth:`~SecAggServer.inboxes` each neighbour, AES-GCM under KA(c)           neighbour); ``inbox``
 Round 2     :meth:`~SecAggServer          :meth:`SecAggClient.masked_input`:            ``masked``; ``unmask``
 MaskedInpu  .receive_masked`,             y = x + PRG(b) + sum_v ±PRG(KA(s_u, s_v))
             :meth:`~SecAggServer
@@ -32,9 +32,9 @@ of one client, a second unmask request, and a request naming itself as dropped, 
 so that no two disjoint sets of ``t`` honest clients exist in a neighbourhood.
 
 SecAgg+: with ``neighbours=k`` each client masks with, and shares its secrets among, only its ``k`` neighbours on
-a ``k``-regular Harary graph laid over a random permutation of the clients (``neighbours=None``: every other
-client, the original protocol). The threshold ``t`` then applies within each neighbourhood ``N(u)`` (``u`` and its
-neighbours).
+a ``k``-regular Harary graph laid over a random permutation of the clients, which every party derives from the
+seed in the signed announcement (``neighbours=None``: every other client, the original protocol). The threshold
+``t`` then applies within each neighbourhood ``N(u)`` (``u`` and its neighbours).
 
 Primitives, all from ``cryptography``: X25519 (key agreement), HKDF-SHA256 (key derivation, the round id as salt,
 a label per purpose), ChaCha20 keystreams (the mask PRG), AES-256-GCM (shares in transit, the round and both ids as
@@ -46,10 +46,10 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import random
 import secrets
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from cryptography.exceptions import InvalidSignature, InvalidTag
@@ -193,14 +193,41 @@ def _share_aad(round_id: str, sender: int, recipient: int) -> bytes:
 @dataclass(frozen=True)
 class RoundConfig:
     """What a round is: its id, the clients, the Shamir threshold ``t``, the minimum group size, the vector length
-    and each client's neighbourhood ``N(u)`` (``u`` and the clients it masks with; symmetric)."""
+    and the neighbour graph: ``neighbours=None`` (everyone), or an even degree ``k`` and the 32-byte ``graph_seed``
+    that fixes the random permutation under the Harary ring. Every party derives the same graph from these, so the
+    announcement stays ``O(n)``; :meth:`neighbourhood` gives ``N(u)`` (``u`` and the clients it masks with)."""
 
     round_id: str
     clients: tuple[int, ...]
     threshold: int
     min_clients: int
     length: int
-    neighbourhoods: Mapping[int, frozenset[int]]
+    neighbours: int | None = None
+    graph_seed: str | None = None
+
+    @property
+    def hood_size(self) -> int:
+        """``|N(u)|``, the same for every client."""
+        return len(self.clients) if self.neighbours is None else self.neighbours + 1
+
+    @cached_property
+    def _ring(self) -> tuple[tuple[int, ...], dict[int, int]]:
+        ids = np.asarray(self.clients, dtype=np.int64)
+        keys = prg(_derive(bytes.fromhex(self.graph_seed), b"neighbour-graph", self.round_id), len(ids))
+        ring = tuple(int(i) for i in ids[np.lexsort((ids, keys))])  # a uniformly random order (ties by id)
+        return ring, {u: p for p, u in enumerate(ring)}
+
+    def neighbourhood(self, u: int) -> frozenset[int]:
+        if self.neighbours is None:
+            return frozenset(self.clients)
+        ring, pos = self._ring
+        half, n, p = self.neighbours // 2, len(ring), pos[u]
+        return frozenset(ring[(p + d) % n] for d in range(-half, half + 1))
+
+    @cached_property
+    def neighbourhoods(self) -> dict[int, frozenset[int]]:
+        """Every client's ``N(u)`` (built once: ``O(n k)``)."""
+        return {u: self.neighbourhood(u) for u in self.clients}
 
     def validate(self) -> None:
         _check_min_clients(self.min_clients)
@@ -218,33 +245,37 @@ class RoundConfig:
                                f"{self.min_clients}: a sum of fewer reveals too much about each input")
         if isinstance(self.length, bool) or not isinstance(self.length, int) or self.length < 1:
             raise PrivacyConfigError(f"secagg: the vector length {self.length!r} must be a positive integer")
-        if set(self.neighbourhoods) != set(ids):
-            raise PrivacyConfigError("secagg: the neighbour graph must list exactly the round's clients")
-        t = self.threshold
-        for u, hood in self.neighbourhoods.items():
-            if u not in hood or not hood <= set(ids):
-                raise PrivacyConfigError(f"secagg: the neighbourhood of client {u} must contain it and only clients "
-                                         "of the round")
-            if any(u not in self.neighbourhoods[v] for v in hood):
-                raise PrivacyConfigError(f"secagg: the neighbour graph is not symmetric at client {u}")
-            if isinstance(t, bool) or not isinstance(t, int) or not len(hood) / 2 < t <= len(hood):
-                raise PrivacyConfigError(
-                    f"secagg: threshold={t!r} must satisfy |N(u)|/2 < threshold <= |N(u)| for every neighbourhood; "
-                    f"client {u} has |N(u)| = {len(hood)} (a threshold above half the neighbourhood keeps a server "
-                    "from collecting both secrets of one client from two disjoint groups)")
+        k = self.neighbours
+        if k is not None:
+            if isinstance(k, bool) or not isinstance(k, int) or k < 2 or k % 2 or k >= len(ids) - 1:
+                raise PrivacyConfigError(f"secagg: neighbours={k!r} must be an even integer of at least 2 and below "
+                                         f"n - 1 = {len(ids) - 1} (the degree of the Harary graph), or None for "
+                                         "every other client")
+            try:
+                if len(bytes.fromhex(self.graph_seed)) != KEY_BYTES:
+                    raise ValueError
+            except (TypeError, ValueError):
+                raise PrivacyConfigError("secagg: a round with neighbours needs a 32-byte graph_seed in hex") \
+                    from None
+        t, size = self.threshold, self.hood_size
+        if isinstance(t, bool) or not isinstance(t, int) or not size / 2 < t <= size:
+            raise PrivacyConfigError(
+                f"secagg: threshold={t!r} must satisfy |N(u)|/2 < threshold <= |N(u)| = {size} (a threshold above "
+                "half the neighbourhood keeps a server from collecting both secrets of one client from two "
+                "disjoint groups)")
 
     def to_body(self) -> dict:
         return {"type": "round", "round": self.round_id, "clients": list(self.clients), "threshold": self.threshold,
-                "min_clients": self.min_clients, "length": self.length,
-                "neighbourhoods": {str(u): sorted(h) for u, h in sorted(self.neighbourhoods.items())}}
+                "min_clients": self.min_clients, "length": self.length, "neighbours": self.neighbours,
+                "graph_seed": self.graph_seed}
 
     @classmethod
     def from_body(cls, body: Mapping) -> RoundConfig:
         try:
             cfg = cls(round_id=body["round"], clients=tuple(body["clients"]), threshold=body["threshold"],
-                      min_clients=body["min_clients"], length=body["length"],
-                      neighbourhoods={int(u): frozenset(h) for u, h in body["neighbourhoods"].items()})
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
+                      min_clients=body["min_clients"], length=body["length"], neighbours=body["neighbours"],
+                      graph_seed=body["graph_seed"])
+        except (KeyError, TypeError) as e:
             raise PrivacyError(f"secagg: a malformed round announcement ({e})") from None
         cfg.validate()
         return cfg
@@ -258,29 +289,22 @@ def _check_min_clients(min_clients: object) -> None:
 
 def make_round(clients: Sequence[int], *, threshold: int, min_clients: int, length: int,
                neighbours: int | None = None, round_id: str | None = None) -> RoundConfig:
-    """A validated :class:`RoundConfig` with a fresh random round id and the neighbour graph.
+    """A validated :class:`RoundConfig` with a fresh random round id (and graph seed).
 
     ``neighbours=None`` (or at least ``len(clients) - 1``): everyone is everyone's neighbour (SecAgg). An even
     ``neighbours=k``: the Harary graph ``H(k, n)`` (each client linked to the ``k/2`` nearest on each side of a
-    ring) over a uniformly random permutation of the clients (SecAgg+)."""
+    ring) over a uniformly random permutation of the clients, fixed by a fresh seed from the OS CSPRNG
+    (SecAgg+)."""
     _check_min_clients(min_clients)
     ids = tuple(sorted(clients))
-    n = len(ids)
-    if neighbours is None or neighbours >= n - 1:
-        hoods = {u: frozenset(ids) for u in ids}
-    else:
-        if isinstance(neighbours, bool) or not isinstance(neighbours, int) or neighbours < 2 or neighbours % 2:
-            raise PrivacyConfigError(f"secagg: neighbours={neighbours!r} must be an even integer of at least 2 (the "
-                                     "degree of the Harary graph), or None for every other client")
-        ring = list(ids)
-        random.SystemRandom().shuffle(ring)  # the graph is public; the OS CSPRNG keeps it unpredictable
-        half = neighbours // 2
-        hoods = {ring[i]: frozenset(ring[(i + d) % n] for d in range(-half, half + 1)) for i in range(n)}
+    if neighbours is not None and not isinstance(neighbours, bool) and isinstance(neighbours, int) \
+            and neighbours >= len(ids) - 1:
+        neighbours = None
     cfg = RoundConfig(round_id=round_id or secrets.token_hex(ROUND_ID_BYTES), clients=ids, threshold=threshold,
-                      min_clients=min_clients, length=length, neighbourhoods=hoods)
+                      min_clients=min_clients, length=length, neighbours=neighbours,
+                      graph_seed=None if neighbours is None else secrets.token_hex(KEY_BYTES))
     cfg.validate()
     return cfg
-
 
 # ---------------------------------------------------------------------------------------------------------------
 # the client
@@ -306,11 +330,11 @@ class SecAggClient:
         self._stage = "announcement"
         self.config: RoundConfig | None = None
 
-    def _expect(self, stage: str, nxt: str) -> None:
+    def _expect(self, stage: str) -> None:
+        """Refuse a message out of order; the step advances only once a message has been fully accepted."""
         if self._stage != stage:
             raise PrivacyError(f"secagg: client {self.id} is at step {self._stage!r}, not {stage!r}; a message out of "
                                "order is refused")
-        self._stage = nxt
 
     def _seal(self, body: dict) -> Envelope:
         return seal(self._identity, self.id, {**body, "round": self.config.round_id})
@@ -321,7 +345,7 @@ class SecAggClient:
         if announcement.sender != SERVER:
             raise PrivacyError(f"secagg: client {self.id}: the round announcement must come from the server")
         body = announcement.open(self._server_key, kind="round", round_id=None)
-        self._expect("announcement", "keys")
+        self._expect("announcement")
         cfg = RoundConfig.from_body(body)
         if self.id not in cfg.clients:
             raise PrivacyError(f"secagg: client {self.id} is not a client of round {cfg.round_id}")
@@ -333,24 +357,26 @@ class SecAggClient:
         self._s_sk = X25519PrivateKey.generate()
         self._c_pk = self._c_sk.public_key().public_bytes_raw()
         self._s_pk = self._s_sk.public_key().public_bytes_raw()
+        self._stage = "keys"
         return self._seal({"type": "keys", "c_pk": _b64e(self._c_pk), "s_pk": _b64e(self._s_pk)})
 
     # Round 1 -----------------------------------------------------------------------------------------------
-    def share_keys(self, key_list: Envelope) -> list[Envelope]:
-        """Verify every advertised key, draw the self-mask seed b and send each live neighbour (itself included)
-        its Shamir shares of b and of the mask key s_SK, encrypted with AES-GCM under KA(c_u, c_v)."""
+    def share_keys(self, key_list: Envelope) -> Envelope:
+        """Verify every advertised key, draw the self-mask seed b and send, in one signed message, each live
+        neighbour's (itself included) Shamir shares of b and of the mask key s_SK, encrypted with AES-GCM under
+        HKDF(KA(c_u, c_v)): only u and v hold that key, so the tag authenticates the share as u's."""
         cfg = self.config
         body = key_list.open(self._server_key, kind="key_list", round_id=cfg.round_id if cfg else None)
-        self._expect("keys", "shares")
+        self._expect("keys")
         if body.get("to") != self.id:
             raise PrivacyError(f"secagg: client {self.id} received a key list addressed to {body.get('to')!r}")
         if not isinstance(body.get("advertised"), int) or body["advertised"] < cfg.min_clients:
             raise PrivacyError(f"secagg: client {self.id}: {body.get('advertised')!r} client(s) advertised keys, "
                                f"fewer than min_clients={cfg.min_clients}; refused")
-        self._keys = _open_key_list(body, self._peer_keys, cfg, cfg.neighbourhoods[self.id])
+        self._keys = _open_key_list(body, self._peer_keys, cfg, cfg.neighbourhood(self.id))
         if self._keys.get(self.id) != (self._c_pk, self._s_pk):
             raise PrivacyError(f"secagg: client {self.id}: the key list does not carry this client's own keys")
-        hood = cfg.neighbourhoods[self.id]
+        hood = cfg.neighbourhood(self.id)
         alive = sorted(hood & set(self._keys))
         if len(alive) < cfg.threshold:
             raise PrivacyError(f"secagg: client {self.id}: {len(alive)} neighbour(s) advertised keys, fewer than the "
@@ -359,7 +385,7 @@ class SecAggClient:
         xs = [v + 1 for v in alive]
         b_shares = shamir.split(shamir.secret_to_int(self._b), xs, cfg.threshold)
         s_shares = shamir.split(shamir.secret_to_int(self._s_sk.private_bytes_raw()), xs, cfg.threshold)
-        out = []
+        out = {}
         for v in alive:
             key = _derive(self._c_sk.exchange(X25519PublicKey.from_public_bytes(self._keys[v][0])),
                           b"share-encryption", cfg.round_id)
@@ -367,8 +393,9 @@ class SecAggClient:
                                 "s": format(s_shares[v + 1], "x")})
             nonce = secrets.token_bytes(12)
             ct = nonce + AESGCM(key).encrypt(nonce, plain, _share_aad(cfg.round_id, self.id, v))
-            out.append(self._seal({"type": "share", "to": v, "ct": _b64e(ct)}))
-        return out
+            out[str(v)] = _b64e(ct)
+        self._stage = "shares"
+        return self._seal({"type": "shares", "shares": out})
 
     # Round 2 -----------------------------------------------------------------------------------------------
     def masked_input(self, inbox: Envelope, x: np.ndarray) -> Envelope:
@@ -376,11 +403,11 @@ class SecAggClient:
         the neighbours that shared (+ if ``u < v``, - if ``u > v``). ``x``: uint64 ``[length]``."""
         cfg = self.config
         body = inbox.open(self._server_key, kind="inbox", round_id=cfg.round_id if cfg else None)
-        self._expect("shares", "masked")
+        self._expect("shares")
         if body.get("to") != self.id:
             raise PrivacyError(f"secagg: client {self.id} received an inbox addressed to {body.get('to')!r}")
         shared = _id_set(body.get("shared"), "the inbox's list of clients that shared")
-        hood = cfg.neighbourhoods[self.id]
+        hood = cfg.neighbourhood(self.id)
         if not shared & hood <= set(self._keys) or self.id not in shared:
             raise PrivacyError(f"secagg: client {self.id}: the neighbours that shared must have advertised keys, "
                                "and this client must be among those that shared")
@@ -390,15 +417,10 @@ class SecAggClient:
             raise PrivacyError(f"secagg: client {self.id}: {len(expected)} neighbour(s) shared keys, fewer than the "
                                f"threshold {cfg.threshold}; the round cannot continue")
         self._held = {}
-        for item in body.get("shares") or []:
-            env = Envelope.from_dict(item)
-            if env.sender not in expected or env.sender in self._held:
-                raise PrivacyError(f"secagg: client {self.id}: an unexpected or repeated share from {env.sender}")
-            share_body = env.open(self._peer_keys[env.sender], kind="share", round_id=cfg.round_id)
-            if share_body.get("to") != self.id:
-                raise PrivacyError(f"secagg: client {self.id}: a share from {env.sender} is addressed to "
-                                   f"{share_body.get('to')!r}")
-            self._held[env.sender] = self._decrypt_share(env.sender, _b64d(share_body.get("ct"), "a share"))
+        for u, ct in _ciphertexts(body.get("shares"), f"client {self.id}'s inbox").items():
+            if u not in expected:
+                raise PrivacyError(f"secagg: client {self.id}: a share from {u}, which is not a neighbour that shared")
+            self._held[u] = self._decrypt_share(u, ct)
         if set(self._held) != expected:
             raise PrivacyError(f"secagg: client {self.id}: no share from neighbours "
                                f"{sorted(expected - set(self._held))[:5]} that the server lists as having shared")
@@ -407,6 +429,7 @@ class SecAggClient:
         for v in sorted(expected - {self.id}):
             p = _pairwise_mask(self._s_sk, self._keys[v][1], cfg.round_id, cfg.length)
             y = y + p if self.id < v else y - p
+        self._stage = "masked"
         return self._seal({"type": "masked", "y": _b64e(y.astype("<u8").tobytes())})
 
     def _decrypt_share(self, sender: int, ct: bytes) -> tuple[int, int]:
@@ -418,10 +441,16 @@ class SecAggClient:
         except (InvalidTag, ValueError):
             raise PrivacyError(f"secagg: client {self.id}: the encrypted share from client {sender} does not "
                                "authenticate (modified in transit); refused") from None
-        data = json.loads(plain)
+        try:
+            data = json.loads(plain)
+            b, s = int(data["b"], 16), int(data["s"], 16)
+        except (ValueError, KeyError, TypeError):
+            raise PrivacyError(f"secagg: client {self.id}: the share from client {sender} is malformed") from None
         if data.get("from") != sender or data.get("to") != self.id:
             raise PrivacyError(f"secagg: client {self.id}: a share from {sender} names other parties")
-        return int(data["b"], 16), int(data["s"], 16)
+        if not (0 <= b < shamir.PRIME and 0 <= s < shamir.PRIME):
+            raise PrivacyError(f"secagg: client {self.id}: the share from client {sender} lies outside the field")
+        return b, s
 
     # Round 4 -----------------------------------------------------------------------------------------------
     def unmask(self, request: Envelope) -> Envelope:
@@ -450,14 +479,49 @@ class SecAggClient:
         if len(survivors) < cfg.min_clients:
             raise PrivacyError(f"secagg: client {self.id}: {len(survivors)} survivor(s), fewer than min_clients="
                                f"{cfg.min_clients}; refused")
-        hood = cfg.neighbourhoods[self.id]
+        hood = cfg.neighbourhood(self.id)
         if len(hood & survivors) < cfg.threshold:
             raise PrivacyError(f"secagg: client {self.id}: {len(hood & survivors)} surviving neighbour(s), fewer "
                                f"than the threshold {cfg.threshold}; refused")
+        group = _component(cfg.neighbourhood, survivors, self.id, stop_at=cfg.min_clients)
+        if len(group) < cfg.min_clients:
+            raise PrivacyError(f"secagg: client {self.id}: among the survivors, only clients {sorted(group)} are "
+                               "linked to it by masks, fewer than min_clients="
+                               f"{cfg.min_clients}: unmasking would reveal their sum; refused")
         b_out = {str(v): format(self._held[v][0], "x") for v in sorted(survivors & set(self._held))}
         s_out = {str(v): format(self._held[v][1], "x") for v in sorted(dropped & set(self._held))}
-        self._expect("masked", "revealed")  # only a request answered counts; a refused one revealed nothing
+        self._stage = "revealed"  # only a request answered counts; a refused one revealed nothing
         return self._seal({"type": "reveal", "b": b_out, "s": s_out})
+
+
+def _component(hood: Callable[[int], frozenset[int]], members: Collection[int], start: int,
+               stop_at: int | None = None) -> set[int]:
+    """The connected component of ``start`` in the neighbour graph restricted to ``members`` (breadth first,
+    stopping once ``stop_at`` clients are found). The server can remove every mask between two such
+    components, so it learns the sum of each component: each must hold at least ``min_clients``."""
+    members = set(members)
+    seen, frontier = {start}, [start]
+    while frontier and (stop_at is None or len(seen) < stop_at):
+        nxt = []
+        for u in frontier:
+            for v in hood(u):
+                if v in members and v not in seen:
+                    seen.add(v)
+                    nxt.append(v)
+        frontier = nxt
+    return seen
+
+
+def _ciphertexts(value: object, what: str) -> dict[int, bytes]:
+    if not isinstance(value, Mapping):
+        raise PrivacyError(f"secagg: {what} must map client ids to encrypted shares")
+    try:
+        out = {int(k): _b64d(v, f"an encrypted share in {what}") for k, v in value.items()}
+    except ValueError:
+        raise PrivacyError(f"secagg: {what} must map client ids to encrypted shares") from None
+    if len(out) != len(value):
+        raise PrivacyError(f"secagg: {what} repeats a client id")
+    return out
 
 
 def _id_set(value: object, what: str) -> set[int]:
@@ -516,7 +580,7 @@ class SecAggServer:
         self._stage = "keys"
         self._keys: dict[int, Envelope] = {}
         self._public: dict[int, tuple[bytes, bytes]] = {}
-        self._shares: dict[int, dict[int, Envelope]] = {}
+        self._shares: dict[int, dict[int, str]] = {}  # sender -> recipient -> base64 ciphertext
         self._masked: dict[int, np.ndarray] = {}
         self._reveals: dict[int, tuple[dict[int, int], dict[int, int]]] = {}
         self.advertised: frozenset[int] = frozenset()  # U1
@@ -531,6 +595,14 @@ class SecAggServer:
     @property
     def stage(self) -> str:
         return self._stage
+
+    def waiting(self) -> frozenset[int]:
+        """The clients whose message the current step still expects (empty once every one has sent)."""
+        expected, got = {"keys": (frozenset(self.config.clients), self._keys),
+                         "shares": (self.advertised, self._shares),
+                         "masked": (self.shared, self._masked),
+                         "reveal": (self.survivors, self._reveals)}.get(self._stage, (frozenset(), {}))
+        return frozenset(expected - set(got))
 
     def _seal(self, body: dict) -> Envelope:
         return seal(self._identity, SERVER, {**body, "round": self.round_id})
@@ -581,28 +653,17 @@ class SecAggServer:
         return out
 
     # Round 1
-    def receive_shares(self, envs: Sequence[Envelope]) -> None:
-        """One client's encrypted shares, one envelope per live neighbour (itself included)."""
+    def receive_shares(self, env: Envelope) -> None:
+        """One client's encrypted shares, one per live neighbour (itself included), in one signed message."""
         self._at("shares", "a share upload")
-        envs = list(envs)
-        senders = {e.sender for e in envs} if envs else set()
-        if len(senders) != 1:
-            raise PrivacyError("secagg: a share upload must hold the shares of exactly one client")
-        (u,) = senders
-        if u in self._shares:
-            raise PrivacyError(f"secagg: client {u} already uploaded its shares")
-        expected = self.config.neighbourhoods.get(u, frozenset()) & self.advertised
-        got: dict[int, Envelope] = {}
-        for env in envs:
-            body = self._open(env, "share", self.advertised)
-            to = body.get("to")
-            if to not in expected or to in got:
-                raise PrivacyError(f"secagg: client {u} sent a share to {to!r}, not one of its live neighbours or twice")
-            _b64d(body.get("ct"), "a share ciphertext")
-            got[to] = env
+        body = self._open(env, "shares", self.advertised - set(self._shares))
+        u = env.sender
+        got = _ciphertexts(body.get("shares"), f"client {u}'s share upload")
+        expected = self.config.neighbourhoods[u] & self.advertised
         if set(got) != expected:
-            raise PrivacyError(f"secagg: client {u} sent no share to neighbours {sorted(expected - set(got))[:5]}")
-        self._shares[u] = got
+            raise PrivacyError(f"secagg: client {u} sent shares to {sorted(got)[:8]}, not to exactly its live "
+                               f"neighbours {sorted(expected)[:8]}")
+        self._shares[u] = {v: _b64e(ct) for v, ct in got.items()}
 
     def inboxes(self) -> dict[int, Envelope]:
         """Close Round 1 (U2: the clients that shared) and give each its neighbours' encrypted shares."""
@@ -612,7 +673,7 @@ class SecAggServer:
         self._stage = "masked"
         out = {}
         for v in sorted(self.shared):
-            items = [self._shares[u][v].to_dict() for u in sorted(self.shared) if v in self._shares[u]]
+            items = {str(u): self._shares[u][v] for u in sorted(self.shared) if v in self._shares[u]}
             out[v] = self._seal({"type": "inbox", "to": v, "shared": sorted(self.shared), "shares": items})
         return out
 
@@ -631,6 +692,15 @@ class SecAggServer:
         of U2 \\ U3."""
         self._at("masked", "closing the masked uploads")
         self._enough(self._masked, "uploaded masked inputs")
+        left = set(self._masked)
+        while left:  # every group of survivors linked by masks is a sum the server learns
+            group = _component(self.config.neighbourhoods.__getitem__, self._masked, min(left))
+            if len(group) < self.config.min_clients:
+                raise PrivacyError(f"secagg: survivors {sorted(group)} are linked by masks to no other survivor; "
+                                   f"unmasking would release their sum, of fewer than min_clients="
+                                   f"{self.config.min_clients}: the round is refused (more neighbours make this "
+                                   "unlikely)")
+            left -= group
         self.survivors = frozenset(self._masked)
         self._stage = "reveal"
         return self._seal({"type": "unmask", "survivors": sorted(self.survivors),

@@ -81,3 +81,18 @@ def test_bad_settings_refused(frac_bits, clip):
     with pytest.raises(PrivacyConfigError) as err:
         FixedPoint(frac_bits, clip)
     assert isinstance(err.value, ConfigError)
+
+
+def test_a_margin_admits_a_bounded_addition_and_counts_against_capacity():
+    fp = FixedPoint(frac_bits=8, clip=1.0)
+    three = _ring_sum([fp.encode(np.array([1.0, -1.0]))] * 3)
+    noisy = three + np.array([5, 2 ** 64 - 5], dtype=np.uint64)  # +5 and -5 integer units
+    with pytest.raises(PrivacyError, match="cannot be a sum of 3"):
+        fp.decode_sum(noisy, 3)
+    assert np.array_equal(fp.decode_sum(noisy, 3, margin=5), [3.0 + 5 / 256, -3.0 - 5 / 256])
+    with pytest.raises(PrivacyError, match="cannot be a sum of 3"):
+        fp.decode_sum(noisy, 3, margin=4)
+    big = FixedPoint(frac_bits=60, clip=1.0)
+    big.check_capacity(7, margin=2 ** 60 - 1)
+    with pytest.raises(PrivacyError, match="margin"):
+        big.check_capacity(7, margin=2 ** 60)

@@ -2,6 +2,7 @@
 groups, tampering, replays and requests for both secrets, and uploads that look uniform to the server."""
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import math
@@ -50,7 +51,7 @@ class Parties:
 def _to_upload(server, clients, inputs, skip=()):
     """Run a round up to the masked uploads (clients in ``skip`` do not upload); return the unmask request."""
     ann = server.announcement()
-    for i, c in clients.items():
+    for c in clients.values():
         server.receive_keys(c.advertise(ann))
     for i, kl in server.key_lists().items():
         server.receive_shares(clients[i].share_keys(kl))
@@ -123,7 +124,7 @@ def test_tampered_messages_refused():
     ann = server.announcement()
     with pytest.raises(PrivacyError, match="signature"):
         clients[0].advertise(_flip(ann, 40))
-    for i, c in clients.items():
+    for c in clients.values():
         server.receive_keys(c.advertise(ann))
     key_lists = server.key_lists()
     uploads = {i: clients[i].share_keys(kl) for i, kl in key_lists.items()}
@@ -153,23 +154,34 @@ def test_modified_encrypted_share_refused():
     for c in clients.values():
         server.receive_keys(c.advertise(ann))
     key_lists = server.key_lists()
-    shares = clients[0].share_keys(key_lists[0])
-    to_1 = next(e for e in shares if json.loads(e.body)["to"] == 1)
-    body = json.loads(to_1.body)
-    ct = bytearray(__import__("base64").b64decode(body["ct"]))
-    ct[20] ^= 0x80
-    body["ct"] = __import__("base64").b64encode(bytes(ct)).decode()
-    # the server (or anyone on the path) cannot change a ciphertext without breaking the sender's signature ...
-    forged = dataclasses.replace(to_1, body=json.dumps(body, sort_keys=True, separators=(",", ":")).encode())
+    upload = clients[0].share_keys(key_lists[0])
+    # a share upload changed on its way to the server breaks client 0's signature
     with pytest.raises(PrivacyError, match="signature"):
-        server.receive_shares([forged if e is to_1 else e for e in shares])
-    # ... and a ciphertext modified before signing fails AES-GCM's authentication at the recipient
-    resigned = seal(parties.identities[0], 0, {k: v for k, v in body.items() if k != "sender"})
-    server.receive_shares([resigned if e is to_1 else e for e in shares])
+        server.receive_shares(_flip(upload, len(upload.body) // 2))
+    server.receive_shares(upload)
     for i in (1, 2, 3):
         server.receive_shares(clients[i].share_keys(key_lists[i]))
+    inbox = server.inboxes()[1]
+    # an inbox changed on its way to client 1 breaks the server's signature ...
+    with pytest.raises(PrivacyError, match="signature"):
+        clients[1].masked_input(_flip(inbox, len(inbox.body) // 3), np.zeros(4, dtype=np.uint64))
+    # ... and a ciphertext changed by whoever signs the inbox fails AES-GCM at the recipient: only clients 0 and
+    # 1 hold the key of the share from 0 to 1
+    body = json.loads(inbox.body)
+    ct = bytearray(base64.b64decode(body["shares"]["0"]))
+    ct[30] ^= 0x80
+    body["shares"]["0"] = base64.b64encode(bytes(ct)).decode()
+    forged = seal(parties.server_identity, SERVER, {k: v for k, v in body.items() if k != "sender"})
+    with pytest.raises(PrivacyError, match="share from client 0 does not authenticate"):
+        clients[1].masked_input(forged, np.zeros(4, dtype=np.uint64))
+    # the share from 0 presented as the share from 2 (a swap) fails too: the associated data names the sender
+    body = json.loads(inbox.body)
+    body["shares"]["0"], body["shares"]["2"] = body["shares"]["2"], body["shares"]["0"]
+    swapped = seal(parties.server_identity, SERVER, {k: v for k, v in body.items() if k != "sender"})
     with pytest.raises(PrivacyError, match="does not authenticate"):
-        clients[1].masked_input(server.inboxes()[1], np.zeros(4, dtype=np.uint64))
+        clients[1].masked_input(swapped, np.zeros(4, dtype=np.uint64))
+    # a refused message leaves the client where it was: the genuine inbox is still accepted
+    server.receive_masked(clients[1].masked_input(inbox, np.zeros(4, dtype=np.uint64)))
 
 
 def test_replay_from_another_round_refused():
@@ -254,3 +266,72 @@ def test_masks_come_from_the_chacha20_keystream():
     stream = Cipher(algorithms.ChaCha20(seed, bytes(16)), mode=None).encryptor().update(bytes(24))
     assert np.array_equal(prg(seed, 3), np.frombuffer(stream, dtype="<u8"))
     assert not np.array_equal(prg(seed, 3), prg(bytes(31) + b"\x01", 3))
+
+
+def _ring_order(hoods):
+    start = min(hoods)
+    order, prev = [start], None
+    while len(order) < len(hoods):
+        nxt = min(v for v in hoods[order[-1]] if v != order[-1] and v != prev)
+        prev = order[-1]
+        order.append(nxt)
+    return order
+
+
+def test_a_group_of_survivors_cut_off_from_the_rest_is_not_unmasked():
+    # SecAgg+ on a ring (k = 2): if the two clients beside a pair of survivors drop out, the server could remove
+    # every mask of that pair and learn the sum of two; the server refuses, and so does each client of the pair
+    parties = Parties(range(8))
+    inputs = _inputs(8, 4, seed=10)
+    server, clients = parties.round(4, threshold=2, neighbours=2)
+    ring = _ring_order(server.config.neighbourhoods)
+    assert all(ring[(i + 1) % 8] in server.config.neighbourhoods[ring[i]] for i in range(8))
+    pair, dropped = {ring[1], ring[2]}, {ring[0], ring[3]}
+    with pytest.raises(PrivacyError, match="linked by masks to no other survivor"):
+        _to_upload(server, clients, inputs, skip=dropped)
+    forged = seal(parties.server_identity, SERVER, {"type": "unmask", "round": server.round_id,
+                                                    "survivors": sorted(set(range(8)) - dropped),
+                                                    "dropped": sorted(dropped)})
+    for u in pair:
+        with pytest.raises(PrivacyError, match="fewer than min_clients=3: unmasking would reveal their sum"):
+            clients[u].unmask(forged)
+    assert clients[ring[5]].unmask(forged).sender == ring[5]  # a client in the large group answers
+
+
+def test_an_upload_is_the_input_plus_a_self_mask_plus_pairwise_masks():
+    # y_u = x_u + PRG(b_u) + sum_v ±PRG(s_uv): with every pairwise mask removed (as a server holding all the other
+    # clients' mask keys could), the self-mask alone still hides x (bit frequencies 1/2); removing it too gives x
+    from lpm_graph.privacy.secagg import _pairwise_mask, _self_mask
+
+    d, alpha = 2048, 1e-6
+    z = NormalDist().inv_cdf(1 - alpha / (2 * 64))
+    parties = Parties(range(4))
+    inputs = {i: np.zeros(d, dtype=np.uint64) for i in range(4)}
+    server, clients = parties.round(d, threshold=3)
+    _to_upload(server, clients, inputs)
+    u, c = 1, clients[1]
+    y = server._masked[u].copy()
+    for v in (0, 2, 3):
+        p = _pairwise_mask(c._s_sk, c._keys[v][1], server.round_id, d)
+        y = y - p if u < v else y + p
+    bits = (y[:, None] >> np.arange(64, dtype=np.uint64)) & np.uint64(1)
+    assert np.max(np.abs(bits.sum(axis=0) - d / 2)) <= z * math.sqrt(d / 4)
+    assert np.array_equal(y - _self_mask(c._b, server.round_id, d), inputs[u])
+
+
+def test_the_neighbour_graph_is_regular_symmetric_random_and_the_same_for_everyone():
+    cfg = make_round(range(40), threshold=4, min_clients=3, length=1, neighbours=6)
+    hoods = cfg.neighbourhoods
+    assert all(len(h) == 7 and u in h for u, h in hoods.items())
+    assert all(u in hoods[v] for u, h in hoods.items() for v in h)
+    # every client rebuilds the same graph from the signed announcement's seed
+    server = SecAggServer(cfg, Ed25519PrivateKey.generate(), {i: Ed25519PrivateKey.generate().public_key()
+                                                                  for i in range(40)})
+    from lpm_graph.privacy import RoundConfig
+
+    again = RoundConfig.from_body(json.loads(server.announcement().body))
+    assert all(again.neighbourhood(u) == hoods[u] for u in range(40))
+    # a fresh seed gives another graph, not the ring of client ids
+    other = make_round(range(40), threshold=4, min_clients=3, length=1, neighbours=6)
+    assert other.neighbourhoods != hoods
+    assert sum(hoods[u] == frozenset(v % 40 for v in range(u - 3, u + 4)) for u in range(40)) < 40

@@ -33,20 +33,20 @@ def test_t_minus_one_shares_fail(threshold):
     assert shamir.reconstruct(fewer, threshold - 1) != secret
 
 
-def test_shares_are_uniform_whatever_the_secret():
-    # a share q(x) = s + a_1 x + a_2 x^2 with a_i uniform on the field is uniform for every s: the shares of 0 and
-    # of 2^256 - 1 both fall evenly into 16 bins of [0, p). Coefficients drawn below 2^256 instead of p would put
-    # every share in the first bin.
-    # Each bin count is Binomial(n, 1/16); tolerance: a two-sided normal quantile at alpha, Bonferroni over 32 bins.
-    n, bins, alpha = 1600, 16, 1e-6
-    z = NormalDist().inv_cdf(1 - alpha / (2 * 2 * bins))
-    tolerance = z * math.sqrt(n * (1 / bins) * (1 - 1 / bins))
+def test_t_minus_one_shares_are_uniform_whatever_the_secret():
+    # t = 3: any two shares (q(x1), q(x2)) with a_1, a_2 uniform on the field are uniform on the field^2 for every
+    # secret s. Bin the pair into 4 x 4 cells of [0, p)^2 for s = 0 and s = 2^256 - 1: each cell count is
+    # Binomial(n, 1/16); tolerance a two-sided normal quantile at alpha = 1e-6, Bonferroni over 2 x 16 cells.
+    # Coefficients drawn below 2^256 instead of p would put every pair in the first cell.
+    n, cells, alpha = 1600, 16, 1e-6
+    z = NormalDist().inv_cdf(1 - alpha / (2 * 2 * cells))
+    tolerance = z * math.sqrt(n * (1 / cells) * (1 - 1 / cells))
     for secret in (0, 2 ** 256 - 1):
-        counts = [0] * bins
+        counts = [0] * cells
         for _ in range(n):
-            y = shamir.split(secret, [5, 6, 7], 3)[6]
-            counts[y * bins // shamir.PRIME] += 1
-        assert max(abs(c - n / bins) for c in counts) <= tolerance, counts
+            shares = shamir.split(secret, [5, 6, 7], 3)
+            counts[4 * (shares[5] * 4 // shamir.PRIME) + shares[7] * 4 // shamir.PRIME] += 1
+        assert max(abs(c - n / cells) for c in counts) <= tolerance, counts
 
 
 def test_inconsistent_or_malformed_shares_refused():
