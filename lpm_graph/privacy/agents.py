@@ -595,11 +595,10 @@ class _Run:
         shape = next(iter(vectors.values())).shape
         n = len(vectors)
         sigma = None if a.noise_multiplier is None or not noised else a.noise_multiplier * sensitivity
-        if sigma is not None:
-            # the noise party's input: below NOISE_TAILS sigma (a larger draw, probability below e^-200, is refused
-            # by the decoding), as many contributions of the full range for the sum's capacity
-            n += math.ceil(NOISE_TAILS * sigma / (a.clip * 2.0 ** a.frac_bits)) + 1
-        enc.check_capacity(n)
+        # the noise party's input is taken to lie within NOISE_TAILS sigma: the margin of the sum's capacity (a
+        # larger draw, probability below e^-200, is refused by the decoding, never wrapped)
+        margin = 0 if sigma is None else math.ceil(NOISE_TAILS * sigma)
+        enc.check_capacity(n, margin)
         inputs = {}
         for cid, vec in vectors.items():
             if vec.size and float(np.abs(vec).max()) > a.clip:
@@ -617,7 +616,7 @@ class _Run:
         hood = len(inputs) if a.neighbours is None or a.neighbours >= len(inputs) - 1 else a.neighbours + 1
         threshold = a.threshold if a.threshold is not None else hood // 2 + 1
         total = secure_sum(inputs, min_clients=a.min_group, threshold=threshold, neighbours=a.neighbours)
-        return np.asarray(enc.decode_sum(total, n), dtype=np.float64).reshape(shape)
+        return np.asarray(enc.decode_sum(total, n, margin=margin), dtype=np.float64).reshape(shape)
 
     def _round(self, t: int, index: int) -> tuple[list[int], np.ndarray | None]:
         """The live clients of a round and the groups withheld (fewer than k live contributors)."""
