@@ -243,3 +243,28 @@ def test_checkpointed_gradient_replays_the_released_sums():
         rounds.append(model.privacy.report()["rounds"])
     assert rounds == [11, 11]
     assert torch.allclose(grads[0], grads[1], rtol=1e-12) and float(grads[0].abs()) > 0
+
+
+def test_merged_groups_share_their_sum_by_private_membership():
+    """Step 0 of the expected mode: every person emits 0.15 (the seeding probability), so a venue's private sum
+    is 0.15 times its private members; a merged group's venues share the group's sum by their private members,
+    and the sum over the group is kept."""
+    data = blocks()
+    data["person"].private = torch.zeros(60, dtype=torch.bool)
+    data["person"].private[[0, 1, 2, 3, 4, 5, 6]] = True
+    model = build("expected", attribute="private", small_groups="merge")
+    model(data, steps=1)
+    run = model.privacy.run
+    per_row = run._sums[0][:, 0].double().numpy()
+    stack = run.stack
+    private = data["person"].private.double()
+    members = torch.sparse.mm(stack.adjacency.csr.to(torch.float64), private.unsqueeze(1)).squeeze(1).numpy()
+    exact = 0.15 * members
+    groups = run.groups
+    assert (per_row[groups.of_row < 0] == 0).all() and (members[groups.of_row < 0] == 0).all()
+    for g in range(groups.count):
+        rows = groups.of_row == g
+        assert per_row[rows].sum() == pytest.approx(exact[rows].sum(), abs=1e-8)
+        assert per_row[rows] == pytest.approx(exact[rows].sum() * members[rows] / members[rows].sum(), abs=1e-8)
+    own = np.isin(groups.of_row, np.nonzero(groups.size >= 3)[0]) & (members >= 3)
+    assert own.sum() == 4 and per_row[own] == pytest.approx(exact[own], abs=1e-8)  # unmerged venues: their own sum
