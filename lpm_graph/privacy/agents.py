@@ -36,13 +36,15 @@ and an update such as :class:`~lpm_graph.models.epidemic.SEIR`) becomes
    (:class:`~lpm_graph.core.random.CounterRNG`), so its draws are those of
    its row in a clear run.
 5. **Observables round.** The private agents' compartments and events are
-   summed securely (one more vector per agent) and only the totals are
-   released.  The simulator's rows of the private agents hold those totals
-   spread evenly over the private rows (:math:`C / n_\text{private}` each),
-   so every count, outcome and observation model of the model sees the
-   whole population's totals; a grouped observable (``by: [age]``) splits
-   the private total by the private agents' public group sizes, which is
-   not the private agents' own split (the split is not released).
+   summed securely (one more vector per agent) by *release group* — the
+   update's grouping (age group) where a group has at least :math:`k`
+   private agents, the others pooled — and only those totals are released.
+   The simulator's rows of the private agents hold them spread evenly over
+   the group's private rows (:math:`C_g / n_g` each), so every count,
+   outcome and observation model sees the whole population's totals, and a
+   grouped observable by the update's grouping is exact for the groups of
+   their own (a pooled group's total is split by its members' public
+   groups, not released).
 
 **Aggregation groups and the minimum group size.**  A sum of fewer than
 :math:`k` contributions (``min_group``, at least 3) reveals too much (a sum
@@ -518,6 +520,7 @@ class PrivateAgents:
         if self.run is not None:
             out["groups"] = self.run.groups.count
             out["merged_venues"] = dict(self.run.groups.merged)
+            out["release_groups"] = list(self.run.release_labels)
         if self.noise_multiplier is not None:
             out["differential_privacy"] = {"noise_multiplier": self.noise_multiplier, "noise_on": self.noise_on,
                                            **self.accountant.report()}
@@ -578,12 +581,39 @@ class _Run:
             c.set_events({k: v[r:r + 1] for k, v in initial.events.items() if isinstance(v, Tensor)})
             self.clients.append(c)
         self.max_groups = max((c.num_groups for c in self.clients), default=1)
+        self.release_of, self.release_labels = self._release_groups(graph, getattr(update, "grouping", None))
         self.rows_dev = self.rows.to(graph.device)
         # what each step released, by step: a checkpointed step recomputed in the backward pass replays it
         # (the clients have moved on; a second round would also spend privacy again)
         self._sums: dict[int, Tensor] = {}
         self._totals: dict[int, np.ndarray] = {}
         self.initial = self.release(ctx, initial, initial_step=True)
+
+    def _release_groups(self, graph, grouping: str | None) -> tuple[np.ndarray, list[str]]:
+        """Each private agent's release group: its group of the update's grouping (age group...) where that has at
+        least k private agents; the others pooled into one group (joining the smallest full one if the pool has
+        fewer than k); one group of everyone without a grouping."""
+        k = self.agents.min_group
+        if grouping is None or grouping not in graph.groupings:
+            return np.zeros(self.n, dtype=np.int64), ["all"]
+        codes = graph.group_index(grouping).cpu().numpy()[self.rows.cpu().numpy()]
+        labels = graph.group_labels(grouping)
+        values, counts = np.unique(codes, return_counts=True)
+        full = [int(v) for v, c in zip(values, counts) if c >= k]
+        names = [f"{grouping} {labels[v]}" for v in full]
+        of = np.full(self.n, -1, dtype=np.int64)
+        for g, v in enumerate(full):
+            of[codes == v] = g
+        rest = of < 0
+        if rest.any():
+            if rest.sum() >= k or not full:
+                of[rest] = len(full)
+                names.append(f"{grouping} other")
+            else:  # too few to be a group of their own: they join the smallest full group
+                g = int(np.argmin([(of == g).sum() for g in range(len(full))]))
+                of[rest] = g
+                names[g] += " and others"
+        return of, names
 
     # -- the protocol ----------------------------------------------------------
     def _aggregate(self, vectors: dict[int, np.ndarray], sensitivity: float, noised: bool) -> np.ndarray:
@@ -693,34 +723,48 @@ class _Run:
         return self.release(ctx, out)
 
     def release(self, ctx: StepContext, out: Output, initial_step: bool = False) -> Output:
-        """The observables round: totals of the private state and events, spread over the private rows."""
+        """The observables round: totals of the private state and events by release group (at least k agents
+        each), spread over the private rows of each group."""
         if ctx.t in self._totals and not initial_step:
-            totals, live = self._totals[ctx.t]
+            totals, live, of = self._totals[ctx.t]
         else:
             live, _ = self._round(ctx.t, 2 if initial_step else 1)
-            vectors = {self.clients[i].uid: self.clients[i].entries(self.state_keys, self.event_keys) for i in live}
-            sample = next(iter(vectors.values()))
-            sens = 2.0 ** self.agents.frac_bits * math.sqrt(sample.shape[0] * ctx.replicates)
-            totals = self._aggregate(vectors, sens, True)                     # [entries, R]
-            self.agents.stats.record(len(live), self.n - len(live), 0, sample.size * 8 * len(live))
+            of = self.release_of
+            n_groups = len(self.release_labels)
+            if len(live) < self.n and min(np.bincount(of[live], minlength=n_groups)) < self.agents.min_group:
+                of = np.zeros(self.n, dtype=np.int64)  # a group short of k live agents: this round, one group
+                n_groups = 1
+            vectors = {}
+            for i in live:
+                e = self.clients[i].entries(self.state_keys, self.event_keys)            # [entries, R]
+                block = np.zeros((n_groups, *e.shape))
+                block[of[i]] = e
+                vectors[self.clients[i].uid] = block.reshape(-1, e.shape[1])
+            width = next(iter(vectors.values())).shape[0] // n_groups
+            sens = 2.0 ** self.agents.frac_bits * math.sqrt(width * ctx.replicates)  # one agent moves one block
+            totals = self._aggregate(vectors, sens, True).reshape(n_groups, width, -1)  # [groups, entries, R]
+            nbytes = n_groups * width * ctx.replicates * 8 * len(live)
+            self.agents.stats.record(len(live), self.n - len(live), 0, nbytes)
             if not initial_step:
-                self._totals[ctx.t] = (totals, live)
-        scale = 1.0 / len(live)
+                self._totals[ctx.t] = (totals, live, of)
+        counts = np.bincount(of[live], minlength=totals.shape[0]).astype(np.float64)
+        per_agent = totals[of] / counts[of][:, None, None]                            # [n, entries, R]
         state, events = dict(out.state), dict(out.events)
         at = 0
         for key in self.state_keys:
             v = out.state[key]
             width = int(np.prod(v.shape[2:])) if v.dim() > 2 else 1
-            total = torch.as_tensor(totals[at:at + width].T.copy(), dtype=v.dtype, device=v.device)  # [R, width]
+            value = torch.as_tensor(per_agent[:, at:at + width].transpose(0, 2, 1).copy(), dtype=v.dtype,
+                                    device=v.device)                                    # [n, R, width]
             at += width
-            state[key] = _spread(v, self.rows_dev, (total * scale).reshape(1, *v.shape[1:]))
+            state[key] = _assign(v, self.rows_dev, value.reshape(self.n, *v.shape[1:]))
         for key in self.event_keys:
-            total = torch.as_tensor(totals[at], dtype=ctx.dtype, device=ctx.graph.device)
+            value = torch.as_tensor(per_agent[:, at].copy(), dtype=ctx.dtype, device=ctx.graph.device)  # [n, R]
             at += 1
             v = out.events.get(key)
             if v is None or not isinstance(v, Tensor) or v.dim() < 2:
                 continue
-            events[key] = _spread(v, self.rows_dev, (total * scale).reshape(1, -1).to(v.dtype))
+            events[key] = _assign(v, self.rows_dev, value.to(v.dtype))
         return Output(state=state, fields=dict(out.fields), events=events)
 
     def force_bound(self, ctx: StepContext) -> Tensor:
@@ -743,13 +787,13 @@ class _Run:
     def payload_bytes(self, replicates: int) -> int:
         """The bytes of one private agent's uploads in one step: its two vectors of 64-bit words."""
         entries = sum(int(np.prod(self.clients[0]._state[k].shape[2:])) for k in self.state_keys) + len(self.event_keys)
-        return 8 * replicates * (self.groups.count + entries)
+        return 8 * replicates * (self.groups.count + entries * len(self.release_labels))
 
 
-def _spread(v: Tensor, rows: Tensor, value: Tensor) -> Tensor:
-    """``v`` with the private ``rows`` replaced by ``value`` (broadcast over them), out of place."""
+def _assign(v: Tensor, rows: Tensor, values: Tensor) -> Tensor:
+    """``v`` with the private ``rows`` replaced by ``values`` (one per row), out of place."""
     out = v.detach().clone() if not v.requires_grad else v.clone()
-    out[rows] = value.to(v.dtype).expand(rows.numel(), *v.shape[1:])
+    out[rows] = values.to(v.dtype)
     return out
 
 

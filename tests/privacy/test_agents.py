@@ -93,6 +93,8 @@ def _ctx(model, data):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_stochastic_mode_gives_the_clear_run_compartment_counts(dtype):
     data = blocks()
+    rows = data["person"].private.nonzero().flatten()
+    data["person"].age[rows] = torch.tensor([5.0, 5.0, 5.0, 45.0, 45.0, 45.0])  # two age groups of three
     clear, private = build("stochastic", dtype), build("stochastic", dtype, attribute="private",
                                                        small_groups="refuse")
     a = clear(data, steps=12, seed=4, replicates=4)
@@ -100,11 +102,13 @@ def test_stochastic_mode_gives_the_clear_run_compartment_counts(dtype):
     assert float(a.series["new_infections"][1:].sum()) > 10  # an epidemic happened
     for name in (*COMPARTMENTS, "new_infections"):
         assert torch.allclose(a.series[name], b.series[name], atol=1e-4, rtol=0), name
-    # the simulator's rows of the private agents hold the released totals, spread: one value per replicate
-    rows = data["person"].private.nonzero().flatten()
+    # released by age group (each with three private agents): the grouped series are the clear run's too
+    assert torch.allclose(a.grouped["age"]["new_infections"], b.grouped["age"]["new_infections"], atol=1e-4, rtol=0)
+    assert private.privacy.report()["release_groups"] == ["age 0-10", "age 40-50"]
+    # the simulator's rows of the private agents hold the released totals, spread: one value per group and replicate
     for c in COMPARTMENTS:
-        held = b.final_state[f"person.{c}"][rows]
-        assert torch.equal(held, held[:1].expand_as(held)), c
+        for held in (b.final_state[f"person.{c}"][rows[:3]], b.final_state[f"person.{c}"][rows[3:]]):
+            assert torch.equal(held, held[:1].expand_as(held)), c
     # and their own states are not the simulator's: someone's compartment differs from the spread value
     assert not torch.equal(b.final_state["person.I"][rows], a.final_state["person.I"][rows])
 
