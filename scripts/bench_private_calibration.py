@@ -66,7 +66,7 @@ def main() -> None:
         obs, index=False)
 
     private = ["privacy=agents", f"privacy.private_fraction={args.fraction}", f"privacy.neighbours={args.neighbours}",
-               "privacy.clip=1.0"]
+               "privacy.clip=1.0", "privacy.grouped_release=false"]  # the data are totals: one noisy total
     settings = [("clear", []), ("private, no noise", private)]
     settings += [(f"private, z={z:g}", [*private, f"privacy.noise_multiplier={z}"]) for z in args.z]
     rows, clear_fit, clear_time = [], None, None

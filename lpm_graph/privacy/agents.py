@@ -397,6 +397,10 @@ class PrivateAgents:
             every other contributor (the round's cost grows as its square).
         noise_multiplier (float, optional): :math:`z`: discrete Gaussian
             noise of scale :math:`z\Delta_2` on the released sums; ``None``: no noise.
+        grouped_release (bool): release the totals by the update's grouping
+            (age group) where a group has ``min_group`` private agents;
+            ``False``: one total of all (with noise, one noisy total instead
+            of one per group). (default: ``True``)
         noise_on (str): which sums get the noise: ``released`` (the
             totals of the observables round, what a run publishes) or
             ``all`` (the venue sums of the contribution round too, which the
@@ -410,7 +414,7 @@ class PrivateAgents:
     def __init__(self, fraction: float | None = None, attribute: str | None = None, min_group: int = 3,
                  small_groups: str = "merge", frac_bits: int = 32, clip: float = 8.0, dropout: float = 0.0,
                  threshold: int | None = None, neighbours: int | None = None, noise_multiplier: float | None = None,
-                 noise_on: str = "released", delta: float = 1e-6,
+                 noise_on: str = "released", grouped_release: bool = True, delta: float = 1e-6,
                  selection_seed: int = 0, node_type: str = "person"):
         if (fraction is None) == (attribute is None):
             raise PrivacyConfigError("privacy: give exactly one of privacy.private_fraction (a probability) and "
@@ -440,6 +444,7 @@ class PrivateAgents:
         if noise_on not in NOISE_ON:
             raise PrivacyConfigError(f"privacy.noise_on must be one of {list(NOISE_ON)}, got {noise_on!r}")
         self.noise_on = noise_on
+        self.grouped_release = bool(grouped_release)
         self.fraction = None if fraction is None else float(fraction)
         self.attribute = attribute
         self.min_group = int(min_group)
@@ -581,7 +586,8 @@ class _Run:
             c.set_events({k: v[r:r + 1] for k, v in initial.events.items() if isinstance(v, Tensor)})
             self.clients.append(c)
         self.max_groups = max((c.num_groups for c in self.clients), default=1)
-        self.release_of, self.release_labels = self._release_groups(graph, getattr(update, "grouping", None))
+        self.release_of, self.release_labels = self._release_groups(
+            graph, getattr(update, "grouping", None) if agents.grouped_release else None)
         self.rows_dev = self.rows.to(graph.device)
         # what each step released, by step: a checkpointed step recomputed in the backward pass replays it
         # (the clients have moved on; a second round would also spend privacy again)

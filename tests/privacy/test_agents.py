@@ -272,3 +272,14 @@ def test_merged_groups_share_their_sum_by_private_membership():
         assert per_row[rows] == pytest.approx(exact[rows].sum() * members[rows] / members[rows].sum(), abs=1e-8)
     own = np.isin(groups.of_row, np.nonzero(groups.size >= 3)[0]) & (members >= 3)
     assert own.sum() == 4 and per_row[own] == pytest.approx(exact[own], abs=1e-8)  # unmerged venues: their own sum
+
+
+def test_grouped_release_off_releases_one_total():
+    data = blocks()
+    rows = data["person"].private.nonzero().flatten()
+    data["person"].age[rows] = torch.tensor([5.0, 5.0, 5.0, 45.0, 45.0, 45.0])
+    model = build("stochastic", attribute="private", small_groups="refuse", grouped_release=False)
+    traj = model(data, steps=3, seed=4, replicates=2)
+    assert model.privacy.report()["release_groups"] == ["all"]
+    held = traj.final_state["person.S"][rows]
+    assert torch.equal(held, held[:1].expand_as(held))  # one value for all six private rows
