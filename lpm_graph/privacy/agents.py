@@ -71,20 +71,23 @@ rule ``small_groups``:
             clear run by more than the quantisation; the summary counts the
             merged venues).
 
-The observables round is one group of every private agent (released only
-with at least :math:`k` of them).  An agent offline in a round
-(``dropout``, a probability per agent and round, drawn from its own
-counter-based stream ``privacy.dropout``) sends nothing: before the round,
-the entries of groups left with fewer than :math:`k` live contributors are
+Every release group of the observables round has at least :math:`k`
+private agents.  An agent offline in a round (``dropout``, a probability
+per agent and round, drawn from its own counter-based stream
+``privacy.dropout``) sends nothing: before a contribution round, the
+entries of groups left with fewer than :math:`k` live contributors are
 announced and every live contributor zeroes them (withheld: those venues
-get no private contribution that step), and the released totals cover the
-live agents (the spread scales them by :math:`n_\text{private} / n_\text{live}`).
+get no private contribution that step); an observables round in which a
+release group is short of :math:`k` live agents releases one total of all
+live agents; the released totals cover the live agents (spread over all
+private rows of the group, they are scaled by its
+:math:`n_\text{private} / n_\text{live}`).
 
 **Quantisation.** Every encoded value is a multiple of the fixed-point
 resolution :math:`\delta = 2^{-\text{frac\_bits}}` within :math:`\delta/2`
 of the value (round to nearest), so a venue's private sum is within
 :math:`m^\#_v\,\delta/2` of the clear sum (:math:`m^\#_v` its private
-members), the force of infection of a person within
+contributors; a merged venue: its share of its group's), the force of infection of a person within
 
 .. math::
 
