@@ -187,18 +187,36 @@ OmegaConf.register_new_resolver("lpm_graph.help", _help_resolver, replace=True)
 def _hydra_main(cfg: DictConfig) -> float:
     from lpm_graph import tasks
 
+    from lpm_graph.distributed import runner
+
     name = cfg.task.name
     output_dir = HydraConfig.get().runtime.output_dir
+    where = f"{runner.rank_label()}: " if runner.partitioned() else ""  # a partitioned run names the failing rank
     try:
+        if runner.partitioned() and name not in runner.TASKS:
+            raise ConfigError(f"task={name} does not run partitioned; a partitioned run (torchrun) supports task="
+                              f"{' | '.join(runner.TASKS)}")
         metrics = tasks.get(name)(cfg, output_dir)
         key, value = metric_of(name, metrics, cfg.get("metric"))
     except (ConfigError, PopulationGraphError) as e:
-        print(f"lpm-graph: error: {e}", file=sys.stderr)
+        print(f"lpm-graph: error: {where}{e}", file=sys.stderr)
         sys.exit(2)
     except OmegaConfBaseException as e:  # e.g. a mandatory value (population.path) left unset
-        print(f"lpm-graph: error: {one_line(e)}", file=sys.stderr)
+        print(f"lpm-graph: error: {where}{one_line(e)}", file=sys.stderr)
         sys.exit(2)
-    print(f"lpm-graph: {name} done: {key}={value:.4g}; outputs in {output_dir}", file=sys.stderr)
+    except RuntimeError as e:
+        if not runner.partitioned():
+            raise
+        # a collective failed: another rank died (its own message names it) or did not answer within
+        # distributed.timeout; nothing was written by this rank, and rank 0 writes only after the whole run
+        print(f"lpm-graph: error: {where}the partitioned run failed in a collective (another rank died or did not "
+              f"answer within distributed.timeout={cfg.distributed.timeout:g} s): {one_line(e)}", file=sys.stderr)
+        sys.exit(1)
+    finally:
+        if runner.partitioned():
+            runner.shutdown()
+    if runner.is_writer():
+        print(f"lpm-graph: {name} done: {key}={value:.4g}; outputs in {output_dir}", file=sys.stderr)
     return value
 
 
@@ -334,7 +352,24 @@ def main() -> None:
         return
     if not any(a.split("=", 1)[0] in _HYDRA_ONLY for a in argv):
         precheck(argv)
+    _partitioned_output_dir()
     _hydra_main()
+
+
+def _partitioned_output_dir() -> None:
+    """Under torchrun every rank composes the same config; only rank 0 keeps Hydra's output folder. The others
+    get a temporary one (removed at exit) for Hydra's own files, and write nothing of the run."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", 1)) <= 1 or int(os.environ.get("RANK", 0)) == 0:
+        return
+    import atexit
+    import shutil
+    import tempfile
+
+    scratch = tempfile.mkdtemp(prefix=f"lpm-graph-rank{os.environ['RANK']}-")
+    atexit.register(shutil.rmtree, scratch, True)
+    sys.argv += [f"hydra.run.dir={scratch}", "hydra.output_subdir=null"]
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from lpm_graph.errors import ConfigError
 
-__all__ = ["RunConfig", "SimulateTaskConfig", "CalibrateTaskConfig", "AnalyzeTaskConfig", "PolicyConfig",
+__all__ = ["RunConfig", "DistributedConfig", "SimulateTaskConfig", "CalibrateTaskConfig", "AnalyzeTaskConfig", "PolicyConfig",
            "BuildPopulationTaskConfig", "PlanTaskConfig", "validate_run_config", "register_configs", "TASK_SCHEMAS"]
 
 DTYPES = ("float32", "float64")
@@ -293,6 +293,24 @@ TASK_SCHEMAS = {"simulate": SimulateTaskConfig, "calibrate": CalibrateTaskConfig
 
 
 @dataclass
+class DistributedConfig:
+    """A partitioned run (``torchrun --nproc_per_node=P -m lpm_graph ...``; docs/distributed.md)."""
+
+    partition: Optional[str] = None   # a folder written by lpm_graph.distributed.write_partition; null: split here
+    method: str = "metis"             # metis | contiguous | random (how rank 0 splits when partition is null)
+    timeout: float = 300.0            # seconds a collective waits for the other ranks before the run fails
+    backend: Optional[str] = None     # gloo | nccl; null: nccl on CUDA, gloo on the CPU
+
+    def __post_init__(self):
+        if self.method not in ("metis", "contiguous", "random"):
+            raise ConfigError(f"distributed.method must be metis, contiguous or random, got {self.method!r}")
+        if not self.timeout > 0:
+            raise ConfigError(f"distributed.timeout must be a positive number of seconds, got {self.timeout}")
+        if self.backend not in (None, "gloo", "nccl"):
+            raise ConfigError(f"distributed.backend must be gloo, nccl or null, got {self.backend!r}")
+
+
+@dataclass
 class RunConfig:
     """Top-level settings shared by every task."""
 
@@ -308,6 +326,7 @@ class RunConfig:
     model: Any = MISSING
     task: Any = MISSING
     observations: Any = None
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
     privacy: Any = None      # conf/privacy/: private agents' settings (lpm_graph/privacy/agents.py)
 
     def __post_init__(self):
@@ -332,6 +351,8 @@ def validate_run_config(cfg: DictConfig) -> tuple[RunConfig, Any]:
     """Check the top-level values and the task's; returns ``(run, task)`` dataclasses."""
     top = {k: cfg[k] for k in TOP_LEVEL if k in cfg}
     run = RunConfig(**top, population=None, model=None, task=None)
+    if "distributed" in cfg and cfg.distributed is not None:
+        run.distributed = DistributedConfig(**OmegaConf.to_container(cfg.distributed, resolve=True))
     for group in ("population", "model", "task"):
         if group not in cfg or cfg[group] is None:
             raise ConfigError(f"config group '{group}' is not set; choose one, e.g. {group}=<name>")

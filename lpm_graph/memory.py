@@ -20,7 +20,9 @@ layouts                  the CSR layouts and transposes the processes read
                          (:meth:`Graph.nbytes`), or :math:`2(4E + 4n + bE)`
                          per edge type from edge counts, plus every node
                          type's ``uid`` and each grouping's index and
-                         ``[G, N]`` indicator
+                         ``[G, N]`` indicator, and the copies of layouts
+                         a process keeps (:meth:`Process.layout_copies`:
+                         :math:`2(4E + 4n + bE) + 8E` each)
 build                    transient while a layout is built (COO indices,
                          coalescing, sorting): :math:`(48 + 2b)E` for the
                          largest; not concurrent with the run
@@ -166,6 +168,12 @@ def estimate_model(model, num_nodes: dict[str, int], num_edges: dict, steps: int
         for et, e in num_edges.items():
             n = num_nodes.get(et[0], 0) + num_nodes.get(et[2], 0)
             layout_bytes += 2 * (4 * e + 4 * n + b * e)
+    written = set(model.field_specs)
+    for p in model.order:  # layouts a process copies from the graph's and keeps (Process.layout_copies)
+        for key, copies in p.layout_copies(written).items():
+            for et in (key if isinstance(key, frozenset) else (key,)):
+                e, n = num_edges.get(tuple(et), 0), num_nodes.get(et[0], 0) + num_nodes.get(et[2], 0)
+                layout_bytes += int(copies * (2 * (4 * e + 4 * n + b * e) + 8 * e))
     req = model.requirements()
     for grouping in req.groupings.values():  # the group index and its [G, N] indicator (CSR + transpose)
         n = num_nodes.get(grouping.node_type, 0)
@@ -224,9 +232,10 @@ def estimate_config(cfg, model, grad: bool = False, replicates: int | None = Non
     req = model.requirements()
     read = set(req.edge_types) | {et for stack in req.stacks for et in stack}
     num_edges = {et: size.edges.get(et, 0) for et in read}
-    for (src, rel, dst), count in size.edges.items():  # relations known once read: shared among those read
-        if rel == ANY_RELATION:
-            unknown = [et for et in read if et[0] == src and et[2] == dst and et not in size.edges]
+    for key, count in size.edges.items():  # relations (or end types) known once read: shared among those read
+        if ANY_RELATION in key:
+            unknown = [et for et in read if et not in size.edges
+                       and all(k in (ANY_RELATION, part) for k, part in zip(key, et))]
             for et in unknown:
                 num_edges[et] = count // len(unknown)
     num_nodes = {nt: size.nodes.get(nt, 0) for nt in req.attributes}

@@ -68,6 +68,7 @@ def inputs(folder: Path, people: int, records: int) -> dict[str, list[str]]:
     small = max(100, people // 10)
     nx.write_graphml(to_networkx(random_graph(small, mean_degree=10, seed=4, weighted=True)), folder / "g.graphml")
     save_population(pop, folder / "pop.pt")
+    _shipments(folder, records)
     none = "population.cache_dir=null"
     return {
         "synthetic": [f"population.num_people={people}"],
@@ -80,7 +81,37 @@ def inputs(folder: Path, people: int, records: int) -> dict[str, list[str]]:
         "sociopatterns": ["population=sociopatterns", f"population.path={folder / 'contacts.dat'}", none],
         "networkx": ["population=networkx", f"population.path={folder / 'g.graphml'}", none],
         "file": ["population=file", f"population.path={folder / 'pop.pt'}"],
+        "supply_network": ["model=supply_chain", f"population.tiers.consumer={people}",
+                           f"population.tiers.retailer={max(1, people // 100)}"],
+        "shipments (types)": ["model=supply_chain", "population=supply_edgelist",
+                              f"population.edges={folder / 'shipments.csv'}", "population.nodes=null"],
+        "shipments (nodes)": ["model=supply_chain", "population=supply_edgelist",
+                              f"population.edges={folder / 'shipments_ids.csv'}",
+                              f"population.nodes={folder / 'firms.csv'}"],
+        "vaccine_network": ["model=vaccine_logistics", f"population.num_people={max(1, 2 * people // 5)}"],
     }
+
+
+def _shipments(folder: Path, records: int) -> None:
+    """A shipment list of about ``records`` rows (a synthetic supply network's edges, shuffled): with the node
+    types in it, and with ids only and a node table."""
+    import pandas as pd
+
+    from lpm_graph.models.supply_chain.network import supply_network
+
+    net = supply_network({"supplier": 20, "warehouse": 200, "retailer": max(1, records // 100), "consumer": records},
+                         seed=1)
+    nodes = pd.concat([pd.DataFrame({"id": [f"{nt}-{i}" for i in range(net[nt].num_nodes)], "type": nt,
+                                     "capacity": 10.0}) for nt in net.node_types])
+    rows = []
+    for et in net.edge_types:
+        s, t = net[et].edge_index.numpy()
+        rows.append(pd.DataFrame({"src": [f"{et[0]}-{i}" for i in s], "dst": [f"{et[2]}-{i}" for i in t],
+                                  "lead_time": net[et].lead_time.numpy(), "src_type": et[0], "dst_type": et[2]}))
+    edges = pd.concat(rows).sample(frac=1, random_state=0)
+    nodes.to_csv(folder / "firms.csv", index=False)
+    edges.to_csv(folder / "shipments.csv", index=False)
+    edges.drop(columns=["src_type", "dst_type"]).to_csv(folder / "shipments_ids.csv", index=False)
 
 
 def main() -> None:

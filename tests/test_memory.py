@@ -329,3 +329,78 @@ def test_per_edge_workspace_and_saved_are_sized_by_the_edge_count():
     assert run.parts["step"] == estimate_model(model, {"firm": 1000}, graph.edge_counts(), steps=10,
                                                replicates=2).parts["step"]
     assert f"{graph.num_edges():,} edges" in run.description
+
+
+# -----------------------------------------------------------------------------------------
+# Layouts a process copies and keeps: the venue transmission's per-type blocks under decisions
+# -----------------------------------------------------------------------------------------
+
+
+def _venue_model(behavior: str):
+    from lpm_graph.tasks.simulate import instantiate_config
+
+    cfg = compose_config(["population.num_people=1500", "steps=2", "progress=false", f"behavior={behavior}",
+                          "model.params.seir.initial_infected_fraction=0.02"])
+    return cfg, instantiate_config(cfg.model, dtype=torch.float32), instantiate_config(cfg.population)
+
+
+def test_the_per_type_blocks_of_decided_venue_types_are_counted_with_the_layouts(monkeypatch):
+    from lpm_graph.models.epidemic.transmission import _BLOCKS
+
+    cfg, plain, data = _venue_model("none")
+    _, decided, _ = _venue_model("rules")          # decides stays_home, avoids_community (and masks)
+    graph, graph_decided = plain.prepare(data), decided.prepare(data)
+    tr = decided.process("transmission")
+    stack = graph_decided.stack(tr.edge_types)
+    counts = graph_decided.edge_counts()
+    n_person = graph_decided.num_nodes["person"]
+    copy = sum(2 * (4 * counts[et] + 4 * (n_person + graph_decided.num_nodes[et[2]]) + 4 * counts[et])
+               + 8 * counts[et] for et in stack.edge_types)
+    assert sum(counts[et] for et in stack.edge_types) == stack.adjacency.num_edges  # the stack's own edges
+    # counted once the graph is built (the blocks are cut at the first step) and before, from the config
+    assert tr.layout_copies(set(decided.field_specs)) == {frozenset(tr.edge_types): 1}
+    assert plain.process("transmission").layout_copies(set(plain.field_specs)) == {}
+    run_decided = estimate_run(decided, graph_decided, 2, 2)
+    before = memory.estimate_config(cfg, decided)
+    with monkeypatch.context() as m:
+        m.setattr(tr, "layout_copies", lambda written: {})
+        uncounted = estimate_run(decided, graph_decided, 2, 2)
+        before_uncounted = memory.estimate_config(cfg, decided)
+    assert run_decided.parts["layouts"] - uncounted.parts["layouts"] == copy
+    # before the build, from the expected edge counts of the synthetic spec (within a few percent at 1,500)
+    assert before.parts["layouts"] - before_uncounted.parts["layouts"] == pytest.approx(copy, rel=0.1)
+    # the count bounds what the run keeps: the blocks and their transposes, and the stack's int64 row index
+    decided(graph_decided, steps=1, seed=0, replicates=2)
+    blocks = _BLOCKS[stack.adjacency]
+    assert all(t.csr is b.csr_t for b, t in blocks)  # a block's transpose shares its tensors
+    kept = sum(b.nbytes() for b, _ in blocks) + 8 * stack.adjacency.num_edges
+    assert stack.adjacency._rows is not None and stack.adjacency._rows.element_size() == 8
+    assert kept <= copy <= 1.5 * kept, (kept, copy)
+    plain(graph, steps=1, seed=0, replicates=2)   # no decision: no copy
+    assert graph.stack(tr.edge_types).adjacency not in _BLOCKS
+
+
+@pytest.mark.parametrize("source", ["supply_network", "supply_edgelist", "vaccine_network"])
+def test_the_supply_chain_populations_are_refused_before_they_are_built(source, tmp_path, monkeypatch):
+    # sizes no machine holds (the network's tiers, the vaccine network's people); the shipped shipment sample
+    # with 64 KiB free
+    from lpm_graph import tasks
+
+    over, builder = {
+        "supply_network": (["model=supply_chain", "population.tiers.consumer=100000000000"],
+                           "lpm_graph.models.supply_chain.network.supply_network"),
+        "supply_edgelist": (["model=supply_chain", "population=supply_edgelist"],
+                            "lpm_graph.models.supply_chain.network.from_shipments"),
+        "vaccine_network": (["model=vaccine_logistics", "population.num_people=10000000000"],
+                            "lpm_graph.models.vaccine_logistics.vaccine_network"),
+    }[source]
+    built = []
+    monkeypatch.setattr(builder, _never(built))
+    if source == "supply_edgelist":
+        monkeypatch.setattr(memory, "available_memory", lambda device="cpu": 2**16)
+    for task in ("simulate", "build_population"):
+        cfg = compose_config([f"task={task}", *over, "progress=false"])
+        with pytest.raises(InsufficientMemoryError) as info:
+            tasks.get(task)(cfg, tmp_path / task)
+        assert built == [] and re.search(r"needs about [\d.]+ GiB but only [\d.]+ GiB is available on cpu",
+                                         str(info.value))

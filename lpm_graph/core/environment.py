@@ -56,6 +56,7 @@ class Scale(Window):
     """
 
     default_name = "scale"
+    partitionable = True  # a scalar factor
 
     def __init__(self, field: str, start: int = 0, end: int | None = None, factor: float = 0.0,
                  domain: str = "nonnegative", name: str | None = None):

@@ -38,6 +38,13 @@ that step. One step consumes one window, whatever its length (steps are
 
 Nothing here depends on the node order beyond the indices themselves, so a
 permuted graph with the same uids simulates identically.
+
+**A part of a partitioned graph** (:mod:`lpm_graph.distributed`) is a Graph
+of one process's nodes and ghosts whose layouts exchange their ghost rows
+(``SparseAdjacency.src_halo`` / ``dst_halo``) and whose ``partition``
+reduces across processes; in one process ``partition`` is ``None``,
+:meth:`Graph.all_sum` is the identity and :meth:`Graph.total_nodes` the
+node counts.
 """
 from __future__ import annotations
 
@@ -224,6 +231,17 @@ class Graph:
         self.groupings = dict(req.groupings)
         for name in self.groupings:
             self._build_group(name)
+        #: the partition this graph is a part of (lpm_graph.distributed.halo.PartitionedGraph); None in one process
+        self.partition = None
+
+    # -- the whole of a partitioned graph ------------------------------------
+    def all_sum(self, x: Tensor) -> Tensor:
+        """The sum of a per-part tensor over every part (differentiable); ``x`` itself in one process."""
+        return x if self.partition is None else self.partition.all_sum(x)
+
+    def total_nodes(self) -> dict[str, int]:
+        """Nodes per type in the whole graph (of a part: over every part, ghosts not counted)."""
+        return dict(self.num_nodes) if self.partition is None else self.partition.total_nodes(self.num_nodes)
 
     # -- nodes ---------------------------------------------------------------
     def attribute(self, node_type: str, name: str) -> Tensor:
@@ -391,6 +409,7 @@ class Graph:
         out._groups = {k: (i.to(device), labels) for k, (i, labels) in self._groups.items()}
         out._group_counts = {k: c.to(device) for k, c in self._group_counts.items()}
         out._group_adj = {k: v.to(device) for k, v in self._group_adj.items()}
+        out.partition = None if self.partition is None else self.partition.to(device)
         return out
 
     def layouts(self) -> list[SparseAdjacency]:
@@ -402,11 +421,18 @@ class Graph:
         return sum(a.num_edges for a in self.layouts())
 
     def edge_counts(self) -> dict[EdgeType, int]:
-        """Stored edges per declared edge type (of a time-varying one, its largest window): what a
-        per-edge workspace (:meth:`Process.workspace` keyed by an edge type) is sized by."""
+        """Stored edges per declared edge type (of a time-varying one, its largest window; of a stacked one,
+        its rows' edges in the stack): what a per-edge workspace (:meth:`Process.workspace` keyed by an edge
+        type) and a kept copy of a layout (:meth:`Process.layout_copies`) are sized by."""
         out = {et: a.num_edges for et, a in self._layouts.items()}
         for et, (_, windows) in self._windows.items():
             out[et] = max([0, *(a.num_edges for a in windows.values())])
+        for stack in self._stacks.values():
+            crow = stack.adjacency.csr.crow_indices()
+            rows = torch.bincount(stack.type_index, minlength=len(stack.edge_types)).tolist()
+            for et, n in zip(stack.edge_types, rows):
+                off = stack.offsets[et]
+                out.setdefault(et, int(crow[off + n]) - int(crow[off]))
         return out
 
     def nbytes(self) -> int:

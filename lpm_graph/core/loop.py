@@ -522,12 +522,18 @@ class Model(nn.Module):
             for g in o.by:
                 req.groupings[g] = self.groupings[g]
         for full, (p, spec) in self.param_specs.items():
-            if GROUP in spec.shape:
+            if GROUP in spec.shape and self._per_group(full):  # one number for every group needs no grouping
                 req.groupings[spec.grouping] = self.groupings[spec.grouping]
         for name, g in list(req.groupings.items()):
             if g is None:  # a process named a grouping it reads: the model's definition of it
                 req.groupings[name] = self.groupings[name]
         return req
+
+    def _per_group(self, full: str) -> bool:
+        """Whether a parameter declared per group holds values per group (not one number for all, which reads
+        neither the grouping nor its attribute)."""
+        scalar_dims = 1 if full in self.params.time_varying else 0  # a time-varying value: [periods, *shape]
+        return self.params.raw(full).dim() > scalar_dims
 
     def prepare(self, data, dtype: torch.dtype | None = None) -> Graph:
         """Validate a ``HeteroData`` graph and build what the processes read (once per graph)."""
@@ -581,6 +587,9 @@ class Model(nn.Module):
 
     def _observe(self, state: dict[str, Tensor], events: dict[str, Tensor], graph: Graph, replicates: int,
                  dtype: torch.dtype) -> tuple[dict[str, Tensor], dict[str, dict[str, Tensor]]]:
+        if graph.partition is not None:  # a part of a partitioned graph: sums over every part (lpm_graph.distributed)
+            return graph.partition.observe(self.observables, self._state_specs, state, events, graph, replicates,
+                                           dtype)
         series: dict[str, Tensor] = {}
         grouped: dict[str, dict[str, Tensor]] = {}
         specs = self._state_specs
@@ -670,7 +679,7 @@ class Model(nn.Module):
         return Trajectory(series={k: torch.stack(v) for k, v in series.items()},
                           grouped={g: {k: torch.stack(v) for k, v in named.items()} for g, named in grouped.items()},
                           labels={g: graph.group_labels(g) for g in grouped},
-                          observables=dict(self.observables), num_nodes=dict(graph.num_nodes),
+                          observables=dict(self.observables), num_nodes=graph.total_nodes(),
                           final_state=dict(state))
 
     def initial_state(self, ctx: StepContext) -> tuple[dict[str, Tensor], dict[str, Tensor]]:

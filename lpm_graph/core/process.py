@@ -39,7 +39,7 @@ therefore need different names.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -132,6 +132,10 @@ class Process(nn.Module, abc.ABC):
 
     role: str = "update"
     default_name: str = "process"
+    #: the step is correct on one part of a graph split across processes (lpm_graph.distributed): per-node work,
+    #: random draws keyed by uid, and sums over nodes only through the graph's layouts (spmm) or Graph.all_sum;
+    #: a partitioned run refuses a model with a process that does not declare it
+    partitionable: bool = False
 
     def __init__(self, name: str | None = None):
         super().__init__()
@@ -189,6 +193,14 @@ class Process(nn.Module, abc.ABC):
         """Tensors of :meth:`forward` that autograd keeps for the backward, in ``[N, R]`` tensors per node
         type (or ``[E, R]`` per edge type, as in :meth:`workspace`), beyond the state it returns (the
         memory estimate of a run without checkpointing)."""
+        return {}
+
+    def layout_copies(self, written: Collection[str]) -> dict:
+        """Layouts this process builds from the graph's and keeps through the run, given the keys of the fields
+        the model writes (``written``; a copy may be made only when an optional read is written): an edge type
+        ``(src, relation, dst)``, or a stack (a ``frozenset`` of edge types), -> how many copies of its layout
+        and transpose, each with the int64 row index it is cut from (the memory estimate counts them with the
+        layouts: :mod:`lpm_graph.memory`)."""
         return {}
 
     def check_graph(self, graph: Graph) -> None:

@@ -5,26 +5,34 @@ and returns its expected size, so that a run can be refused before the
 population is built (:func:`lpm_graph.memory.estimate_config`).  Every
 ``conf/population`` choice is estimated without building it:
 
-=================  ==========================================================
-source             what is read
-=================  ==========================================================
-``synthetic``      the spec: household sizes, enrolment, employment, venue
-                   sizes (expected counts)
-``nyc``            the marginals file and ``num_people``: the synthetic spec
-                   the census builder derives from them, with the schools'
-                   thinning by enrolment rate
-``random_graph``   ``num_people`` and ``mean_degree``
-``tables``         the header and a sample of each table, the row count of
-                   each table, and for Parquet the null counts of the venue
-                   columns (row-group statistics)
-``edgelist``       as ``tables`` for the edge table and the optional person
-                   and venue tables
-``sociopatterns``  the number of lines and the fields of the first line
-``networkx``       the number of ``<node``/``<edge`` elements (GraphML) or
-                   ``node [``/``edge [`` entries (GML), by one scan of the file
-``file``           the tensors' shapes, read with ``torch.load(mmap=True)``:
-                   exact, no data read
-=================  ==========================================================
+=====================  ==========================================================
+source                 what is read
+=====================  ==========================================================
+``synthetic``          the spec: household sizes, enrolment, employment, venue
+                       sizes (expected counts)
+``nyc``                the marginals file and ``num_people``: the synthetic spec
+                       the census builder derives from them, with the schools'
+                       thinning by enrolment rate
+``random_graph``       ``num_people`` and ``mean_degree``
+``tables``             the header and a sample of each table, the row count of
+                       each table, and for Parquet the null counts of the venue
+                       columns (row-group statistics)
+``edgelist``           as ``tables`` for the edge table and the optional person
+                       and venue tables
+``sociopatterns``      the number of lines and the fields of the first line
+``networkx``           the number of ``<node``/``<edge`` elements (GraphML) or
+                       ``node [``/``edge [`` entries (GML), by one scan of the file
+``file``               the tensors' shapes, read with ``torch.load(mmap=True)``:
+                       exact, no data read
+``supply_network``     the tiers and suppliers per node: exact counts
+``supply_edgelist``    as ``edgelist`` for the shipment list and the optional
+                       node table; the node types and tier pairs in the
+                       proportions of the tables' samples (with a node table the
+                       tier pairs are known once read: the edges are shared among
+                       the pairs the model reads)
+``vaccine_network``    the synthetic spec, and the clinics per community and
+                       district of ``people_per_clinic`` (expected counts)
+=====================  ==========================================================
 
 Row counts: Parquet's from its metadata (exact, no data read); an
 uncompressed CSV's by counting its newlines (exact up to quoted newlines, one
@@ -48,6 +56,7 @@ ratios of the build peak fall towards 0.8 at a fifth of these sizes)::
 
     python scripts/bench_estimate.py --people 1000000 --records 3000000
     python scripts/bench_estimate.py --people 400000 --records 3000000 --only sociopatterns networkx
+    python scripts/bench_estimate.py --people 1000000 --records 500000 --only supply_network shipments vaccine_network
 
 ======================  ===============  ======================  =====================================
 source                  graph bytes      build peak (RSS added)  size
@@ -63,6 +72,10 @@ edgelist (Parquet)      1.00             1.00                    3,000,000 recor
 sociopatterns           1.60             1.12                    3,000,000 lines, 40,000 people
 networkx (GraphML)      1.42             1.18                    40,000 nodes, 200,000 edges
 file                    1.00             1.08                    1,000,000 people
+supply_network          1.00             1.03                    1,000,000 consumers
+shipments (types)       1.46             1.09                    500,000 rows, types in the rows
+shipments (nodes)       0.98             1.10                    500,000 rows and a node table
+vaccine_network         1.00             1.10                    400,000 people
 ======================  ===============  ======================  =====================================
 
 (The upper bounds above make the graph estimates of file sources larger than
@@ -82,7 +95,8 @@ from omegaconf import OmegaConf
 
 __all__ = ["PopulationSize", "population_size", "expected_memberships", "csv_rows", "ANY_RELATION"]
 
-#: Relation of edges whose relation is only known once read (an edge list's layers).
+#: Relation (or node type) of edges whose relation (or end types) are only known once read (an edge list's
+#: layers, a shipment list's tier pairs).
 ANY_RELATION = "*"
 
 # Transient bytes of a build beyond its graph, per unit, measured (scripts/bench_estimate.py):
@@ -96,6 +110,10 @@ _LINE_BUILD = 150           # per SocioPatterns line, plus 2x the file (its byte
 _NX_NODE_BUILD = 1500       # per networkx node (XML element, networkx dicts, frames)
 _NX_EDGE_BUILD = 2600       # per networkx edge
 _FILE_BUILD = 0.15          # x a population file's tensors (checks on load)
+_SUPPLY_EDGE = 32           # bytes per supply edge: edge_index int64, edge_weight and capacity float32, lead_time
+_SUPPLY_BUILD = 44          # per supply edge (starts, the modulo's temporaries, draws, the validation's checks)
+_SHIPMENT_BUILD = 860       # per shipment row (ids and types as Python objects, lookups, keys, orders, tensors)
+_CLINIC_BUILD = 60          # per person of a vaccine network (household and community orders, ranks, catchments)
 _IMPORT_BUILD = 32 << 20    # an importer's fixed transient (Arrow's pool, readers' buffers)
 _SAMPLE_BYTES = 1 << 20     # CSV sample read for the header, types and string widths
 _COMPRESSED_SCAN = 64 << 20  # decompressed bytes read of a compressed CSV to count its lines
@@ -622,13 +640,149 @@ def _file_size(options: dict) -> PopulationSize | None:
     return size
 
 
+# -----------------------------------------------------------------------------------------
+# Supply chains: the synthetic network, shipment edge lists, the vaccine network
+# -----------------------------------------------------------------------------------------
+
+
+def _supply_network_size(cfg) -> PopulationSize | None:
+    """Exact: every tier's count, ``n_down * min(k, n_up)`` edges per tier pair."""
+    from lpm_graph.models.supply_chain.network import DEFAULT_TIERS, SUPPLY_NETWORK_ARGUMENTS, _per_pair
+
+    options = _options(cfg)
+    defaults = SUPPLY_NETWORK_ARGUMENTS
+    if sorted(set(options) - set(defaults)):
+        return None  # instantiating the config reports them
+    args = {**defaults, **options}
+    tiers = dict(DEFAULT_TIERS if args["tiers"] is None else args["tiers"])
+    if len(tiers) < 2 or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in tiers.values()):
+        return None  # the builder reports it
+    names = list(tiers)
+    k_up = _per_pair(args["suppliers_per_node"], len(names) - 1, "suppliers_per_node", low=1)
+    size = PopulationSize(nodes={nt: int(n) for nt, n in tiers.items()})
+    for i, (up, down) in enumerate(zip(names[:-1], names[1:])):
+        size.edges[(up, str(args["relation"]), down)] = int(tiers[down]) * min(k_up[i], int(tiers[up]))
+    edges = sum(size.edges.values())
+    size.bytes = 12 * sum(size.nodes.values()) + _SUPPLY_EDGE * edges  # uid int64, capacity float32
+    size.build_bytes = _SUPPLY_BUILD * edges
+    size.knob = "smaller tiers (population.tiers)"
+    size.source = f"{sum(size.nodes.values()):,} nodes in {len(names)} tiers, {edges:,} edges"
+    return size
+
+
+def _type_shares(table: _Table, columns: list[str]) -> dict[tuple, float]:
+    """Shares of the rows of the sample by the values of ``columns`` (node types, or pairs of them)."""
+    import pyarrow as pa
+
+    sample = table.sample
+    if sample.num_rows == 0 or any(c not in table.columns for c in columns):
+        return {}
+    values = [sample.column(c).cast(pa.string()).to_pylist() if not table.is_string(c) else
+              sample.column(c).to_pylist() for c in columns]
+    rows = [tuple(v) for v in zip(*values) if all(isinstance(x, str) and x for x in v)]
+    shares: dict[tuple, float] = {}
+    for key in rows:
+        shares[key] = shares.get(key, 0.0) + 1.0 / max(len(rows), 1)
+    return shares
+
+
+def _shipments_size(options: dict) -> PopulationSize:
+    """Rows of the edge list (and node table): exact totals; the node types and tier pairs in the proportions
+    of the tables' samples (only reading them whole says more)."""
+    edges = _describe_table(options["edges"], "shipment edge list")
+    notes = ["shipment edge list " + _rows_note(edges)]
+    records = edges.rows
+    src, dst = options.get("src_column", "src"), options.get("dst_column", "dst")
+    relation = str(options.get("relation", "supplies"))
+    arrow = edges.arrow_bytes()
+    nodes_path = options.get("nodes")
+    if nodes_path is not None:
+        table = _describe_table(nodes_path, "node table")
+        notes.append("node table " + _rows_note(table))
+        arrow += table.arrow_bytes()
+        n = table.rows
+        id_bytes = _id_bytes(table, options.get("id_column_name", "id"), n)
+        node_shares = {k[0]: v for k, v in _type_shares(table, [options.get("type_column", "type")]).items()}
+    else:
+        ends = [options.get("src_type_column", "src_type"), options.get("dst_type_column", "dst_type")]
+        n = 2 * records  # at most two new nodes per row
+        spans = [edges.minmax.get(c) for c in (src, dst)]
+        if all(sp is not None for sp in spans) and not any(edges.is_string(c) for c in (src, dst)):
+            n = min(n, max(sp[1] for sp in spans) - min(sp[0] for sp in spans) + 1)
+        strings = [c for c in (src, dst) if c in edges.columns and edges.is_string(c)]
+        width = max([edges.width(c) for c in strings], default=0)
+        negative = any(edges.negative(c) for c in (src, dst) if c in edges.columns)
+        id_bytes = n * (8 + width + (8 if negative and not strings else 0))
+        node_shares = {}
+        for column in ends:
+            for (t,), v in _type_shares(edges, [column]).items():
+                node_shares[t] = node_shares.get(t, 0.0) + v / 2
+    # types in the edge list: its tier pairs as in the sample; only in the node table: pairs known once read
+    pair_shares = {} if nodes_path is not None else _type_shares(edges, ends)
+    size = PopulationSize(nodes={t: int(round(n * v)) for t, v in node_shares.items()})
+    if not size.nodes:
+        size.nodes = {ANY_RELATION: n}
+    total = sum(pair_shares.values())
+    for (a, b), v in pair_shares.items():
+        size.edges[(a, relation, b)] = int(round(records * v / total))
+    if not size.edges:
+        size.edges[(ANY_RELATION, relation, ANY_RELATION)] = records
+    size.bytes = id_bytes + 4 * n + _SUPPLY_EDGE * records  # ids, capacity float32; the edges' four tensors
+    size.build_bytes = int(_IMPORT_BUILD + _TABLE_BUILD * arrow + _SHIPMENT_BUILD * records
+                           + (_MEMBER_BUILD * n if nodes_path is not None else 0))
+    size.knob = "a smaller shipment edge list (population.edges)"
+    size.source = "; ".join(notes)
+    return size
+
+
+def _vaccine_size(cfg) -> PopulationSize | None:
+    """The synthetic population's size, with its clinics (about one per ``people_per_clinic`` people of each
+    community, at least one each) and depots, and their edges."""
+    import inspect
+
+    from lpm_graph.data.synthetic import SyntheticPopulationSpec
+    from lpm_graph.models.vaccine_logistics.population import add_clinics
+
+    options = _options(cfg)
+    own = {k: p.default for k, p in inspect.signature(add_clinics).parameters.items() if k not in ("data", "seed")}
+    clinic_options = {k: options.pop(k, v) for k, v in own.items()}
+    spec = SyntheticPopulationSpec.from_config(**options)
+    size = _synthetic_size(spec)
+    n = spec.num_people
+    districts = clinic_options["districts"]
+    ppc = clinic_options["people_per_clinic"]
+    ppc = list(ppc) if isinstance(ppc, (list, tuple)) else [ppc] * districts
+    depots = clinic_options["depots"]
+    if isinstance(districts, bool) or not isinstance(districts, int) or districts < 1 or len(ppc) != districts \
+            or isinstance(depots, bool) or not isinstance(depots, int) or depots < 1 \
+            or not all(isinstance(m, int) and m >= 1 for m in ppc):
+        return None  # the builder reports it
+    communities = size.nodes["community"]
+    per_district = communities / districts
+    mean = n / max(communities, 1)
+    clinics = max(1, int(round(sum(per_district * max(1, round(mean / m)) for m in ppc))))
+    size.nodes["clinic"], size.nodes["depot"] = clinics, depots
+    size.edges[("person", str(clinic_options["catchment_relation"]), "clinic")] = n
+    size.edges[("clinic", str(clinic_options["serve_relation"]), "person")] = n
+    size.edges[("depot", str(clinic_options["relation"]), "clinic")] = depots * clinics
+    # person.clinic int64; the catchment's edge_index and its reverse with lead times; clinics' uid and three
+    # float32 attributes; depots' uid and capacity; the depot -> clinic edges' edge_index, weight and lead time
+    size.bytes += 8 * n + 16 * n + 24 * n + 20 * clinics + 12 * depots + 28 * depots * clinics
+    size.build_bytes += _CLINIC_BUILD * n
+    size.source = f"{n:,} people, {clinics:,} clinics, {depots} depots"
+    return size
+
+
 _SOURCES = {
+    "supply_chain.network.supply_network": _supply_network_size,
+    "vaccine_logistics.vaccine_network": _vaccine_size,
     "synthetic.generate_population": _generator_size,
     "random_graphs.random_graph": _random_graph_size,
     "census.population_from_marginals": _census_size,
 }
 _FILE_SOURCES = {
     "tables.from_tables": (_tables_size, ("persons",)),
+    "supply_chain.network.from_shipments": (_shipments_size, ("edges",)),
     "edgelist.from_edgelist": (_edgelist_size, ("edges",)),
     "sociopatterns.from_sociopatterns": (_sociopatterns_size, ("path",)),
     "networkx_io.from_networkx": (_networkx_size, ()),

@@ -32,6 +32,13 @@ and the backward (the values and ``x`` are inputs anyway).
 
 The aggregation is a plain sum, linear in the messages: a sum of secret
 shares is the share of the sum, which is what secure aggregation relies on.
+
+**Partitioned layouts.**  On one part of a graph split across processes
+(:mod:`lpm_graph.distributed`), a layout's ``src_halo`` and ``dst_halo``
+(``None`` in one process) are the exchanges of its ghost rows: :func:`spmm`
+broadcasts the owners' source values to the ghosts before the local product
+and reduces the ghosts' partial sums to their owners after it, both
+differentiable, so every linear interaction gives the sums of the whole graph.
 """
 from __future__ import annotations
 
@@ -78,6 +85,10 @@ class SparseAdjacency:
         - **csr:** ``[num_dst, num_src]``
         - **csr_t:** ``[num_src, num_dst]``
     """
+
+    #: exchanges of a part of a partitioned graph (:mod:`lpm_graph.distributed.halo`); ``None`` in one process
+    src_halo = None
+    dst_halo = None
 
     def __init__(self, csr: Tensor, csr_t: Tensor):
         if csr.layout != torch.sparse_csr or csr_t.layout != torch.sparse_csr:
@@ -141,6 +152,7 @@ class SparseAdjacency:
         out.csr, out.csr_t = self.csr_t, self.csr
         out._by_dtype = {k: (b, a) for k, (a, b) in self._by_dtype.items()}
         out._rows = out._t_order = None
+        out.src_halo, out.dst_halo = self.dst_halo, self.src_halo
         return out
 
     @property
@@ -195,6 +207,8 @@ class SparseAdjacency:
         out = SparseAdjacency(csr.to(device), csr_t.to(device))
         if device is None or torch.device(device) == self.csr.device:
             out._rows, out._t_order = self._rows, self._t_order
+        out.src_halo, out.dst_halo = (None if h is None else h.to(device if device is not None else self.csr.device)
+                                      for h in (self.src_halo, self.dst_halo))
         return out
 
     def layouts(self, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
@@ -275,6 +289,15 @@ def spmm(adj: SparseAdjacency, x: Tensor, values: Tensor | None = None) -> Tenso
         - **x:** ``[num_src]`` or ``[num_src, *]``
         - **output:** ``[num_dst]`` or ``[num_dst, *]``
     """
+    if adj.src_halo is not None or adj.dst_halo is not None:  # a part of a partitioned graph (module docstring)
+        if adj.src_halo is not None:
+            x = adj.src_halo.broadcast(x)
+        out = _local_spmm(adj, x, values)
+        return out if adj.dst_halo is None else adj.dst_halo.reduce(out)
+    return _local_spmm(adj, x, values)
+
+
+def _local_spmm(adj: SparseAdjacency, x: Tensor, values: Tensor | None) -> Tensor:
     num_dst, num_src = adj.shape
     if x.size(0) != num_src:
         raise ValueError(f"spmm: x has {x.size(0)} rows but the adjacency has {num_src} source nodes "

@@ -262,6 +262,10 @@ def calibrate(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
     optimizer = instantiate(task.optimizer, _convert_="all")(trainable)
     prior = Prior(model.params, task.priors, required=False) if task.priors else None  # map: a term only if declared
 
+    from lpm_graph.distributed.halo import average_gradients
+    from lpm_graph.distributed.runner import is_writer, sync_parameters
+
+    part = getattr(graph, "partition", None)
     config = resumable_config(cfg)
     tracer = _ParameterTrace(model, net, features)
     history: list[float] = []
@@ -279,6 +283,8 @@ def calibrate(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
     out.mkdir(parents=True, exist_ok=True)
 
     def checkpoint(iteration: int) -> None:
+        if not is_writer():  # a partitioned run: rank 0 writes
+            return
         save_calibration(out / "checkpoint.pt", iteration=iteration, model=model, net=net, optimizer=optimizer,
                          history=history, trace=trace, config=config, digest=digest)
 
@@ -291,7 +297,8 @@ def calibrate(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
 
     from tqdm.auto import tqdm
 
-    bar = tqdm(range(start, task.iterations), desc="calibrate", unit="it", disable=not run.progress, leave=False)
+    bar = tqdm(range(start, task.iterations), desc="calibrate", unit="it", disable=not run.progress or not is_writer(),
+               leave=False)
     for it in bar:
         optimizer.zero_grad(set_to_none=True)
         pred = simulate(run.seed + 1 + it, task.replicates, progress=run.progress)
@@ -305,7 +312,11 @@ def calibrate(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
                               "learning rate (task.optimizer.lr) or add bounds (model.bounds)")
         with flush_denormals():
             loss.backward()
+        if part is not None:  # a partitioned run: each rank holds its share of the gradient (lpm_graph.distributed)
+            average_gradients(trainable, part.group)
         optimizer.step()
+        if part is not None:
+            sync_parameters(trainable, part.group)
         history.append(float(loss.detach()))
         trace.append(tracer.row())
         bar.set_postfix(loss=f"{history[-1]:.4g}")
@@ -342,6 +353,7 @@ def calibrate(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
         traj = model(graph, steps=run.steps, seed=seed, replicates=replicates, overrides=overrides)
         return traj, {**model.params.as_dict(), **(overrides or {})}, obs_model
 
-    map_outputs(out, task, run, model, obs, tracer.columns, tracer.row(), one_run)
-    report.finish(cfg, out, observables=model.observables, fit=(obs, pred, obs_model, model))
+    map_outputs(out, task, run, model, obs, tracer.columns, tracer.row(), one_run)  # writes on rank 0 only
+    if is_writer():
+        report.finish(cfg, out, observables=model.observables, fit=(obs, pred, obs_model, model))
     return metrics

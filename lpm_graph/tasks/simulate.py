@@ -104,6 +104,10 @@ def build(cfg: DictConfig, grad: bool = False, replicates: int | None = None):
     dtype = getattr(torch, run.dtype)
     reps = run.replicates if replicates is None else replicates
     model = instantiate_config(cfg.model, dtype=dtype)
+    from lpm_graph.distributed import runner
+
+    if runner.partitioned():  # one of several processes (torchrun): this rank's part (lpm_graph/distributed/)
+        return runner.build(cfg, model, run, task, dtype, grad=grad, replicates=reps)
     planned = memory.estimate_config(cfg, model, grad=grad, replicates=reps)
     if planned is not None:
         memory.check_memory(planned)
@@ -191,9 +195,15 @@ def atomic_write(path: Path, write) -> None:
     """Write through a temporary file in the same folder, then rename: a reader never sees half a file.
 
     The temporary is unique to the call (two writers of one file do not share it) and ends with the file's own
-    suffix (``write`` may pick a format by it); the file gets the user's umask, as any file they write.
+    suffix (``write`` may pick a format by it); the file gets the user's umask, as any file they write.  In a
+    partitioned run only rank 0 writes: elsewhere this does nothing (``write`` is not called).
     """
     import tempfile
+
+    from lpm_graph.distributed.runner import is_writer
+
+    if not is_writer():
+        return
 
     from lpm_graph.data.io import publish
 
@@ -227,9 +237,13 @@ def simulate(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
         torch.cuda.synchronize()
     t_sim = time.perf_counter() - t1
 
+    from lpm_graph.distributed import runner
+
+    summary = summarize(traj, model)
+    if not runner.is_writer():  # a partitioned run: rank 0 writes the outputs
+        return summary
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    summary = summarize(traj, model)
     summary.update({
         "seed": run.seed,
         "device": run.device,
@@ -242,6 +256,7 @@ def simulate(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
                                                          "file": str(record.path)},
         "params": model.params.values_dict(),
         **process_reports(model),
+        **runner.summary_entry(graph),
     })
     frame = traj.to_frame()
     if task.trajectory_format == "parquet":

@@ -10,7 +10,7 @@ import torch
 from lpm_graph.core import (CounterRNG, EventSpec, FieldSpec, Grouping, Model, Observable, Output, ParamSpec, Process,
                             Read, Requirements, StateSpec, flush_denormals)
 from lpm_graph.core.params import GROUP
-from lpm_graph.errors import ConfigError
+from lpm_graph.errors import ConfigError, PopulationGraphError
 from tests.core.toys import (SUPPLIES, Deliver, Failure, Ship, Stockroom, Supply, permute_nodes, supply_chain,
                              supply_graph)
 
@@ -175,6 +175,27 @@ def test_a_per_group_parameter_is_checked_against_the_graphs_groups():
     with pytest.raises(ConfigError, match=r"parameter p.rate has one value per 'sector' group, but model.groupings "
                                           r"does not define 'sector'"):
         Model([owner(), p])
+
+
+def test_a_scalar_for_a_per_group_parameter_needs_no_grouping_attribute():
+    # one number for every sector reads no sector: a graph without the attribute is prepared and run; a vector
+    # (or a time-varying vector) needs the grouping and so its attribute
+    p = Declared("p", params=[ParamSpec("rate", shape=(GROUP,), grouping="sector", default=1.0)])
+    groupings = {"sector": {"node_type": "firm"}}
+    bare = supply_graph()
+    del bare["firm"].sector
+    for params, time_varying in (({"p.rate": 2.0}, None), ({"p.rate": [2.0, 3.0]}, {"p.rate": 5})):
+        model = Model([owner(), p], groupings=groupings, params=params, time_varying=time_varying)
+        assert "sector" not in model.requirements().groupings
+        graph = model.prepare(bare)
+        assert "sector" not in graph.groupings
+        model(graph, steps=2)
+    for params, time_varying in (({"p.rate": [1.0, 2.0, 3.0]}, None), ({"p.rate": [[1.0, 2.0, 3.0]]}, {"p.rate": 5})):
+        model = Model([owner(), p], groupings=groupings, params=params, time_varying=time_varying)
+        assert "sector" in model.requirements().groupings
+        with pytest.raises(PopulationGraphError, match="sector"):
+            model.prepare(bare)
+        assert "sector" in model.prepare(supply_graph()).groupings
 
 
 def test_reserved_namespaces_pass_through():

@@ -53,10 +53,11 @@ def _counts(data):
             {et: int(data[et].edge_index.shape[1]) for et in data.edge_types})
 
 
-def _estimate_and_build(overrides):
+def _estimate_and_build(overrides, cached: bool = True):
+    """(size, built population); ``cached``: a source with a cache, built without it."""
     from lpm_graph.tasks.simulate import instantiate_config
 
-    cfg = compose_config([*overrides, "population.cache_dir=null"] if "population=file" not in overrides
+    cfg = compose_config([*overrides, "population.cache_dir=null"] if cached and "population=file" not in overrides
                          else list(overrides))
     size = population_size(cfg.population)
     assert size is not None
@@ -178,3 +179,111 @@ def test_a_missing_or_unreadable_input_is_left_to_the_builder(tmp_path):
                  ["population=sociopatterns", f"population.path={tmp_path / 'none.dat'}"],
                  ["population=networkx", f"population.path={tmp_path / 'none.graphml'}"]):
         assert population_size(compose_config(over).population) is None, over
+
+
+# -----------------------------------------------------------------------------------------
+# Supply chains: the synthetic network, shipment lists, the vaccine network
+# -----------------------------------------------------------------------------------------
+
+
+def test_a_supply_network_is_sized_exactly_from_its_tiers():
+    # k suppliers per node, capped by the tier above (2 warehouses cannot each take 3 of 2 suppliers)
+    size, data = _estimate_and_build(["model=supply_chain", "population=supply_network",
+                                      "population.tiers.supplier=2", "population.tiers.warehouse=5",
+                                      "population.tiers.retailer=40", "population.tiers.consumer=200",
+                                      "population.suppliers_per_node=[3, 2, 1]"], cached=False)
+    assert (size.nodes, size.edges) == _counts(data)
+    assert size.edges == {("supplier", "supplies", "warehouse"): 5 * 2, ("warehouse", "supplies", "retailer"): 40 * 2,
+                          ("retailer", "supplies", "consumer"): 200}
+    assert size.bytes == _graph_bytes(data) and size.build_bytes > 0
+
+
+def _shipments(tmp_path, with_types: bool):
+    import pandas as pd
+
+    from lpm_graph.models.supply_chain.network import supply_network
+
+    net = supply_network({"supplier": 3, "warehouse": 6, "retailer": 30, "consumer": 60}, seed=2)
+    rows = []
+    for et in net.edge_types:
+        s, t = net[et].edge_index.numpy()
+        rows.append(pd.DataFrame({"src": [f"{et[0]}{i}" for i in s], "dst": [f"{et[2]}{i}" for i in t],
+                                  "lead_time": 1, "src_type": et[0], "dst_type": et[2]}))
+    edges = pd.concat(rows).sample(frac=1, random_state=0)
+    if not with_types:
+        edges = edges.drop(columns=["src_type", "dst_type"])
+        pd.DataFrame({"id": [f"{nt}{i}" for nt in net.node_types for i in range(net[nt].num_nodes)],
+                      "type": [nt for nt in net.node_types for _ in range(net[nt].num_nodes)]}
+                     ).to_csv(tmp_path / "nodes.csv", index=False)
+    edges.to_csv(tmp_path / "edges.csv", index=False)
+    return ["model=supply_chain", "population=supply_edgelist", f"population.edges={tmp_path / 'edges.csv'}",
+            f"population.nodes={tmp_path / 'nodes.csv' if not with_types else 'null'}"]
+
+
+@pytest.mark.parametrize("with_types", [True, False])
+def test_shipment_lists_are_sized_from_their_rows(tmp_path, with_types):
+    from lpm_graph.data.estimate import ANY_RELATION
+
+    size, data = _estimate_and_build(_shipments(tmp_path, with_types), cached=False)
+    nodes, edges = _counts(data)
+    if with_types:  # every row in the sample: its tier pairs exactly; nodes at most two per row
+        assert size.edges == edges
+        assert sum(size.nodes.values()) >= sum(nodes.values()) and set(size.nodes) == set(nodes)
+        assert _graph_bytes(data) <= size.bytes <= 1.6 * _graph_bytes(data)  # the file's 1.46, ids short here
+    else:  # the node table's rows, by type; the pairs known once read
+        assert size.nodes == nodes
+        assert size.edges == {(ANY_RELATION, "supplies", ANY_RELATION): sum(edges.values())}
+        assert size.bytes == pytest.approx(_graph_bytes(data), rel=0.05)  # the file's 0.98: ids from the sample
+
+
+def test_a_shipment_lists_pairs_are_shared_among_those_the_model_reads(tmp_path):
+    from hydra.utils import instantiate
+
+    from lpm_graph import memory
+
+    cfg = compose_config(_shipments(tmp_path, with_types=False))
+    model = instantiate(cfg.model, _convert_="all")
+    read = model.requirements().edge_types
+    est = memory.estimate_config(cfg, model)
+    rows = population_size(cfg.population).edges[("*", "supplies", "*")]
+    # every row lands on a pair the model reads (3 tier pairs, a third each): the layouts hold them all
+    assert len(read) == 3 and f"; {rows:,} edges;" in est.description
+    per_pair = rows // 3
+    nodes = {"supplier": 3, "warehouse": 6, "retailer": 30, "consumer": 60}
+    uid = 8 * sum(nodes.values())
+    assert est.parts["layouts"] == uid + sum(2 * (4 * per_pair + 4 * (nodes[a] + nodes[c]) + 4 * per_pair)
+                                             for a, _, c in read)
+
+
+def test_a_vaccine_network_is_the_synthetic_size_with_its_clinics_and_depots():
+    size, data = _estimate_and_build(["model=vaccine_logistics", "population.num_people=20000"], cached=False)
+    nodes, edges = _counts(data)
+    assert size.nodes["depot"] == nodes["depot"] == 2
+    assert size.nodes["clinic"] == pytest.approx(nodes["clinic"], rel=0.1)  # expected counts
+    for et, count in edges.items():
+        assert size.edges[et] == pytest.approx(count, rel=0.1), et
+    assert size.bytes == pytest.approx(_graph_bytes(data), rel=0.03)  # the file's 1.00
+    assert size.build_bytes > 0 and "clinics" in size.source
+
+
+@pytest.mark.slow
+def test_the_build_peak_of_a_supply_network_is_within_the_stated_factors():
+    # one fresh process (the vaccine network's and the shipment lists' peaks: scripts/bench_estimate.py)
+    import importlib.util
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    over = ["model=supply_chain", "population=supply_network", "population.tiers.consumer=600000"]
+
+    root = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location("bench_estimate", root / "scripts" / "bench_estimate.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)  # its child: estimate, build, and the peak RSS the build added, in a fresh process
+    out = subprocess.run([sys.executable, "-c", bench.CHILD, str(root), json.dumps(over)], capture_output=True,
+                         text=True, cwd=root, check=True)
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    assert r["bytes"] == pytest.approx(r["actual"], rel=0.03)
+    # the file's table: 1.03 at 1,000,000 consumers; a build's fixed overheads weigh more here
+    assert 0.85 <= (r["bytes"] + r["build"]) / r["added"] <= 1.3, r

@@ -71,7 +71,7 @@ from lpm_graph.errors import ConfigError, PopulationGraphError
 from lpm_graph.nn import SparseAdjacency
 from lpm_graph.nn.sparse import spmm
 
-__all__ = ["LabourMarket", "workforce", "MEMBER_OF", "REV_MEMBER_OF"]
+__all__ = ["LabourMarket", "MembershipProcess", "workforce", "check_membership", "MEMBER_OF", "REV_MEMBER_OF"]
 
 MEMBER_OF = "member_of"
 REV_MEMBER_OF = "rev_member_of"
@@ -118,7 +118,35 @@ def _rate(adj_rev, per_firm: Tensor) -> Tensor:
     return spmm(adj_rev, per_firm)
 
 
-class LabourMarket(Process):
+class MembershipProcess(Process):
+    """A process of people attached to firms: the edges ``(person, member_of, firm)`` and their reverse,
+    required and checked (:func:`check_membership`), shared by the labour and the goods market.
+
+    Args:
+        firm (str): the firm node type. (default: ``"workplace"``)
+        grouping (str, optional): a grouping of people for grouped observables. (default: ``None``)
+        name (str): the process name and parameter namespace.
+    """
+
+    def __init__(self, firm: str = "workplace", grouping: str | None = None, name: str | None = None):
+        super().__init__(name)
+        if not isinstance(firm, str) or not firm or "." in firm:
+            raise ConfigError(f"{type(self).__name__} ({self.name}).firm must be a node type, got {firm!r}")
+        self.firm, self.person, self.grouping = firm, "person", grouping
+
+    @property
+    def edge_types(self):
+        """``[(person, member_of, firm), (firm, rev_member_of, person)]``: what reaches firms, what reaches people."""
+        return [(self.person, MEMBER_OF, self.firm), (self.firm, REV_MEMBER_OF, self.person)]
+
+    def requirements(self) -> Requirements:
+        return Requirements(edge_types=set(self.edge_types))
+
+    def check_graph(self, graph) -> None:
+        check_membership(graph, self.person, self.firm, f"{type(self).__name__} ({self.name})")
+
+
+class LabourMarket(MembershipProcess):
     r"""Separations, layoffs and Cobb-Douglas matching of the unemployed to vacancies (module docstring).
 
     Args:
@@ -139,16 +167,9 @@ class LabourMarket(Process):
     default_name = "labour"
 
     def __init__(self, firm: str = "workplace", grouping: str | None = None, name: str | None = None):
-        super().__init__(name)
-        if not isinstance(firm, str) or not firm or "." in firm:
-            raise ConfigError(f"LabourMarket ({self.name}).firm must be a node type, got {firm!r}")
-        self.firm, self.person, self.grouping = firm, "person", grouping
+        super().__init__(firm, grouping, name)
         self.employed = f"{self.person}.employed"
         self.rate = f"{firm}.unemployment_rate"
-
-    @property
-    def edge_types(self):
-        return [(self.person, MEMBER_OF, self.firm), (self.firm, REV_MEMBER_OF, self.person)]
 
     def state_specs(self):
         return [StateSpec(self.person, "employed", "indicator", init=None, unit="people", doc="employed"),
@@ -176,12 +197,6 @@ class LabourMarket(Process):
 
     def streams(self):
         return [(self.person, self.stream(s)) for s in ("initial_employment", "separation", "hiring")]
-
-    def requirements(self) -> Requirements:
-        return Requirements(edge_types=set(self.edge_types))
-
-    def check_graph(self, graph) -> None:
-        check_membership(graph, self.person, self.firm, f"LabourMarket ({self.name})")
 
     def workspace(self):
         return {self.person: 6.0, self.firm: 12.0}

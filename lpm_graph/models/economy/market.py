@@ -61,19 +61,17 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from lpm_graph.core.graph import Requirements
 from lpm_graph.core.observe import Observable, Outcome
 from lpm_graph.core.params import ParamSpec
-from lpm_graph.core.process import Output, Process, StepContext
+from lpm_graph.core.process import Output, StepContext
 from lpm_graph.core.state import Read, StateSpec
-from lpm_graph.errors import ConfigError
-from lpm_graph.models.economy.labour import MEMBER_OF, REV_MEMBER_OF, check_membership, workforce
+from lpm_graph.models.economy.labour import MembershipProcess, workforce
 from lpm_graph.nn.sparse import spmm
 
 __all__ = ["GoodsMarket"]
 
 
-class GoodsMarket(Process):
+class GoodsMarket(MembershipProcess):
     r"""Production, wages, dividends, consumption and the goods market (module docstring).
 
     Args:
@@ -92,18 +90,8 @@ class GoodsMarket(Process):
     role = "update"
     default_name = "market"
 
-    def __init__(self, firm: str = "workplace", grouping: str | None = None, name: str | None = None):
-        super().__init__(name)
-        if not isinstance(firm, str) or not firm or "." in firm:
-            raise ConfigError(f"GoodsMarket ({self.name}).firm must be a node type, got {firm!r}")
-        self.firm, self.person, self.grouping = firm, "person", grouping
-
     def k(self, node_type: str, name: str) -> str:
         return f"{node_type}.{name}"
-
-    @property
-    def edge_types(self):
-        return [(self.person, MEMBER_OF, self.firm), (self.firm, REV_MEMBER_OF, self.person)]
 
     # -- declarations --------------------------------------------------------
     def state_specs(self):
@@ -135,12 +123,6 @@ class GoodsMarket(Process):
         return [f"{p}.employed", f"{f}.price_level", f"{p}.savings", f"{f}.money", f"{f}.inventory",
                 Read(f"{p}.spending_scale", optional=True, default=1.0),
                 Read(f"{f}.operating", optional=True, default=1.0)]
-
-    def requirements(self) -> Requirements:
-        return Requirements(edge_types=set(self.edge_types))
-
-    def check_graph(self, graph) -> None:
-        check_membership(graph, self.person, self.firm, f"GoodsMarket ({self.name})")
 
     def workspace(self):
         return {self.person: 8.0, self.firm: 12.0}

@@ -187,6 +187,7 @@ class SEIR(Process):
 
     role = "update"
     default_name = "seir"
+    partitionable = True  # per person, draws by uid; seeding of exactly k people is refused on a part (init)
     exposed = True
     recovery = "R"
 
@@ -326,6 +327,11 @@ class SEIR(Process):
         u, j = rng.uniform_refined(-1, self.stream("seed"), dtype) if ctx.stochastic else (None, None)
         seeded = ctx.sampler(p, u, j)
         k = int(self.value(ctx, "initial_infected"))
+        if k and ctx.graph.partition is not None:
+            raise ConfigError(f"process {self.name!r}: model.params.{self.param('initial_infected')} = {k} chooses "
+                              "exactly k people of the whole population, which a partitioned run does not support; "
+                              f"seed with model.params.{self.param('initial_infected_fraction')} instead, or run in "
+                              "one process")
         if k > n:
             raise ConfigError(f"model.params.{self.param('initial_infected')} = {k} but the population has {n} "
                               f"{self.node_type} nodes")
@@ -338,7 +344,7 @@ class SEIR(Process):
             else:
                 seeded = 1.0 - (1.0 - seeded) * (1.0 - k / n)
         if self.require_infection:
-            self._check_seeds(seeded)
+            self._check_seeds(seeded, ctx.graph)
         # one tensor per compartment: a shared zero would alias E, R and D
         comp = {self.key(c): torch.zeros(n, r, dtype=dtype, device=ctx.graph.device) for c in self.compartments}
         comp[self.key("S")] = 1.0 - seeded
@@ -350,15 +356,19 @@ class SEIR(Process):
             comp[self.key("I_days")] = days
         return Output(state=comp, events={self.event("new_infections"): 1.0 - comp[self.key("S")]})
 
-    def _check_seeds(self, seeded: Tensor) -> None:
-        """Refuse a run that starts without any infection; warn of replicates that do."""
+    def _check_seeds(self, seeded: Tensor, graph=None) -> None:
+        """Refuse a run that starts without any infection; warn of replicates that do (over every part of a
+        partitioned graph)."""
         counts = seeded.detach().sum(0)
+        nodes = seeded.size(0)
+        if graph is not None:
+            counts, nodes = graph.all_sum(counts), graph.total_nodes().get(self.node_type, nodes)
         empty = int((counts <= 0).sum())
         fix = (f"raise model.params.{self.param('initial_infected_fraction')}, or seed exactly "
                f"model.params.{self.param('initial_infected')}=<k> people per replicate")
         if empty == counts.numel():
             raise ConfigError(f"process {self.name!r}: no replicate starts with an infection ({counts.numel()} "
-                              f"replicate(s) of {seeded.size(0)} {self.node_type} nodes): the run would simulate "
+                              f"replicate(s) of {nodes} {self.node_type} nodes): the run would simulate "
                               f"nothing; {fix}, or set model.processes.{self.name}.require_infection=false if that is "
                               "meant")
         if empty:
@@ -475,6 +485,7 @@ class Infectiousness(Process):
 
     role = "emission"
     default_name = "infectiousness"
+    partitionable = True
 
     def __init__(self, source: str = "person.I", target: str = "person.infectiousness",
                  factor: str = "person.infectiousness_factor", grouping: str | None = "age", name: str | None = None):

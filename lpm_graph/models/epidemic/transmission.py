@@ -41,6 +41,7 @@ def contact_scale(scope: str) -> str:
 
 class _Transmission(Process):
     role = "interaction"
+    partitionable = True  # sums through the graph's layouts only (decisions on a part are refused)
 
     def __init__(self, source: str, target: str, name: str | None):
         super().__init__(name)
@@ -161,6 +162,11 @@ class VenueTransmission(_Transmission):
     def requirements(self) -> Requirements:
         return Requirements(stacks={frozenset(self.edge_types)})
 
+    def layout_copies(self, written) -> dict:
+        # with a decision written, the stack is cut into one block (and transpose) per venue type, built at the
+        # first step and kept: a copy of the stack's edges, and the stack's int64 row index they are cut from
+        return {frozenset(self.edge_types): 1} if any(k in written for k in self.decision_keys) else {}
+
     def check_graph(self, graph) -> None:
         present = [et[2] for et in graph.data.edge_types if et[0] == self.host and et[1] == MEMBER_OF]
         extra = [vt for vt in present if vt not in self.venue_types]
@@ -214,6 +220,10 @@ class VenueTransmission(_Transmission):
         """The force with each member's weight scaled by its presence (class docstring), exactly, as person-level
         scaling before and after the sparse products of each venue type's block of the stack: a member's presence
         in a type scales what it sends into, and what it receives from, the venues of that type; every edge is touched once per product, as in the step without decisions."""
+        if stack.adjacency.src_halo is not None or stack.adjacency.dst_halo is not None:
+            raise ConfigError(f"process {self.name!r}: behaviour decisions (person.stays_home, person.avoids_<type>) "
+                              "are not supported in a partitioned run (their per-type blocks are local layouts); run "
+                              "in one process")
         lam = None
         R = x.size(1)
         presence, decided = presence

@@ -90,6 +90,46 @@ def confidence_indicator(distance: Tensor, epsilon: Tensor | float, temperature:
     return hard + (soft - soft.detach())
 
 
+def check_indicator(owner: str, indicator: str, temperature: float) -> tuple[str, float]:
+    """``(indicator, temperature)`` of a bounded-confidence layer, checked (``owner`` names it in the error)."""
+    if indicator not in INDICATORS:
+        raise ConfigError(f"{owner}.indicator must be one of {list(INDICATORS)}, got {indicator!r}")
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not (
+            math.isfinite(temperature) and temperature > 0):
+        raise ConfigError(f"{owner}.temperature must be a number > 0, got {temperature!r}")
+    return indicator, float(temperature)
+
+
+def square_size(x: Tensor, edge_index: Adj, size: tuple[int, int] | None) -> tuple[int, int] | None:
+    """``size`` of a propagate over one node set: ``(N, N)`` for a dense ``edge_index`` given without one
+    (PyG would take the sources from the largest index), else ``size`` as given."""
+    if size is None and isinstance(edge_index, Tensor) and edge_index.layout == torch.strided:
+        return (x.size(0), x.size(0))
+    return size
+
+
+def weighted(g: Tensor, edge_weight: Tensor | None) -> Tensor:
+    """The per-edge indicators ``g`` ``[E, *]`` times the edge weights (``[E]``, or of ``g``'s shape), if any."""
+    if edge_weight is None:
+        return g
+    return g * (edge_weight if edge_weight.dim() == g.dim() else
+                edge_weight.view(-1, *([1] * (g.dim() - 1)))).to(g.dtype)
+
+
+def opinion_ends(edge_type: Sequence[str], source: str, target: str, owner: str, why: str) -> tuple[str, str, str]:
+    """The edge type of an opinion interaction, checked with its ``source`` state and ``target`` field: one node
+    type at the edges' both ends and in both keys (``why`` says why in the error)."""
+    edge_type = tuple(edge_type)
+    if len(edge_type) != 3 or not all(isinstance(x, str) and x for x in edge_type):
+        raise ConfigError(f"{owner}.edge_type must be [src, relation, dst], got {list(edge_type)}")
+    src, _ = _key(source, "source", owner)
+    dst, _ = _key(target, "target", owner)
+    if not (src == dst == edge_type[0] == edge_type[2]):
+        raise ConfigError(f"{owner} {why}, so source {source!r}, target {target!r} and both ends of the edge type "
+                          f"{list(edge_type)} must be one node type")
+    return edge_type
+
+
 def edges_of(adj: SparseAdjacency) -> tuple[Tensor, Tensor | None]:
     """``(edge_index, edge_weight)`` of a layout in its CSR order (row 0 source, row 1 destination;
     int64), the weights ``None`` when every one is 1; built once per layout and kept with it."""
@@ -137,19 +177,13 @@ class BoundedConfidenceMean(MessagePassing):
         super().__init__(**kwargs)
         if isinstance(self_weight, bool) or not isinstance(self_weight, (int, float)) or not self_weight >= 0:
             raise ConfigError(f"BoundedConfidenceMean.self_weight must be a number >= 0, got {self_weight!r}")
-        if indicator not in INDICATORS:
-            raise ConfigError(f"BoundedConfidenceMean.indicator must be one of {list(INDICATORS)}, got {indicator!r}")
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not (
-                math.isfinite(temperature) and temperature > 0):
-            raise ConfigError(f"BoundedConfidenceMean.temperature must be a number > 0, got {temperature!r}")
-        self.self_weight, self.indicator, self.temperature = float(self_weight), indicator, float(temperature)
+        self.indicator, self.temperature = check_indicator("BoundedConfidenceMean", indicator, temperature)
+        self.self_weight = float(self_weight)
 
     def forward(self, x: Tensor, edge_index: Adj, epsilon: Tensor | float, edge_weight: Tensor | None = None,
                 size: tuple[int, int] | None = None) -> Tensor:
-        if isinstance(edge_index, Tensor) and not edge_index.is_sparse and edge_index.layout == torch.strided:
-            if size is None:
-                size = (x.size(0), x.size(0))
-        both = self.propagate(edge_index, x=x, epsilon=epsilon, edge_weight=edge_weight, size=size)
+        both = self.propagate(edge_index, x=x, epsilon=epsilon, edge_weight=edge_weight,
+                              size=square_size(x, edge_index, size))
         num, den = both[..., 0], both[..., 1]
         if self.self_weight:
             num = num + self.self_weight * x
@@ -157,9 +191,7 @@ class BoundedConfidenceMean(MessagePassing):
         return torch.where(den > 0, num / torch.where(den > 0, den, torch.ones_like(den)), x)
 
     def message(self, x_i: Tensor, x_j: Tensor, epsilon, edge_weight: Tensor | None) -> Tensor:
-        g = confidence_indicator((x_i - x_j).abs(), epsilon, self.temperature, self.indicator)
-        if edge_weight is not None:
-            g = g * edge_weight.view(-1, *([1] * (g.dim() - 1)))
+        g = weighted(confidence_indicator((x_i - x_j).abs(), epsilon, self.temperature, self.indicator), edge_weight)
         return torch.stack([g * x_j, g], dim=-1)
 
     def extra_repr(self) -> str:
@@ -199,16 +231,8 @@ class BoundedConfidence(Process):
                  target: str = "person.neighbour_opinion", self_weight: float = 1.0, indicator: str = "hard",
                  temperature: float = 0.01, name: str | None = None):
         super().__init__(name)
-        owner = f"{type(self).__name__} ({self.name})"
-        self.edge_type = tuple(edge_type)
-        if len(self.edge_type) != 3 or not all(isinstance(x, str) and x for x in self.edge_type):
-            raise ConfigError(f"{owner}.edge_type must be [src, relation, dst], got {list(edge_type)}")
-        src, _ = _key(source, "source", owner)
-        dst, _ = _key(target, "target", owner)
-        if not (src == dst == self.edge_type[0] == self.edge_type[2]):
-            raise ConfigError(f"{owner} compares a person's opinion with their neighbours', so source {source!r}, "
-                              f"target {target!r} and both ends of the edge type {list(self.edge_type)} must be one "
-                              "node type")
+        self.edge_type = opinion_ends(edge_type, source, target, f"{type(self).__name__} ({self.name})",
+                                      "compares a person's opinion with their neighbours'")
         self.source, self.target = source, target
         self.mean = BoundedConfidenceMean(self_weight, indicator, temperature)
 

@@ -69,8 +69,8 @@ from lpm_graph.core.params import ParamSpec
 from lpm_graph.core.process import Output, Process, StepContext
 from lpm_graph.core.random import splitmix64
 from lpm_graph.core.state import FieldSpec
-from lpm_graph.errors import ConfigError
-from lpm_graph.models.opinion.bounded_confidence import INDICATORS, _key, confidence_indicator, edges_of
+from lpm_graph.models.opinion.bounded_confidence import (check_indicator, confidence_indicator, edges_of, opinion_ends,
+                                                         square_size, weighted)
 
 __all__ = ["PairwiseCompromise", "DeffuantPairs", "matching"]
 
@@ -136,25 +136,16 @@ class PairwiseCompromise(MessagePassing):
         kwargs.setdefault("aggr", "sum")
         kwargs.setdefault("node_dim", 0)
         super().__init__(**kwargs)
-        if indicator not in INDICATORS:
-            raise ConfigError(f"PairwiseCompromise.indicator must be one of {list(INDICATORS)}, got {indicator!r}")
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
-            raise ConfigError(f"PairwiseCompromise.temperature must be a number > 0, got {temperature!r}")
-        self.indicator, self.temperature = indicator, float(temperature)
+        self.indicator, self.temperature = check_indicator("PairwiseCompromise", indicator, temperature)
 
     def forward(self, x: Tensor, edge_index: Adj, epsilon: Tensor | float, mask: Tensor | None = None,
                 size: tuple[int, int] | None = None) -> Tensor:
-        if isinstance(edge_index, Tensor) and edge_index.layout == torch.strided and size is None:
-            size = (x.size(0), x.size(0))
-        return x + self.propagate(edge_index, x=x, epsilon=epsilon, edge_weight=mask, size=size)
+        return x + self.propagate(edge_index, x=x, epsilon=epsilon, edge_weight=mask,
+                                  size=square_size(x, edge_index, size))
 
     def message(self, x_i: Tensor, x_j: Tensor, epsilon, edge_weight: Tensor | None) -> Tensor:
         gap = x_j - x_i
-        g = confidence_indicator(gap.abs(), epsilon, self.temperature, self.indicator)
-        if edge_weight is not None:
-            g = g * (edge_weight if edge_weight.dim() == g.dim() else
-                     edge_weight.view(-1, *([1] * (g.dim() - 1)))).to(g.dtype)
-        return g * gap
+        return weighted(confidence_indicator(gap.abs(), epsilon, self.temperature, self.indicator), edge_weight) * gap
 
     def extra_repr(self) -> str:
         return f"indicator={self.indicator!r}, temperature={self.temperature:g}"
@@ -184,15 +175,8 @@ class DeffuantPairs(Process):
                  target: str = "person.neighbour_opinion", indicator: str = "hard", temperature: float = 0.01,
                  name: str | None = None):
         super().__init__(name)
-        owner = f"{type(self).__name__} ({self.name})"
-        self.edge_type = tuple(edge_type)
-        if len(self.edge_type) != 3 or not all(isinstance(x, str) and x for x in self.edge_type):
-            raise ConfigError(f"{owner}.edge_type must be [src, relation, dst], got {list(edge_type)}")
-        src, _ = _key(source, "source", owner)
-        dst, _ = _key(target, "target", owner)
-        if not (src == dst == self.edge_type[0] == self.edge_type[2]):
-            raise ConfigError(f"{owner} pairs people with their neighbours, so source {source!r}, target {target!r} "
-                              f"and both ends of the edge type {list(self.edge_type)} must be one node type")
+        self.edge_type = opinion_ends(edge_type, source, target, f"{type(self).__name__} ({self.name})",
+                                      "pairs people with their neighbours")
         self.source, self.target = source, target
         self.node_type = self.edge_type[0]
         self.compromise = PairwiseCompromise(indicator, temperature)

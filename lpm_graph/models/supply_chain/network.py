@@ -26,6 +26,7 @@ table** (``id``, ``type``, optional ``capacity``) when one is given, else from
 """
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 import os
@@ -123,6 +124,10 @@ def supply_network(tiers: Mapping[str, int] | None = None, suppliers_per_node: i
         store.lead_time = base[i] + torch.randint(0, extra[i] + 1, (src.numel(),), generator=gen)
     validate_graph(data, {nt: ["uid", "capacity"] for nt in names})
     return data
+
+
+#: the arguments of :func:`supply_network` and their defaults (what the size estimate of its config reads)
+SUPPLY_NETWORK_ARGUMENTS = {k: p.default for k, p in inspect.signature(supply_network).parameters.items()}
 
 
 # -- the importer -------------------------------------------------------------------------

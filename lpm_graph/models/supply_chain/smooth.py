@@ -35,7 +35,9 @@ __all__ = ["smooth_min", "smooth_ramp", "smooth_step"]
 
 
 def _straight_through(hard: Tensor, soft: Tensor) -> Tensor:
-    return hard + (soft - soft.detach()) if soft.requires_grad else hard
+    """``hard`` forward, the gradient of ``soft`` alone backward (``hard``'s own subgradient, of ``torch.minimum``
+    or ``relu``, is not added to it)."""
+    return hard.detach() + (soft - soft.detach()) if soft.requires_grad else hard
 
 
 def smooth_min(values: list[Tensor | None], tau: float, stochastic: bool) -> Tensor:

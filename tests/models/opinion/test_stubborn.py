@@ -1,5 +1,4 @@
-"""Friedkin-Johnsen: the fixed point equals (I - (I - G) P)^-1 G x(0); stubborn people never move; the cluster
-count."""
+"""Friedkin-Johnsen: the fixed point equals (I - (I - G) P)^-1 G x(0); stubborn people never move."""
 from __future__ import annotations
 
 import pytest
@@ -9,7 +8,6 @@ from lpm_graph.core import Model
 from lpm_graph.data import random_graph
 from lpm_graph.errors import ConfigError, PopulationGraphError
 from lpm_graph.models.opinion import DeGroot, FriedkinJohnsen, NeighbourMean
-from lpm_graph.models.opinion.clusters import cluster_tops
 from tests.models.opinion.helpers import CONTACT, dense_w, graph
 from tests.models.opinion.test_degroot import EDGES, WEIGHTS, X0
 
@@ -97,12 +95,3 @@ def test_bad_arguments():
     bad = graph(EDGES, 6, WEIGHTS, opinion=X0, stubborn=torch.tensor([0.0, 2.0, 0, 0, 0, 0]))
     with pytest.raises(PopulationGraphError, match="node 1 has 2.0, not in"):
         _final(fj(initial="attribute", stubborn_attribute="stubborn"), bad, 1)
-
-
-def test_cluster_tops_count_runs_separated_by_wide_gaps():
-    x = torch.tensor([[0.1, 0.5], [0.105, 0.5], [0.5, 0.5], [0.9, 0.2], [0.505, 0.21]], dtype=torch.float64)
-    tops = cluster_tops(x, 0.01)
-    assert tops.sum(0).tolist() == [3.0, 2.0]
-    assert tops[:, 0].tolist() == [0.0, 1.0, 0.0, 1.0, 1.0]  # the largest of each run: 0.105, 0.505, 0.9
-    assert cluster_tops(x, 0.01, min_size=2).sum(0).tolist() == [2.0, 2.0]
-    assert cluster_tops(x, 0.01, min_size=3).sum(0).tolist() == [0.0, 1.0]

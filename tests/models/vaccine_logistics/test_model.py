@@ -9,7 +9,7 @@ from hydra.utils import instantiate
 
 import lpm_graph.models.vaccine_logistics as glue_package
 from lpm_graph.models import epidemic, supply_chain
-from lpm_graph.models.vaccine_logistics import Arrivals, DoseAllocation, DoseDemand, vaccine_network
+from lpm_graph.models.vaccine_logistics import Arrivals, DoseAllocation, DoseDemand
 from tests.models.vaccine_logistics.conftest import ALLOCATION, build, compose
 
 CLOSED = ("model.environment=[" + ALLOCATION % "proportional" + ", {_target_: lpm_graph.models.supply_chain."
@@ -31,24 +31,6 @@ def test_the_composition_is_the_two_packages_own_classes_not_copies():
               epidemic.VenueTransmission, epidemic.Infectiousness)
     assert own and not any(issubclass(c, shared) for c in own)
     assert model.process("seir").fatality and model.process("person").consumes
-
-
-def test_the_population_adds_clinics_and_depots_to_the_synthetic_one():
-    data = vaccine_network(num_people=3000, seed=5, community={"mean_size": 500},
-                           people_per_clinic=[500, 250, 250, 125])
-    n = data["person"].num_nodes
-    assert data["clinic"].population.sum() == n and data["clinic"].district.unique().tolist() == [0, 1, 2, 3]
-    members = data["person", "registered_at", "clinic"].edge_index
-    assert torch.equal(members[1], data["person"].clinic) and members.size(1) == n
-    # rural clinics are smaller: the first district's catchments are about 4x the last's
-    pop, district = data["clinic"].population, data["clinic"].district
-    assert pop[district == 0].mean() > 3 * pop[district == 3].mean()
-    # every clinic buys from every depot; daily supply 0.5% of the people
-    assert data["depot", "supplies", "clinic"].edge_index.size(1) == 2 * data["clinic"].num_nodes
-    assert float(data["depot"].capacity.sum()) == pytest.approx(0.005 * n)
-    again = vaccine_network(num_people=3000, seed=5, community={"mean_size": 500},
-                            people_per_clinic=[500, 250, 250, 125])
-    assert torch.equal(again["depot", "supplies", "clinic"].lead_time, data["depot", "supplies", "clinic"].lead_time)
 
 
 @pytest.mark.parametrize("mode", ["expected", "stochastic"])
