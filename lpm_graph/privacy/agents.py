@@ -852,6 +852,9 @@ class _Wrapped(Process):
     def saved(self):
         return self.inner.saved()
 
+    def layout_copies(self, written):
+        return self.inner.layout_copies(written)
+
     def check_graph(self, graph) -> None:
         self.inner.check_graph(graph)
 
