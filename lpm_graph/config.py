@@ -333,6 +333,7 @@ class RunConfig:
     task: Any = MISSING
     observations: Any = None
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
+    privacy: Any = None      # conf/privacy/: private agents' settings (lpm_graph/privacy/agents.py)
 
     def __post_init__(self):
         if self.seed < 0:
