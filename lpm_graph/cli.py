@@ -99,7 +99,8 @@ def metric_of(name: str, metrics: dict, chosen: str | None) -> tuple[str, float]
 
 
 #: the config groups ``--help`` lists, with their headings
-HELP_GROUPS = {"task": "Tasks", "model": "Models", "population": "Populations", "experiment": "Experiments"}
+HELP_GROUPS = {"task": "Tasks", "model": "Models", "population": "Populations", "experiment": "Experiments",
+               "privacy": "Private agents"}
 HELP_WIDTH = 100
 
 

@@ -181,12 +181,12 @@ def test_help_says_what_the_program_does_and_lists_every_shipped_choice(tmp_path
     lines = out.splitlines()
     # one line per shipped choice and intervention, and a frame of at most 30 lines (no config dump)
     choices = sum(len(list((ROOT / "conf" / g).glob("*.yaml"))) for g in ("task", "model", "population", "experiment",
-                                                                          "behavior"))
+                                                                          "behavior", "privacy"))
     assert len(lines) <= choices + 8 + 30, out  # 8: the interventions shipped at most
     assert "_schema" not in out and "Powered by Hydra" not in out and "== Config ==" not in out
     assert "simulate" in lines[0] and "population" in lines[0]
     listed = {m.group(1) for m in re.finditer(r"^ [ *] (\S+) +\S", out, re.M)}
-    for group in ("task", "model", "population", "experiment"):
+    for group in ("task", "model", "population", "experiment", "privacy"):
         shipped = {f.stem for f in (ROOT / "conf" / group).glob("*.yaml")}
         assert shipped and shipped <= listed, (group, shipped - listed)
     assert re.search(r"^ \* seir +Age-structured SEIR on the venue graph$", out, re.M)  # from its first comment line
