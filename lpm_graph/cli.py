@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import itertools
+import json
 import re
 import sys
 from pathlib import Path
@@ -313,6 +314,48 @@ def report_main(args: list[str]) -> None:
     print(f"lpm-graph: report written: {path}", file=sys.stderr)
 
 
+ENSEMBLE_USAGE = ("usage: lpm-graph ensemble <sweep dir> [--over KEY ...] [--quantiles Q,Q,...] [--allow-missing]   "
+                  "(writes <sweep dir>/ensemble.csv and ensemble.json from the members' outputs)")
+
+
+def ensemble_main(args: list[str]) -> None:
+    """``lpm-graph ensemble <sweep dir>``: the ensemble summary of a multirun (:mod:`lpm_graph.ensemble`); torch-free."""
+    import argparse
+
+    from lpm_graph.ensemble import DEFAULT_OVER, DEFAULT_QUANTILES, summarize
+    from lpm_graph.errors import EnsembleError
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message):  # one line and status 2, as every other error of the command
+            print(f"lpm-graph: error: {message}; {ENSEMBLE_USAGE}", file=sys.stderr)
+            sys.exit(2)
+
+    parser = Parser(prog="lpm-graph ensemble", usage=ENSEMBLE_USAGE.split("   ")[0][len("usage: "):],
+                    description="The ensemble summary of a multirun's sweep folder: per ensemble, observable and "
+                                "step, the mean and quantiles over the members (docs/ensembles.md).")
+    parser.add_argument("sweep_dir", help="the sweep folder of `lpm-graph -m ...` (hydra.sweep.dir)")
+    parser.add_argument("--over", nargs="+", default=list(DEFAULT_OVER), metavar="KEY",
+                        help="override keys that vary within one ensemble (default: seed)")
+    parser.add_argument("--quantiles", default=",".join(f"{q:g}" for q in DEFAULT_QUANTILES),
+                        help="comma-separated quantiles in [0, 1] (default: 0.05,0.5,0.95)")
+    parser.add_argument("--allow-missing", action="store_true",
+                        help="summarise the complete members and name the missing or failed ones in ensemble.json")
+    ns = parser.parse_args(args)
+    try:
+        quantiles = [float(q) for q in ns.quantiles.split(",")]
+    except ValueError:
+        parser.error(f"--quantiles must be comma-separated numbers in [0, 1], got {ns.quantiles!r}")
+    try:
+        paths = summarize(ns.sweep_dir, ns.over, quantiles, allow_missing=ns.allow_missing)
+    except (EnsembleError, ConfigError) as e:
+        print(f"lpm-graph: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    info = json.loads(paths["json"].read_text())
+    gaps = f"; {len(info['gaps'])} members missing or failed, named in {paths['json'].name}" if info["gaps"] else ""
+    print(f"lpm-graph: ensemble summary written: {paths['csv']} and {paths['json'].name} ({len(info['ensembles'])} "
+          f"ensembles of {info['complete']} members{gaps})", file=sys.stderr)
+
+
 def _pairing(job: list[str]) -> str:
     """``"model=<m> with behavior=<b>: "`` when a behaviour is chosen (an error building the model may be that the
     two do not fit), else nothing."""
@@ -331,6 +374,9 @@ def main() -> None:
     argv = sys.argv[1:]
     if argv and argv[0] == "report":  # a subcommand of its own, before Hydra: it reads a run, composes nothing
         report_main(argv[1:])
+        return
+    if argv and argv[0] == "ensemble":  # likewise: it reads a sweep folder's members
+        ensemble_main(argv[1:])
         return
     if not any(a.split("=", 1)[0] in _HYDRA_ONLY for a in argv):
         precheck(argv)
