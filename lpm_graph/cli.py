@@ -288,8 +288,25 @@ def precheck(argv: list[str]) -> None:
         print(f"lpm-graph: error: {e}", file=sys.stderr)
         sys.exit(2)
     except (HydraException, OmegaConfBaseException) as e:
-        print(f"lpm-graph: error: {one_line(e)}", file=sys.stderr)
+        print(f"lpm-graph: error: {one_line(e)}{_launcher_hint(str(e))}", file=sys.stderr)
         sys.exit(2)
+
+
+#: the extras that bring Hydra's launchers (docs/ensembles.md)
+LAUNCHER_EXTRAS = {"joblib": "launchers", "submitit_local": "launchers", "submitit_slurm": "launchers",
+                   "ray": "ray", "ray_aws": "ray"}
+
+
+def _launcher_hint(message: str) -> str:
+    """How to install the launcher an error says Hydra could not find (``hydra/launcher=<name>``), else nothing."""
+    found = re.search(r"Could not find 'hydra/launcher/([\w-]+)'", message)
+    if not found:
+        return ""
+    name = found.group(1)
+    extra = LAUNCHER_EXTRAS.get(name)
+    if extra is None:
+        return f" (launchers this project documents: {', '.join(LAUNCHER_EXTRAS)}; docs/ensembles.md)"
+    return f" (hydra/launcher={name} comes with `pip install 'lpm-graph[{extra}]'`; docs/ensembles.md)"
 
 
 REPORT_USAGE = "usage: lpm-graph report <run dir>   (rebuilds <run dir>/report.html from the run's files)"
