@@ -272,6 +272,8 @@ def precheck(argv: list[str]) -> None:
         jobs = _jobs(overrides, multirun)
         with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
             cfgs = [compose(config_name="config", overrides=job) for job in jobs]
+            if multirun:  # the callbacks (the ensemble summary) are built at the multirun's start: check them now
+                _check_callbacks(compose(config_name="config", overrides=jobs[0], return_hydra_config=True))
         runs = [validate_run_config(cfg)[0] for cfg in cfgs]
         # the heavy imports (torch, torch_geometric) only now, when every torch-free check has passed
         import torch
@@ -290,6 +292,20 @@ def precheck(argv: list[str]) -> None:
     except (HydraException, OmegaConfBaseException) as e:
         print(f"lpm-graph: error: {one_line(e)}{_launcher_hint(str(e))}", file=sys.stderr)
         sys.exit(2)
+
+
+def _check_callbacks(cfg) -> None:
+    """Build the multirun's ``hydra.callbacks`` as Hydra will, so that a bad value is one line before any job."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    for node in (OmegaConf.select(cfg, "hydra.callbacks") or {}).values():
+        try:
+            instantiate(node)
+        except InstantiationException as e:
+            if isinstance(e.__cause__, ConfigError):
+                raise e.__cause__ from None
+            raise
 
 
 #: the extras that bring Hydra's launchers (docs/ensembles.md)

@@ -194,3 +194,11 @@ def test_the_ensemble_command(tmp_path, monkeypatch, capsys):
     assert "1 members missing or failed, named in ensemble.json" in capsys.readouterr().err
     assert run_main(monkeypatch, ["ensemble", str(sweep), "--quantiles", "a,b"]) == 2
     assert "--quantiles must be comma-separated numbers" in capsys.readouterr().err
+
+
+def test_bad_callback_values_stop_a_multirun_before_its_first_job(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.precheck(["-m", "seed=0,1", "steps=2", "hydra.callbacks.ensemble.quantiles=[0.5,3]"])
+    assert e.value.code == 2
+    assert capsys.readouterr().err.strip() == ("lpm-graph: error: hydra.callbacks.ensemble.quantiles must be a "
+                                               "non-empty list of numbers in [0, 1], got [0.5, 3.0]")

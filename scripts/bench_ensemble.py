@@ -1,0 +1,66 @@
+"""Wall time of a replicate ensemble under the joblib launcher against the basic (sequential) one.
+
+    python scripts/bench_ensemble.py                                  # 8 members, 20,000 people, 60 steps
+    python scripts/bench_ensemble.py --members 8 --n-jobs 2 --overrides population.num_people=50000 steps=100
+
+Runs ``lpm-graph -m seed=0,...,<members-1> <overrides>`` twice in fresh processes, with the basic launcher and
+with ``hydra/launcher=joblib hydra.launcher.n_jobs=<n-jobs>``, alternating the order over ``--repeats``
+(so that a change in the machine's load hits both), and prints each wall time, the ratio joblib / basic, the
+load average before and after, and whether the two ensemble summaries (``ensemble.csv``) are the same file.
+Each member runs ``threads=1`` under both launchers: the comparison is of running members side by side, not of
+torch's intra-op threads.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(members: int, launcher: list[str], overrides: list[str], where: Path) -> float:
+    cmd = [sys.executable, "-m", "lpm_graph", "-m", "seed=" + ",".join(map(str, range(members))), "threads=1",
+           "progress=false", "task.plot=false", "task.report=false", *overrides, *launcher,
+           f"hydra.sweep.dir={where}"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    elapsed = time.perf_counter() - t0
+    if proc.returncode != 0:
+        sys.exit(f"bench_ensemble: {' '.join(cmd)} failed:\n{proc.stderr}")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--members", type=int, default=8)
+    parser.add_argument("--n-jobs", type=int, default=2, help="joblib's worker processes")
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--overrides", nargs="*", default=["population.num_people=20000", "steps=60"])
+    args = parser.parse_args()
+    launchers = {"basic": [], "joblib": ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={args.n_jobs}"]}
+    times: dict[str, list[float]] = {k: [] for k in launchers}
+    with tempfile.TemporaryDirectory() as tmp:
+        load0 = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else ["?"] * 3
+        for r in range(args.repeats):
+            order = list(launchers) if r % 2 == 0 else list(reversed(launchers))
+            for name in order:
+                where = Path(tmp, f"{name}{r}")
+                times[name].append(run(args.members, launchers[name], args.overrides, where))
+                print(f"{name:>6} repeat {r}: {times[name][-1]:.1f} s", flush=True)
+        load1 = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else ["?"] * 3
+        same = all(Path(tmp, f"basic{r}", "ensemble.csv").read_bytes() == Path(tmp, f"joblib{r}", "ensemble.csv")
+                   .read_bytes() for r in range(args.repeats))
+    basic, joblib = min(times["basic"]), min(times["joblib"])
+    print(f"{args.members} members, {' '.join(args.overrides)}: basic {basic:.1f} s, joblib (n_jobs={args.n_jobs}) "
+          f"{joblib:.1f} s, ratio joblib/basic {joblib / basic:.2f} (best of {args.repeats}); "
+          f"ensemble.csv identical: {same}; load average before {' '.join(load0)}, after {' '.join(load1)}")
+
+
+if __name__ == "__main__":
+    main()
