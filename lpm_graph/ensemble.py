@@ -251,11 +251,16 @@ def summarize(sweep_dir: str | os.PathLike, over: Sequence[str] = DEFAULT_OVER,
         outcomes: dict[str, dict[str, float]] = {}
         member_outcomes = [json.loads((m.folder / "summary.json").read_text()).get("outcomes") or {}
                            for m in complete]
+        for m, mo in zip(complete, member_outcomes):
+            if sorted(mo) != sorted(member_outcomes[0]):
+                raise EnsembleError(f"{m.name}: its summary.json has the outcomes {sorted(mo)}, the ensemble's first "
+                                    f"member {sorted(member_outcomes[0])}; members of one ensemble must run one model")
+            bad = [o for o, v in mo.items() if not isinstance(v.get("mean"), (int, float))]
+            if bad:
+                raise EnsembleError(f"{m.name}: its summary.json has no number as the mean of outcome {bad[0]!r}")
         for o in member_outcomes[0]:
-            values = [mo.get(o, {}).get("mean") for mo in member_outcomes]
-            if any(not isinstance(v, (int, float)) for v in values):
-                continue  # an outcome some member does not hold is not summarised; the members are listed
-            outcomes[o] = {k: float(v) for k, v in _stats(np.asarray(values, dtype=np.float64), quantiles).items()}
+            values = np.asarray([mo[o]["mean"] for mo in member_outcomes], dtype=np.float64)
+            outcomes[o] = {k: float(v) for k, v in _stats(values, quantiles).items()}
         described.append({
             "ensemble": name, "overrides": list(label), "samples": samples,
             "members": [{"number": m.number, "folder": str(m.folder.relative_to(sweep)), "overrides": list(m.overrides)}

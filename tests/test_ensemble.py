@@ -158,6 +158,15 @@ def test_members_that_ran_different_models_are_refused(tmp_path):
         summarize(sweep)
 
 
+def test_members_with_different_outcomes_are_refused(tmp_path):
+    sweep, _ = write_sweep(tmp_path)
+    (sweep / "job3" / "summary.json").write_text(json.dumps({"outcomes": {"attack_rate": {"mean": 0.1}}}))
+    with pytest.raises(EnsembleError, match=r"member 3 .*outcomes \['attack_rate'\], the ensemble's first member "
+                                            r"\['peak'\]"):
+        summarize(sweep)
+    assert not (sweep / "ensemble.csv").exists()
+
+
 def test_a_folder_that_is_no_sweep_and_bad_quantiles_are_refused(tmp_path):
     with pytest.raises(EnsembleError, match=r"has no multirun.yaml"):
         summarize(tmp_path)
