@@ -133,7 +133,7 @@ def test_a_member_that_is_not_complete_is_named_and_nothing_is_written(tmp_path,
         (job / ("summary.json" if damage == "summary" else "trajectory.parquet")).unlink()
     with pytest.raises(EnsembleError, match=r"1 of 6 members are not complete") as e:
         summarize(sweep)
-    assert f"member 2 (steps=4 progress=False seed=2 model.params.transmission.beta_household=0.2;" in str(e.value)
+    assert "member 2 (steps=4 progress=False seed=2 model.params.transmission.beta_household=0.2;" in str(e.value)
     assert status in str(e.value) and "--allow-missing" in str(e.value)
     assert not (sweep / "ensemble.csv").exists() and not (sweep / "ensemble.json").exists()
     assert not list(sweep.glob(".ensemble*"))  # no temporary left behind
