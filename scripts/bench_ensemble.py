@@ -5,8 +5,9 @@
 
 Runs ``lpm-graph -m seed=0,...,<members-1> <overrides>`` twice in fresh processes, with the basic launcher and
 with ``hydra/launcher=joblib hydra.launcher.n_jobs=<n-jobs>``, alternating the order over ``--repeats``
-(so that a change in the machine's load hits both), and prints each wall time, the ratio joblib / basic, the
-load average before and after, and whether the two ensemble summaries (``ensemble.csv``) are the same file.
+(a pair runs back to back, so that a change in the machine's load hits both), and prints each wall time with the
+load average at its start, each pair's ratio joblib / basic and their median, and whether the two ensemble
+summaries (``ensemble.csv``) are the same file.
 Each member runs ``threads=1`` under both launchers: the comparison is of running members side by side, not of
 torch's intra-op threads.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -46,21 +48,24 @@ def main() -> None:
     launchers = {"basic": [], "joblib": ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={args.n_jobs}"]}
     times: dict[str, list[float]] = {k: [] for k in launchers}
     with tempfile.TemporaryDirectory() as tmp:
-        load0 = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else ["?"] * 3
         for r in range(args.repeats):
             order = list(launchers) if r % 2 == 0 else list(reversed(launchers))
             for name in order:
                 where = Path(tmp, f"{name}{r}")
+                load = loadavg()
                 times[name].append(run(args.members, launchers[name], args.overrides, where))
-                print(f"{name:>6} repeat {r}: {times[name][-1]:.1f} s", flush=True)
-        load1 = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else ["?"] * 3
+                print(f"{name:>6} repeat {r}: {times[name][-1]:.1f} s (load average at start {load})", flush=True)
         same = all(Path(tmp, f"basic{r}", "ensemble.csv").read_bytes() == Path(tmp, f"joblib{r}", "ensemble.csv")
                    .read_bytes() for r in range(args.repeats))
-    basic, joblib = min(times["basic"]), min(times["joblib"])
-    print(f"{args.members} members, {' '.join(args.overrides)}: basic {basic:.1f} s, joblib (n_jobs={args.n_jobs}) "
-          f"{joblib:.1f} s, ratio joblib/basic {joblib / basic:.2f} (best of {args.repeats}); "
-          f"ensemble.csv identical: {same}; load average before {' '.join(load0)}, after {' '.join(load1)}")
+    ratios = [j / b for j, b in zip(times["joblib"], times["basic"])]
+    print(f"{args.members} members, {' '.join(args.overrides)}, joblib n_jobs={args.n_jobs}: ratio joblib/basic per "
+          f"pair {', '.join(f'{x:.2f}' for x in ratios)}, median {statistics.median(ratios):.2f}; "
+          f"ensemble.csv identical: {same}; load average now {loadavg()}")
 
+
+def loadavg() -> str:
+    path = Path("/proc/loadavg")
+    return " ".join(path.read_text().split()[:3]) if path.exists() else "unknown"
 
 if __name__ == "__main__":
     main()
