@@ -1,6 +1,6 @@
 """Wall time of a replicate ensemble under the joblib launcher against the basic (sequential) one.
 
-    python scripts/bench_ensemble.py                                  # 8 members, 20,000 people, 60 steps
+    python scripts/bench_ensemble.py --repeats 2                      # 8 members, 100,000 people, 100 steps
     python scripts/bench_ensemble.py --members 8 --n-jobs 2 --overrides population.num_people=50000 steps=100
 
 Runs ``lpm-graph -m seed=0,...,<members-1> <overrides>`` twice in fresh processes, with the basic launcher and
@@ -43,7 +43,7 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=8)
     parser.add_argument("--n-jobs", type=int, default=2, help="joblib's worker processes")
     parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--overrides", nargs="*", default=["population.num_people=20000", "steps=60"])
+    parser.add_argument("--overrides", nargs="*", default=["population.num_people=100000", "steps=100"])
     args = parser.parse_args()
     launchers = {"basic": [], "joblib": ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={args.n_jobs}"]}
     times: dict[str, list[float]] = {k: [] for k in launchers}
