@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import itertools
+import json
 import re
 import sys
 from pathlib import Path
@@ -290,6 +291,8 @@ def precheck(argv: list[str]) -> None:
         jobs = _jobs(overrides, multirun)
         with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
             cfgs = [compose(config_name="config", overrides=job) for job in jobs]
+            if multirun:  # the callbacks (the ensemble summary) are built at the multirun's start: check them now
+                _check_callbacks(compose(config_name="config", overrides=jobs[0], return_hydra_config=True))
         runs = [validate_run_config(cfg)[0] for cfg in cfgs]
         # the heavy imports (torch, torch_geometric) only now, when every torch-free check has passed
         import torch
@@ -306,8 +309,39 @@ def precheck(argv: list[str]) -> None:
         print(f"lpm-graph: error: {e}", file=sys.stderr)
         sys.exit(2)
     except (HydraException, OmegaConfBaseException) as e:
-        print(f"lpm-graph: error: {one_line(e)}", file=sys.stderr)
+        print(f"lpm-graph: error: {one_line(e)}{_launcher_hint(str(e))}", file=sys.stderr)
         sys.exit(2)
+
+
+def _check_callbacks(cfg) -> None:
+    """Build the multirun's ``hydra.callbacks`` as Hydra will, so that a bad value is one line before any job."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    for node in (OmegaConf.select(cfg, "hydra.callbacks") or {}).values():
+        try:
+            instantiate(node)
+        except InstantiationException as e:
+            if isinstance(e.__cause__, ConfigError):
+                raise e.__cause__ from None
+            raise
+
+
+#: the extras that bring Hydra's launchers (docs/ensembles.md)
+LAUNCHER_EXTRAS = {"joblib": "launchers", "submitit_local": "launchers", "submitit_slurm": "launchers",
+                   "ray": "ray", "ray_aws": "ray"}
+
+
+def _launcher_hint(message: str) -> str:
+    """How to install the launcher an error says Hydra could not find (``hydra/launcher=<name>``), else nothing."""
+    found = re.search(r"Could not find 'hydra/launcher/([\w-]+)'", message)
+    if not found:
+        return ""
+    name = found.group(1)
+    extra = LAUNCHER_EXTRAS.get(name)
+    if extra is None:
+        return f" (launchers this project documents: {', '.join(LAUNCHER_EXTRAS)}; docs/ensembles.md)"
+    return f" (hydra/launcher={name} comes with `pip install 'lpm-graph[{extra}]'`; docs/ensembles.md)"
 
 
 REPORT_USAGE = "usage: lpm-graph report <run dir>   (rebuilds <run dir>/report.html from the run's files)"
@@ -332,6 +366,48 @@ def report_main(args: list[str]) -> None:
     print(f"lpm-graph: report written: {path}", file=sys.stderr)
 
 
+ENSEMBLE_USAGE = ("usage: lpm-graph ensemble <sweep dir> [--over KEY ...] [--quantiles Q,Q,...] [--allow-missing]   "
+                  "(writes <sweep dir>/ensemble.csv and ensemble.json from the members' outputs)")
+
+
+def ensemble_main(args: list[str]) -> None:
+    """``lpm-graph ensemble <sweep dir>``: the ensemble summary of a multirun (:mod:`lpm_graph.ensemble`); torch-free."""
+    import argparse
+
+    from lpm_graph.ensemble import DEFAULT_OVER, DEFAULT_QUANTILES, summarize
+    from lpm_graph.errors import EnsembleError
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message):  # one line and status 2, as every other error of the command
+            print(f"lpm-graph: error: {message}; {ENSEMBLE_USAGE}", file=sys.stderr)
+            sys.exit(2)
+
+    parser = Parser(prog="lpm-graph ensemble", usage=ENSEMBLE_USAGE.split("   ")[0][len("usage: "):],
+                    description="The ensemble summary of a multirun's sweep folder: per ensemble, observable and "
+                                "step, the mean and quantiles over the members (docs/ensembles.md).")
+    parser.add_argument("sweep_dir", help="the sweep folder of `lpm-graph -m ...` (hydra.sweep.dir)")
+    parser.add_argument("--over", nargs="+", default=list(DEFAULT_OVER), metavar="KEY",
+                        help="override keys that vary within one ensemble (default: seed)")
+    parser.add_argument("--quantiles", default=",".join(f"{q:g}" for q in DEFAULT_QUANTILES),
+                        help="comma-separated quantiles in [0, 1] (default: 0.05,0.5,0.95)")
+    parser.add_argument("--allow-missing", action="store_true",
+                        help="summarise the complete members and name the missing or failed ones in ensemble.json")
+    ns = parser.parse_args(args)
+    try:
+        quantiles = [float(q) for q in ns.quantiles.split(",")]
+    except ValueError:
+        parser.error(f"--quantiles must be comma-separated numbers in [0, 1], got {ns.quantiles!r}")
+    try:
+        paths = summarize(ns.sweep_dir, ns.over, quantiles, allow_missing=ns.allow_missing)
+    except (EnsembleError, ConfigError) as e:
+        print(f"lpm-graph: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    info = json.loads(paths["json"].read_text())
+    gaps = f"; {len(info['gaps'])} members missing or failed, named in {paths['json'].name}" if info["gaps"] else ""
+    print(f"lpm-graph: ensemble summary written: {paths['csv']} and {paths['json'].name} ({len(info['ensembles'])} "
+          f"ensembles of {info['complete']} members{gaps})", file=sys.stderr)
+
+
 def _pairing(job: list[str]) -> str:
     """``"model=<m> with behavior=<b>: "`` when a behaviour is chosen (an error building the model may be that the
     two do not fit), else nothing."""
@@ -350,6 +426,9 @@ def main() -> None:
     argv = sys.argv[1:]
     if argv and argv[0] == "report":  # a subcommand of its own, before Hydra: it reads a run, composes nothing
         report_main(argv[1:])
+        return
+    if argv and argv[0] == "ensemble":  # likewise: it reads a sweep folder's members
+        ensemble_main(argv[1:])
         return
     if not any(a.split("=", 1)[0] in _HYDRA_ONLY for a in argv):
         precheck(argv)

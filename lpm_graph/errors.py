@@ -21,6 +21,8 @@ type                        raised for
                             overflowing sum, a request that would reveal a
                             client's input (``lpm_graph.privacy``)
 :class:`PrivacyConfigError` a privacy setting out of range (also a ConfigError)
+:class:`EnsembleError`      a multirun folder whose members cannot be summarised
+                            (missing or failed members, outputs that differ)
 :class:`PopulationDataWarning`  records merged or dropped by an importer
 :class:`SimulationWarning`      a run that will likely not show what was meant
 :class:`CalibrationWarning`     observations and model that may not match (scale,
@@ -31,7 +33,7 @@ from __future__ import annotations
 
 __all__ = ["ConfigError", "InsufficientMemoryError", "PopulationGraphError", "DataFileError", "MissingInputError",
            "PopulationFileError", "PopulationDataWarning", "SimulationWarning",
-           "CalibrationWarning", "RunDirectoryError", "PrivacyError", "PrivacyConfigError"]
+           "CalibrationWarning", "RunDirectoryError", "PrivacyError", "PrivacyConfigError", "EnsembleError"]
 
 
 class ConfigError(ValueError):
@@ -52,6 +54,10 @@ class PrivacyError(ValueError):
 
 class PrivacyConfigError(PrivacyError, ConfigError):
     """A privacy setting (minimum group size, threshold, neighbours, encoding range) is out of range."""
+
+
+class EnsembleError(ValueError):
+    """A multirun folder ``lpm-graph ensemble`` cannot summarise, naming the members that are missing or failed."""
 
 
 class PopulationGraphError(ValueError):

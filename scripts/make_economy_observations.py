@@ -19,20 +19,15 @@ that the fit recovers the truth.
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
-import torch
-from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import lpm_graph.config  # noqa: E402,F401  (registers the structured schemas)
+from scripts.observation_truth import simulate_shipped, write_with_truth  # noqa: E402
 
 OUT = ROOT / "data" / "observations"
 NAME = "economy_unemployment"
@@ -59,29 +54,19 @@ def make(out_dir: Path, overrides=(), truth: dict | None = None, steps: int = ST
     Returns the truth record written to the JSON file.
     """
     truth = dict(TRUTH if truth is None else truth)
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[
-            "model=economy", f"seed={population_seed}", f"population.num_people={NUM_PEOPLE}",
-            f"model.mode={mode}", *(f"model.params.{k}={v}" for k, v in truth.items()), *overrides])
-    model = instantiate(cfg.model, _convert_="all")
-    data = instantiate(cfg.population, _convert_="all")
-    with torch.no_grad():
-        traj = model(data, steps=steps, seed=run_seed)
+    _, data, traj = simulate_shipped([
+        "model=economy", f"seed={population_seed}", f"population.num_people={NUM_PEOPLE}",
+        f"model.mode={mode}", *(f"model.params.{k}={v}" for k, v in truth.items()), *overrides], steps, run_seed)
     u = traj.series["unemployment_rate"][1:, 0].double().numpy()
     rng = np.random.default_rng(run_seed)
     observed = u * np.exp(noise * rng.standard_normal(steps)) if noise else u
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"step": np.arange(1, steps + 1), "unemployment": observed}).to_csv(out_dir / f"{name}.csv",
-                                                                                      index=False)
     record = {**truth, "steps": steps, "seed": run_seed, "mode": mode,
               "population": {"population_seed": population_seed, "overrides": list(overrides),
                              "num_people": int(data["person"].num_nodes)},
               "noise": (f"observed = rate * exp({noise} * N(0, 1)), numpy default_rng({run_seed})" if noise
                         else "none beyond the per-person draws"),
               "model": "conf/model/economy.yaml"}
-    (out_dir / f"{name}_truth.json").write_text(json.dumps(record, indent=2) + "\n")
-    return record
+    return write_with_truth(out_dir, name, "unemployment", observed, record)
 
 
 def main() -> None:

@@ -23,20 +23,15 @@ tests call, on a smaller population, to check that the fit recovers the truth.
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
-import torch
-from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import lpm_graph.config  # noqa: E402,F401  (registers the structured schemas)
+from scripts.observation_truth import simulate_shipped, write_with_truth  # noqa: E402
 
 OUT = ROOT / "data" / "observations"
 NAME = "opinion_variance"
@@ -70,26 +65,17 @@ def make(out_dir: Path, overrides=(), truth: float = TRUTH["degroot.susceptibili
 
     Returns the truth record written to the JSON file.
     """
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[f"model={model}", f"seed={population_seed}",
-                                                       f"model.params.{parameter}={truth}", *overrides])
-    sim = instantiate(cfg.model, _convert_="all")
-    data = instantiate(cfg.population, _convert_="all")
-    with torch.no_grad():
-        traj = sim(data, steps=steps, seed=run_seed)
+    cfg, data, traj = simulate_shipped([f"model={model}", f"seed={population_seed}",
+                                        f"model.params.{parameter}={truth}", *overrides], steps, run_seed)
     var = traj.series["opinion_var"][1:, 0].double().numpy()
     rng = np.random.default_rng(run_seed)
     observed = var * np.exp(noise * rng.standard_normal(steps)) if noise else var
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"step": np.arange(1, steps + 1), "variance": observed}).to_csv(out_dir / f"{name}.csv", index=False)
     record = {**{parameter: truth}, "steps": steps, "seed": run_seed,
               "population": {"population_seed": population_seed, "overrides": list(overrides),
                              "num_people": int(data["person"].num_nodes)},
               "noise": f"observed = variance * exp({noise} * N(0, 1)), numpy default_rng({run_seed})",
               "model": f"conf/model/{model}.yaml, mode " + str(cfg.model.mode)}
-    (out_dir / f"{name}_truth.json").write_text(json.dumps(record, indent=2) + "\n")
-    return record
+    return write_with_truth(out_dir, name, "variance", observed, record)
 
 
 def main() -> None:

@@ -16,20 +16,13 @@ call, on a smaller network, to check that the fit recovers the truth.
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
-
-import numpy as np
-import pandas as pd
-import torch
-from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import lpm_graph.config  # noqa: E402,F401  (registers the structured schemas)
+from scripts.observation_truth import simulate_shipped, write_with_truth  # noqa: E402
 
 OUT = ROOT / "data" / "observations"
 NAME = "supply_chain_sales"
@@ -40,24 +33,15 @@ STEPS, RUN_SEED, POPULATION_SEED = 30, 2024, 0
 def make(out_dir: Path, overrides=(), truth: float = TRUTH["demand.rate"], steps: int = STEPS,
          run_seed: int = RUN_SEED, population_seed: int = POPULATION_SEED, name: str = NAME) -> dict:
     """Simulate with demand rate ``truth``; write ``<name>.csv`` and ``<name>_truth.json`` into ``out_dir``."""
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=["model=supply_chain", f"seed={population_seed}",
-                                                       f"model.params.demand.rate={truth}", *overrides])
-    model = instantiate(cfg.model, _convert_="all")
-    data = instantiate(cfg.population, _convert_="all")
-    with torch.no_grad():
-        traj = model(data, steps=steps, seed=run_seed)
+    cfg, data, traj = simulate_shipped(["model=supply_chain", f"seed={population_seed}",
+                                        f"model.params.demand.rate={truth}", *overrides], steps, run_seed)
     sales = traj.series["consumer_delivered"][1:, 0].double().numpy()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"step": np.arange(1, steps + 1), "sales": sales}).to_csv(out_dir / f"{name}.csv", index=False)
     record = {"demand.rate": truth, "steps": steps, "seed": run_seed,
               "population": {"population_seed": population_seed, "overrides": list(overrides),
                              "num_nodes": {nt: int(data[nt].num_nodes) for nt in data.node_types}},
               "noise": "none beyond the Poisson demand of the stochastic run",
               "model": "conf/model/supply_chain.yaml, mode " + str(cfg.model.mode)}
-    (out_dir / f"{name}_truth.json").write_text(json.dumps(record, indent=2) + "\n")
-    return record
+    return write_with_truth(out_dir, name, "sales", sales, record)
 
 
 def main() -> None:

@@ -21,20 +21,16 @@ call, on a smaller population, to check that the fit recovers the truth.
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import lpm_graph.config  # noqa: E402,F401  (registers the structured schemas)
+from scripts.observation_truth import simulate_shipped, write_with_truth  # noqa: E402
 
 OUT = ROOT / "data" / "observations"
 NAME = "vaccine_logistics_cases"
@@ -46,27 +42,18 @@ def make(out_dir: Path, overrides=(), truth: float = TRUTH["transmission.beta_co
          run_seed: int = RUN_SEED, population_seed: int = POPULATION_SEED, num_people: int = POPULATION,
          name: str = NAME) -> dict:
     """Simulate with ``beta_community = truth``; write ``<name>.csv`` and ``<name>_truth.json`` into ``out_dir``."""
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[
-            "model=vaccine_logistics", f"seed={population_seed}", f"population.num_people={num_people}",
-            f"model.params.transmission.beta_community={truth}", "model.mode=expected", *overrides])
-    model = instantiate(cfg.model, _convert_="all")
-    data = instantiate(cfg.population, _convert_="all")
-    with torch.no_grad():
-        traj = model(data, steps=steps)
+    _, data, traj = simulate_shipped([
+        "model=vaccine_logistics", f"seed={population_seed}", f"population.num_people={num_people}",
+        f"model.params.transmission.beta_community={truth}", "model.mode=expected", *overrides], steps)
     mean = traj.series["new_infections"][1:, 0].double().numpy()
     cases = np.random.default_rng(run_seed).poisson(mean).astype(np.float64)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"step": np.arange(1, steps + 1), "cases": cases}).to_csv(out_dir / f"{name}.csv", index=False)
     record = {"transmission.beta_community": truth, "steps": steps, "seed": run_seed,
               "population": {"population_seed": population_seed, "num_people": num_people,
                              "overrides": list(overrides),
                              "num_nodes": {nt: int(data[nt].num_nodes) for nt in data.node_types}},
               "noise": "Poisson around the mean field's new infections (numpy default_rng(seed))",
               "model": "conf/model/vaccine_logistics.yaml, mode expected"}
-    (out_dir / f"{name}_truth.json").write_text(json.dumps(record, indent=2) + "\n")
-    return record
+    return write_with_truth(out_dir, name, "cases", cases, record)
 
 
 def main() -> None:

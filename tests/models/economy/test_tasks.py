@@ -1,9 +1,7 @@
 """model=economy through task=simulate, calibrate, analyze and plan, from the composed shipped config."""
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -11,18 +9,7 @@ import pytest
 from lpm_graph import tasks
 from tests.conftest import compose_config
 
-ROOT = Path(__file__).resolve().parents[3]
 QUIET = ("threads=1", "progress=false")
-
-
-@pytest.fixture(scope="module")
-def make_observations():
-    """``make`` of scripts/make_economy_observations.py (the script that made the shipped data)."""
-    spec = importlib.util.spec_from_file_location("make_economy_observations",
-                                                  ROOT / "scripts" / "make_economy_observations.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.make
 
 
 def test_model_economy_composes_with_the_synthetic_population_at_its_size():

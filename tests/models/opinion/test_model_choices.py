@@ -2,7 +2,6 @@
 composed shipped configs; the memory estimate covers the per-edge workspace of the bounded-confidence message."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -17,15 +16,6 @@ ROOT = Path(__file__).resolve().parents[3]
 QUIET = ("threads=1", "progress=false")
 MODELS = {"opinion_stubborn": "degroot.stubbornness", "opinion_hk": "confidence.epsilon",
           "opinion_deffuant": "deffuant.epsilon"}
-
-
-@pytest.fixture(scope="module")
-def make_observations():
-    spec = importlib.util.spec_from_file_location("make_opinion_observations",
-                                                  ROOT / "scripts" / "make_opinion_observations.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -56,8 +46,8 @@ def test_calibrate_moves_to_the_truth(tmp_path, make_observations, name, truth, 
     """Observations of a run at the truth (1,500 people, 12 steps, 2% noise); the fit from the start value ends
     nearer the truth than a third of the way (HK: a few iterations only, it is the slow one)."""
     parameter = MODELS[name]
-    make_observations.make(tmp_path, overrides=["population.num_people=1500"], truth=truth, steps=12, run_seed=7,
-                           name="obs", model=name, parameter=parameter)
+    make_observations(tmp_path, overrides=["population.num_people=1500"], truth=truth, steps=12, run_seed=7,
+                      name="obs", model=name, parameter=parameter)
     ns, local = parameter.split(".")
     cfg = compose_config(["task=calibrate", f"model={name}", "population.num_people=1500", "steps=12",
                           f"observations.path={tmp_path / 'obs.csv'}", f"task.iterations={iterations}",

@@ -1,7 +1,6 @@
 """model=opinion through task=simulate, calibrate, analyze and plan, from the composed shipped config."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -13,16 +12,6 @@ from tests.conftest import compose_config
 
 ROOT = Path(__file__).resolve().parents[3]
 QUIET = ("threads=1", "progress=false")
-
-
-@pytest.fixture(scope="module")
-def make_observations():
-    """``make`` of scripts/make_opinion_observations.py (the script that made the shipped data)."""
-    spec = importlib.util.spec_from_file_location("make_opinion_observations",
-                                                  ROOT / "scripts" / "make_opinion_observations.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.make
 
 
 def test_model_opinion_composes_with_its_own_population():

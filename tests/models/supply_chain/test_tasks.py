@@ -1,17 +1,13 @@
 """model=supply_chain through task=simulate, calibrate, analyze and plan, from the composed shipped config."""
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pandas as pd
-import pytest
 
 from lpm_graph import tasks
 from tests.conftest import compose_config
 
-ROOT = Path(__file__).resolve().parents[3]
 QUIET = ("threads=1", "progress=false")
 NETWORK = ("population.tiers.supplier=2", "population.tiers.warehouse=4", "population.tiers.retailer=10",
            "population.tiers.consumer=600", "population.capacity.supplier=700",
@@ -42,15 +38,6 @@ def test_simulate_the_shipped_edge_list(tmp_path):
     cfg = compose_config(["model=supply_chain", "population=supply_edgelist", "steps=5", "task.plot=false", *QUIET])
     summary = tasks.get("simulate")(cfg, tmp_path)
     assert summary["num_nodes"] == {"supplier": 2, "warehouse": 4, "retailer": 10, "consumer": 64}
-
-
-@pytest.fixture(scope="module")
-def make_observations():
-    spec = importlib.util.spec_from_file_location("make_supply_chain_observations",
-                                                  ROOT / "scripts" / "make_supply_chain_observations.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.make
 
 
 def test_calibration_recovers_the_demand_rate(tmp_path, make_observations):

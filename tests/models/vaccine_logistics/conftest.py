@@ -1,8 +1,6 @@
-"""A small vaccine network and the shipped model=vaccine_logistics over it, one intra-op thread."""
+"""A small vaccine network and the shipped model=vaccine_logistics over it (one thread: tests/models/conftest.py)."""
 from __future__ import annotations
 
-import pytest
-import torch
 from hydra.utils import instantiate
 
 from tests.conftest import compose_config
@@ -23,11 +21,3 @@ def build(*overrides, double: bool = True):
     cfg = compose(*overrides)
     model = instantiate(cfg.model, _convert_="all")
     return (model.double() if double else model), instantiate(cfg.population, _convert_="all")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread(_deterministic_threads):
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

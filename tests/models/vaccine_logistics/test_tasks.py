@@ -1,27 +1,14 @@
 """model=vaccine_logistics through task=calibrate and task=analyze, from the composed shipped config."""
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
-import pytest
 
 from lpm_graph import tasks
 from tests.conftest import compose_config
 from tests.models.vaccine_logistics.conftest import SMALL
 
-ROOT = Path(__file__).resolve().parents[3]
 QUIET = ("threads=1", "progress=false", "task.plot=false")
-
-
-@pytest.fixture(scope="module")
-def make_observations():
-    spec = importlib.util.spec_from_file_location("make_vaccine_logistics_observations",
-                                                  ROOT / "scripts" / "make_vaccine_logistics_observations.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.make
 
 
 def test_calibration_recovers_the_community_intensity(tmp_path, make_observations):
