@@ -42,6 +42,10 @@ def metis_or_fallback() -> str:
 OPINION = ["model=opinion", "population.num_people=300", "population.mean_degree=3", "population.weighted=true",
            "dtype=float64", "steps=12", "replicates=2", "seed=3", "model.processes.degroot.grouping=age",
            "model.params.degroot.susceptibility=[0.2,0.3,0.4,0.5,0.6]", "model.learnable=[degroot.susceptibility]"]
+# Friedkin-Johnsen (DeGroot anchored to the initial opinions, some people fully stubborn by a draw keyed by uid)
+STUBBORN = [*(o.replace("model=opinion", "model=opinion_stubborn") for o in OPINION),
+            "model.processes.degroot.stubborn_fraction=0.1", "model.params.degroot.stubbornness=[0.05,0.1,0.1,0.2,0.3]",
+            "model.learnable=[degroot.susceptibility,degroot.stubbornness]"]
 
 COUNTS = ("S", "E", "I", "R", "new_infections")
 
@@ -88,9 +92,9 @@ CALIBRATE = ["task=calibrate", "population.num_people=400", "dtype=float64", "ta
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::lpm_graph.errors.CalibrationWarning")  # 400 people against 100k's data
 def test_two_processes_same_counts_and_gradients_and_the_same_calibration(tmp_path):
-    """The core equality (stochastic, float64), then the opinion model's (:data:`OPINION`), then ``task=calibrate``
-    (the default problem, expected mode, three Adam steps) in the same two processes: the same losses and fitted
-    values as one process, to 1e-10."""
+    """The core equality (stochastic, float64), then the opinion models' (:data:`OPINION`, :data:`STUBBORN`),
+    then ``task=calibrate`` (the default problem, expected mode, three Adam steps) in the same two processes: the
+    same losses and fitted values as one process, to 1e-10."""
     import json
 
     import pandas as pd
@@ -100,12 +104,13 @@ def test_two_processes_same_counts_and_gradients_and_the_same_calibration(tmp_pa
     ref = reference(OVERRIDES)
     assert ref["series"]["new_infections"][1:].sum() > 20  # the epidemic moves: the comparison has something to see
     assert all(g.abs().sum() > 0 for g in ref["grads"].values())
-    opinion = reference(OPINION)
+    opinion, stubborn = reference(OPINION), reference(STUBBORN)
     single = tmp_path / "single"
     tasks.get("calibrate")(workers.compose(CALIBRATE), single)
-    parts, (opinion_parts,) = spawn(2, tmp_path, OVERRIDES, then=CALIBRATE, more=[OPINION])
+    parts, (opinion_parts, stubborn_parts) = spawn(2, tmp_path, OVERRIDES, then=CALIBRATE, more=[OPINION, STUBBORN])
     assert_same_run(ref, parts)
     assert_same_opinions(opinion, opinion_parts)
+    assert_same_opinions(stubborn, stubborn_parts)
     expected, got = pd.read_csv(single / "loss.csv"), pd.read_csv(tmp_path / "task0" / "loss.csv")
     assert len(got) == 3 and (expected["loss"].diff().iloc[1:] < 0).all()  # the fit moves
     pd.testing.assert_frame_equal(got, expected, rtol=1e-10, atol=0)
@@ -119,7 +124,8 @@ def assert_same_opinions(ref, parts):
     susceptibility's gradient to 1e-10, and the comparison has something to see."""
     var = ref["series"]["opinion_var"]
     assert (var[-1] < 0.5 * var[0]).all()  # the opinions move towards each other
-    assert (ref["grads"]["degroot.susceptibility"].abs() > 0).all()  # every age group's susceptibility matters
+    for grad in ref["grads"].values():
+        assert (grad.abs() > 0).all()  # every age group's parameters matter
     for out in parts:
         assert out["ghosts"]["person"] > 0  # people have neighbours on the other parts: the exchange is exercised
     assert_same_run(ref, parts)
@@ -160,9 +166,12 @@ def test_four_processes_from_a_written_partition(tmp_path):
     opinion = reference(OPINION)
     _, data, _ = workers.build(overrides)
     write_partition(data, partition_graph(data, 4, metis_or_fallback()), tmp_path / "parts")
-    parts, (opinion_parts,) = spawn(4, tmp_path, overrides, folder=tmp_path / "parts", more=[OPINION])
+    stubborn = reference(STUBBORN)
+    parts, (opinion_parts, stubborn_parts) = spawn(4, tmp_path, overrides, folder=tmp_path / "parts",
+                                                   more=[OPINION, STUBBORN])
     assert_same_run(ref, parts)
-    assert_same_opinions(opinion, opinion_parts)  # and the opinion model on 4 parts (partitioned on the fly)
+    assert_same_opinions(opinion, opinion_parts)  # and the opinion models on 4 parts (partitioned on the fly)
+    assert_same_opinions(stubborn, stubborn_parts)
 
 
 @pytest.mark.slow
