@@ -1,6 +1,8 @@
 """What a partitioned run does not support is refused before any work, naming the process."""
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -9,18 +11,21 @@ from lpm_graph.errors import ConfigError
 from tests.distributed import workers
 
 
-def test_the_default_epidemic_is_partitionable():
-    model, _, _ = workers.build(["population.num_people=100"])
+@pytest.mark.parametrize("overrides", [[], ["model=opinion"], ["model=opinion_stubborn"]])
+def test_the_default_epidemic_and_the_degroot_opinion_models_are_partitionable(overrides):
+    model, _, _ = workers.build([*overrides, "population.num_people=100"])
     check_partitionable(model)
 
 
 @pytest.mark.parametrize("overrides, named", [
-    (["model=opinion"], "'degroot' (DeGroot)"),
+    (["model=opinion_hk"], "'confidence' (BoundedConfidence), 'clusters' (OpinionClusters)"),
+    (["model=opinion_deffuant"], "'deffuant' (DeffuantPairs)"),
+    (["model=economy"], "'price' (PriceLevel)"),
     (["behavior=rules"], "(RuleBehavior)"),
 ])
 def test_a_model_with_a_process_not_known_to_be_correct_on_a_part_is_refused(overrides, named):
     model, _, _ = workers.build([*overrides, "population.num_people=100"])
-    with pytest.raises(ConfigError, match=r"a partitioned run .* not .*" + named.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(ConfigError, match=r"a partitioned run .* not .*" + re.escape(named)):
         check_partitionable(model)
 
 

@@ -29,7 +29,12 @@ def build(overrides):
 
 
 def loss_of(traj, n):
-    """A loss that weighs every step differently, so a gradient misses nothing a step contributes."""
+    """A loss that weighs every step differently, so a gradient misses nothing a step contributes (the epidemic's
+    new infections and last prevalence, or the opinions' variance and last mean)."""
+    if "new_infections" not in traj.series:
+        x = traj.series["opinion_var"]
+        w = torch.arange(1, x.size(0) + 1, dtype=x.dtype).unsqueeze(1)
+        return (w * x).sum() + (traj.series["opinion_mean"][-1] ** 2).sum()
     x = traj.series["new_infections"]
     w = torch.arange(1, x.size(0) + 1, dtype=x.dtype).unsqueeze(1)
     return (w * x).sum() / n + (traj.series["I"][-1] ** 2).sum() / n ** 2
@@ -53,9 +58,10 @@ def grads(model):
 
 
 def part(rank: int, world: int, init_file: str, overrides, out_dir: str, grad: bool, method: str, folder,
-         then=None) -> None:
+         then=None, more=()) -> None:
     """One rank of a run of ``overrides`` (its observables and gradients to ``rank<r>.pt``), then, in the same
-    process group, the task of the overrides ``then`` (its outputs to ``task<r>/``)."""
+    process group, the runs of each overrides in ``more`` (partitioned by ``method``; to ``more<i>-rank<r>.pt``)
+    and the task of the overrides ``then`` (its outputs to ``task<r>/``)."""
     import torch.distributed as dist
 
     from lpm_graph.distributed.halo import average_gradients
@@ -72,6 +78,15 @@ def part(rank: int, world: int, init_file: str, overrides, out_dir: str, grad: b
             average_gradients([p for p in model.parameters() if p.requires_grad])
             out["grads"] = grads(model)
         torch.save(out, os.path.join(out_dir, f"rank{rank}.pt"))
+        for i, extra in enumerate(more):
+            model, data, run_cfg = build(extra)
+            graph, _ = prepare_part(model, data, method=method, dtype=getattr(torch, run_cfg.dtype))
+            out = run(model, graph, run_cfg, grad)
+            if grad:
+                average_gradients([p for p in model.parameters() if p.requires_grad])
+                out["grads"] = grads(model)
+            out["ghosts"] = {nt: h.num_local - h.num_owned for nt, h in graph.partition.info.halos.items()}
+            torch.save(out, os.path.join(out_dir, f"more{i}-rank{rank}.pt"))
         if then is not None:
             from lpm_graph import tasks
 

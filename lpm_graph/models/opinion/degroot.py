@@ -113,6 +113,7 @@ class DeGroot(Process):
 
     role = "update"
     default_name = "degroot"
+    partitionable = True  # per person; initial opinions drawn by uid (or read from the person's attribute)
 
     def __init__(self, initial: str = "uniform", low: float = 0.0, high: float = 1.0, attribute: str = "opinion",
                  grouping: str | None = None, node_type: str = "person", state: str = "opinion",

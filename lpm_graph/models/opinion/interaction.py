@@ -64,6 +64,11 @@ class NeighbourMean(Process):
 
     role = "interaction"
     default_name = "neighbours"
+    # on a part of a partitioned graph (lpm_graph.distributed) both sums, the weighted sum and the degrees d_i of
+    # the normalisation and of the isolated-node indicator, are products through the layout (spmm), whose halo
+    # exchange adds the other parts' edges at each person's owner; ghost rows get d_i = 0 and so m_i = x_i there,
+    # never read (a ghost's value comes from its owner in the next product, observables count owned rows only)
+    partitionable = True
 
     def __init__(self, edge_type: Sequence[str] = ("person", "contact", "person"), source: str = "person.opinion",
                  target: str = "person.neighbour_opinion", name: str | None = None):
