@@ -92,7 +92,7 @@ CALIBRATE = ["task=calibrate", "population.num_people=400", "dtype=float64", "ta
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::lpm_graph.errors.CalibrationWarning")  # 400 people against 100k's data
 def test_two_processes_same_counts_and_gradients_and_the_same_calibration(tmp_path):
-    """The core equality (stochastic, float64), then the opinion models' (:data:`OPINION`, :data:`STUBBORN`),
+    """The core equality (stochastic, float64; from a partition written to disk and read per rank), then the opinion models' (:data:`OPINION`, :data:`STUBBORN`),
     then ``task=calibrate`` (the default problem, expected mode, three Adam steps) in the same two processes: the
     same losses and fitted values as one process, to 1e-10."""
     import json
@@ -107,7 +107,12 @@ def test_two_processes_same_counts_and_gradients_and_the_same_calibration(tmp_pa
     opinion, stubborn = reference(OPINION), reference(STUBBORN)
     single = tmp_path / "single"
     tasks.get("calibrate")(workers.compose(CALIBRATE), single)
-    parts, (opinion_parts, stubborn_parts) = spawn(2, tmp_path, OVERRIDES, then=CALIBRATE, more=[OPINION, STUBBORN])
+    from lpm_graph.distributed.partition import partition_graph, write_partition
+
+    _, data, _ = workers.build(OVERRIDES)  # the round trip: the epidemic's parts written once, each rank reads its own
+    write_partition(data, partition_graph(data, 2, metis_or_fallback()), tmp_path / "parts")
+    parts, (opinion_parts, stubborn_parts) = spawn(2, tmp_path, OVERRIDES, folder=tmp_path / "parts", then=CALIBRATE,
+                                                   more=[OPINION, STUBBORN])
     assert_same_run(ref, parts)
     assert_same_opinions(opinion, opinion_parts)
     assert_same_opinions(stubborn, stubborn_parts)
@@ -155,7 +160,7 @@ def test_one_process_group_of_one_is_the_plain_run(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("LPM_GRAPH_TEST_DISTRIBUTED") != "all", reason="4 spawned processes take "
-                    "30-110 s on the shared 2-core machine; opt in with LPM_GRAPH_TEST_DISTRIBUTED=all")
+                    "30-110 s on a loaded 2-core machine; opt in with LPM_GRAPH_TEST_DISTRIBUTED=all")
 def test_four_processes_from_a_written_partition(tmp_path):
     """P = 4 from a partition written once and read per rank: the round trip runs the same epidemic; then the
     opinion model on 4 parts in the same processes."""
