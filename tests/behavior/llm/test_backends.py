@@ -112,7 +112,8 @@ def test_the_openai_backend_identity_and_checks(monkeypatch):
     assert local.endpoint == "http://127.0.0.1:8080/v1"   # a local server needs no key
     with pytest.raises(ConfigError, match="backend.model must name the served model"):
         OpenAIBackend("", base_url="http://127.0.0.1:1/v1")
-    with pytest.raises(ConfigError, match="backend.response_format must be json_schema, json_object or none"):
+    with pytest.raises(ConfigError, match=r"backend.response_format must be one of \['json_schema', "
+                                          r"'json_object_schema', 'json_object', 'none'\]"):
         OpenAIBackend("m", base_url="http://127.0.0.1:1/v1", response_format="grammar")
 
 
