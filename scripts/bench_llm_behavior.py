@@ -7,9 +7,10 @@
 
 The shipped SEIR epidemic (``model=seir``) on the synthetic population, with
 the behaviour of ``conf/behavior/llm.yaml`` asked every 7 days about groups
-of five-year age bands (18) x the share infectious in the person's community
-(:class:`~lpm_graph.behavior.llm.VenueMean`, 9 bins): up to 162 groups, the
-number present depends on the epidemic.  The backend is the mock (answers from
+of five-year age bands (18; ``--age-band``) x the share infectious in the
+person's community (:class:`~lpm_graph.behavior.llm.VenueMean`, 9 bins): up to
+162 groups, the number present depends on the epidemic (``--age-band 3``: 30
+bands, at least 60 groups at every decision of the million-person run).  The backend is the mock (answers from
 a hash, ``--latency`` seconds a call, 8 at once), or with ``--llama-server
 <GGUF file | smollm2>`` a real model: ``python -m llama_cpp.server`` started
 on 127.0.0.1 for the run (``smollm2``: the GGUF of the installed
@@ -147,6 +148,7 @@ def main() -> None:
     ap.add_argument("--server-threads", type=int, default=None, help="the server's --n_threads")
     ap.add_argument("--concurrency", type=int, default=8, help="calls in flight")
     ap.add_argument("--timeout", type=float, default=120.0, help="seconds a call may take")
+    ap.add_argument("--age-band", type=int, default=5, help="years of an age band (a variable of the prompt)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
@@ -171,11 +173,12 @@ def run(args, backend) -> None:
     node.concurrency, node.timeout = args.concurrency, args.timeout
     node.cache = None   # this run's answers only: every question is asked once
     node.variables = {
-        "age": {"grouping": "age5"},
+        "age": {"grouping": "age_band"},
         "prevalence": {"source": "person.local_prevalence", "bins": [0, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05]}}
     node.prompt.user = ("You are aged {age}. Currently {prevalence} of the people in your community are infectious. "
                         "How likely are you to stay home and avoid contacts this week?")
-    cfg.model.groupings.age5 = {"node_type": "person", "attribute": "age", "bins": list(range(0, 90, 5))}
+    cfg.model.groupings.age_band = {"node_type": "person", "attribute": "age",
+                                    "bins": list(range(0, 90, args.age_band))}
     if args.wiring == "epidemic":
         cfg.model.environment = {**(cfg.model.environment or {}), "local_prevalence": {
             "_target_": "lpm_graph.behavior.llm.VenueMean", "source": "person.I", "venue_type": "community",
