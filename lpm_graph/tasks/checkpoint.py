@@ -15,6 +15,11 @@ state and the iteration; plus the resolved config (less :data:`RESUMABLE`)
 and the data digest it was made with, to refuse, naming the changed keys, a
 resumption with another config or other data.  Fixed parameters, bounds and
 everything else come from the config of the resumed run.
+
+:func:`process_weights` reads, from the same verified file, the trained
+weights of the processes that hold modules of their own (a neural
+behaviour's network), by process name, for a later run to start from them
+(``model.behavior.<name>.weights=<calibrate run folder>``).
 """
 from __future__ import annotations
 
@@ -32,7 +37,7 @@ from lpm_graph.data.io import publish, remove_stale_temporaries, temporary_file
 from lpm_graph.errors import ConfigError
 
 __all__ = ["FORMAT", "RESUMABLE", "resumable_config", "resume_key", "config_changes", "write", "read",
-           "save_calibration", "load_calibration", "restore_fitted"]
+           "save_calibration", "load_calibration", "restore_fitted", "process_weights"]
 
 FORMAT = "lpm_graph.calibration_checkpoint/2"
 _PREFIX = FORMAT.rsplit("/", 1)[0] + "/"
@@ -199,7 +204,7 @@ def save_calibration(path: str | os.PathLike, *, iteration: int, model, net, opt
                  "net": _fitted(net) if net is not None else None, "optimizer": optimizer.state_dict(),
                  "history": list(history), "trace": [list(r) for r in trace],
                  "torch_rng": torch.get_rng_state(), "config": json.dumps(config, sort_keys=True),
-                 "data_digest": digest})
+                 "data_digest": digest, "processes": _process_names(model)})
 
 
 def load_calibration(path: str | os.PathLike, config: dict, digest: str, iterations: int) -> dict:
@@ -244,3 +249,58 @@ def restore_fitted(ckpt: dict, path: str | os.PathLike, model, net, optimizer) -
                                       f"{tuple(getattr(v, 'shape', ()))}, the run's has {tuple(p.shape)}; {_FIX}")
                 p.copy_(v)
     optimizer.load_state_dict(ckpt["optimizer"])
+
+
+_SECTIONS = ("environment", "behavior", "processes")
+
+
+def _process_names(model) -> dict[str, list[str]]:
+    """The names of the model's processes per section, in order (what ``learnable``'s keys index)."""
+    return {s: [p.name for p in getattr(model, s)] for s in _SECTIONS if hasattr(model, s)}
+
+
+def process_weights(path: str | os.PathLike, field: str = "weights") -> dict[str, dict]:
+    """The trained weights of every process with modules of its own in a calibration checkpoint, by name.
+
+    Args:
+        path: a checkpoint, or the output folder of a ``task=calibrate`` run (its ``checkpoint.pt``); read with
+            :func:`read` (header, length and SHA-256 digest verified before any value is used).
+        field (str): the config field that named ``path``, for messages.
+
+    Returns:
+        ``{process name: {"weights": {name within the process: tensor}, "config": its entry of the run's
+        model config}}`` (names as a ``named_parameters()`` of the process gives them, e.g. ``net.layers.0.weight``;
+        of a checkpoint written before process names were saved, ``<section>[<index>]`` and config ``None``).
+
+    Raises:
+        ConfigError: the file cannot be used (:func:`read`), or it holds no process weights.
+    """
+    path = Path(path)
+    if path.is_dir() and (path / "checkpoint.pt").is_file():
+        path = path / "checkpoint.pt"
+    ckpt = read(path, field)
+    where = f"{field}: checkpoint {str(path)!r}"
+    try:
+        model_config = json.loads(ckpt["config"]).get("model") or {}
+        learnable = dict(ckpt["learnable"])
+        names = ckpt.get("processes") or {}
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise ConfigError(f"{where} is not a calibration checkpoint (no config or fitted values); give the "
+                          "checkpoint.pt, or the folder, of a task=calibrate run") from None
+    out: dict[str, dict] = {}
+    for key, value in learnable.items():
+        section, _, rest = key.partition(".")
+        index, _, local = rest.partition(".")
+        if section not in _SECTIONS or not index.isdigit() or not local:
+            continue  # the parameter set (params.*) and anything else that is not a process's own module
+        i, known = int(index), names.get(section) or []
+        name = known[i] if i < len(known) else f"{section}[{i}]"  # a checkpoint without the names: by position
+        entries = model_config.get(section)
+        entry = entries.get(name) if isinstance(entries, dict) and i < len(known) else None
+        out.setdefault(name, {"weights": {}, "config": entry if isinstance(entry, dict) else None})
+        out[name]["weights"][local] = value
+    if not out:
+        raise ConfigError(f"{where} holds no trained weights of a process (its run fitted only "
+                          f"{sorted(learnable)}); give the checkpoint of a calibration that trained one, e.g. "
+                          "+experiment=behavior_neural")
+    return out

@@ -1,4 +1,4 @@
-"""The decision-field contract, config composition with every model, and every task with each behaviour."""
+"""Composition of each behaviour with every model, and every task with each behaviour (the contract: test_base.py)."""
 from __future__ import annotations
 
 import subprocess
@@ -10,7 +10,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from lpm_graph.behavior import Behavior, FixedDecisions
+from lpm_graph.behavior import FixedDecisions
 from lpm_graph.core import Model
 from lpm_graph.errors import CalibrationWarning, ConfigError
 from lpm_graph.tasks.analyze import analyze
@@ -22,17 +22,6 @@ ROOT = Path(__file__).resolve().parents[2]
 FIT = ["seir", "sir", "seird", "sis"]          # venue epidemics: their transmission reads the decisions
 NO_FIT = ["contact", "contact_layers", "opinion"]
 BEHAVIOURS = ["none", "rules", "neural"]
-
-
-def test_behaviour_role_and_decision_fields():
-    b = FixedDecisions({"stays_home": 0.2, "masks": 0.1})
-    assert b.role == "behavior" and isinstance(b, Behavior)
-    assert [f.key for f in b.field_specs()] == ["person.stays_home", "person.masks"]
-    assert [s.key for s in b.state_specs()] == ["person.last_stays_home", "person.last_masks"]
-    # the British spelling is the same role
-    from lpm_graph.core.process import canonical_role
-
-    assert canonical_role("behaviour") == "behavior"
 
 
 def test_every_config_of_conf_behavior_adds_to_the_mapping_model_behavior():

@@ -171,3 +171,31 @@ def test_config_changes_are_listed_by_dotted_key():
                                                    "new.k: (absent) -> true"]
     many = checkpoint.config_changes({f"k{i:02}": i for i in range(13)}, {f"k{i:02}": i + 1 for i in range(13)})
     assert len(many) == 11 and many[0] == "k00: 0 -> 1" and many[-1] == "and 3 more"
+
+
+def test_process_weights_are_named_by_process_and_read_from_a_run_folder(tmp_path):
+    import json
+
+    w = {"behavior.1.net.layers.0.weight": torch.ones(2, 3), "behavior.1.net.layers.0.bias": torch.zeros(2),
+         "processes.0.lin.weight": torch.full((1, 1), 2.0), "params._params.seir__beta": torch.tensor(0.3)}
+    config = {"model": {"behavior": {"a_prevalence": {"x": 1}, "net_b": {"inputs": ["person.I"]}},
+                        "processes": {"seir": {"k": 2}}}}
+    checkpoint.write(tmp_path / "checkpoint.pt", {
+        "learnable": w, "config": json.dumps(config, sort_keys=True),
+        "processes": {"environment": [], "behavior": ["a_prevalence", "net_b"], "processes": ["seir"]}})
+    got = checkpoint.process_weights(tmp_path)  # the folder of the run
+    assert sorted(got) == ["net_b", "seir"]     # the parameter set is not a process's weights
+    assert sorted(got["net_b"]["weights"]) == ["net.layers.0.bias", "net.layers.0.weight"]
+    assert torch.equal(got["net_b"]["weights"]["net.layers.0.weight"], torch.ones(2, 3))
+    assert got["net_b"]["config"] == {"inputs": ["person.I"]} and got["seir"]["config"] == {"k": 2}
+    # a checkpoint written before the names were saved: by position, settings unknown
+    checkpoint.write(tmp_path / "old.pt", {"learnable": w, "config": json.dumps(config)})
+    old = checkpoint.process_weights(tmp_path / "old.pt")
+    assert sorted(old) == ["behavior[1]", "processes[0]"] and old["behavior[1]"]["config"] is None
+    checkpoint.write(tmp_path / "none.pt", {"learnable": {"params._params.seir__beta": torch.tensor(0.3)},
+                                            "config": json.dumps(config)})
+    with pytest.raises(ConfigError, match=r"weights: checkpoint .*none\.pt' holds no trained weights of a process "
+                                          r"\(its run fitted only \['params\._params\.seir__beta'\]\)"):
+        checkpoint.process_weights(tmp_path / "none.pt")
+    with pytest.raises(ConfigError, match="does not exist"):
+        checkpoint.process_weights(tmp_path / "missing", field="weights")

@@ -180,6 +180,10 @@ class MockBackend(Backend):
         return [-((_digest(base, request.seed, c) % 1000) / 200) for c in request.candidates or ()]
 
 
+#: what an OpenAI-compatible server may be asked to enforce (:class:`OpenAIBackend`)
+RESPONSE_FORMATS = ("json_schema", "json_object_schema", "json_object", "none")
+
+
 def _retry_after(headers) -> float | None:
     if headers is None:
         return None
@@ -212,8 +216,11 @@ class OpenAIBackend(Backend):
             (llama.cpp server), ``http://127.0.0.1:11434/v1`` (Ollama); ``None``: OpenAI's.
         api_key_env (str): the environment variable holding the key; unset: a placeholder key, which
             local servers accept. With ``base_url`` unset (OpenAI's service) the variable must be set.
-        response_format (str): ``json_schema`` (the answer's schema, strict), ``json_object`` or ``none``:
-            what the server is asked to enforce; the client validates every reply regardless.
+        response_format (str): what the server is asked to enforce; the client validates every reply regardless.
+            ``json_schema`` (the answer's schema, strict: OpenAI, vLLM, the llama.cpp server ``llama-server``),
+            ``json_object_schema`` (``{"type": "json_object", "schema": ...}``: the server of
+            ``llama-cpp-python``, which refuses ``json_schema`` with HTTP 500 and without the schema lets a
+            small model echo the schema of the instruction), ``json_object`` (any JSON) or ``none``.
         top_logprobs (int): alternatives asked for when scoring candidates (``answer.method: logprobs``);
             a candidate is scored by the first token of the reply equal to it (case and spaces aside).
         max_concurrency (int): concurrent requests. (default: 8)
@@ -232,8 +239,8 @@ class OpenAIBackend(Backend):
                               f"variable and name that variable in backend.api_key_env (now {api_key_env!r})")
         if not isinstance(model, str) or not model:
             raise ConfigError(f"backend.model must name the served model, got {model!r}")
-        if response_format not in ("json_schema", "json_object", "none"):
-            raise ConfigError(f"backend.response_format must be json_schema, json_object or none, got "
+        if response_format not in RESPONSE_FORMATS:
+            raise ConfigError(f"backend.response_format must be one of {list(RESPONSE_FORMATS)}, got "
                               f"{response_format!r}")
         if base_url is None and not os.environ.get(api_key_env):
             raise ConfigError(f"backend.base_url is unset (OpenAI's service) but the environment variable "
@@ -302,6 +309,8 @@ class OpenAIBackend(Backend):
         if self.response_format == "json_schema":
             extra["response_format"] = {"type": "json_schema",
                                         "json_schema": {"name": "answer", "schema": request.schema, "strict": True}}
+        elif self.response_format == "json_object_schema":
+            extra["response_format"] = {"type": "json_object", "schema": request.schema}
         elif self.response_format == "json_object":
             extra["response_format"] = {"type": "json_object"}
         resp = self._create(request, timeout, **extra)

@@ -11,8 +11,10 @@ variables ``{source: person.local_prevalence, bins: [...]}``):
     \bar x_v = \frac{(A x)_v}{(A \mathbf 1)_v}, \qquad
     y_i = \frac{(A^\top \bar x)_i}{(A^\top \mathbf 1)_i}
 
-over the membership layout ``A`` (``[V, N]``) of ``(node type, relation,
-venue type)``: two sparse products a step; 0 for a node without venues.
+over the membership layout ``A`` (``[V, N]``, the membership weights) of
+``(node type, relation, venue type)``: two sparse products a step; 0 for a
+node without venues.  The observed value is a constant to autograd (the
+source is detached): it is what an agent sees, binned into a prompt's labels.
 """
 from __future__ import annotations
 
@@ -73,9 +75,15 @@ class VenueMean(Process):
         key = (id(adj), x.dtype)
         if self._degrees is None or self._degrees[0] != key:
             ones = torch.ones(x.size(0), 1, dtype=x.dtype, device=x.device)
-            venue_size = spmm(adj, ones)
-            node_venues = spmm(adj.T, torch.ones_like(venue_size))
-            self._degrees = (key, venue_size.clamp_min(1), node_venues.clamp_min(1))
+            venue_size = spmm(adj, ones)                           # the members' total weight
+            node_venues = spmm(adj.T, torch.ones_like(venue_size))  # a node's total weight in its venues
+            self._degrees = (key, _inverse(venue_size), _inverse(node_venues))
         _, venue_size, node_venues = self._degrees
-        venue_mean = spmm(adj, x) / venue_size
-        return Output(fields={self.field: spmm(adj.T, venue_mean) / node_venues})
+        venue_mean = spmm(adj, x) * venue_size
+        return Output(fields={self.field: spmm(adj.T, venue_mean) * node_venues})
+
+
+def _inverse(total: torch.Tensor) -> torch.Tensor:
+    """``1 / total`` where positive, 0 where nothing is there (a venue without members, a node without venues):
+    membership weights of any scale, below 1 included."""
+    return torch.where(total > 0, 1.0 / total.clamp_min(torch.finfo(total.dtype).tiny), torch.zeros_like(total))

@@ -45,6 +45,17 @@ def test_a_valid_answer_is_one_call_and_the_request_says_how_to_answer(monkeypat
     assert "sk-test-123" not in json.dumps(c.report()) + json.dumps(c.backend.describe())
 
 
+@pytest.mark.parametrize("mode, sent", [
+    ("json_object_schema", {"type": "json_object", "schema": ProbabilityAnswer().schema()}),  # llama-cpp-python
+    ("json_object", {"type": "json_object"}), ("none", None)])
+def test_the_response_format_asked_of_the_server(mode, sent):
+    with scripted_server([OK]) as server:
+        c = LLMClient(OpenAIBackend("toy", base_url=server.base_url, response_format=mode))
+        [r] = ask(c)
+        body = server.requests[0]["body"]
+    assert r.value == 0.25 and body.get("response_format") == sent
+
+
 def test_429_waits_what_retry_after_says_then_succeeds():
     sleeps = []
     with scripted_server([("status", 429, {"Retry-After": "0.2"}), OK]) as server:
