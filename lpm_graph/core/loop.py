@@ -117,6 +117,13 @@ def _one_each(order: Sequence[Process], specs, message: str) -> dict[str, Proces
     return found
 
 
+def _lagged(field: str) -> str:
+    """``"<node type>.last_<decision>"``: the state in which a behaviour keeps its decision ``field``, which a
+    process running before behaviours (the environment) reads as the previous step's decision."""
+    node_type, _, name = field.partition(".")
+    return f"{node_type}.last_{name}"
+
+
 def _nearest(name: str, known: Sequence[str]) -> str:
     close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.6)
     return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
@@ -332,6 +339,8 @@ class Model(nn.Module):
         for key, ws in writers.items():
             if not any(j > ws[0] for j in readers.get(key, [])):
                 p = order[ws[0]]
+                if id(p) in behaviour and _lagged(key) in readers and owners.get(_lagged(key)) is p:
+                    continue   # read with a one-step lag, as the last decision (e.g. by an environment process)
                 read = sorted(k for k in readers if k not in owners)
                 if id(p) in behaviour:
                     others = ", ".join(f"{q.name} ({type(q).__name__})" for q in order if id(q) not in behaviour)

@@ -106,6 +106,16 @@ class Vaccination(Window):
     are already allocated); in expected mode exactly :math:`\min(d_g,
     \sum_{i\in g} e_i)` people of the group are vaccinated.
 
+    **Acceptance (the decision** ``person.vaccinates`` **).** A person offered
+    a dose accepts it with probability :math:`c_i`, the state ``accepts``
+    (default ``person.last_vaccinates``, which a behaviour deciding
+    ``vaccinates`` keeps), so its probability of being vaccinated today is
+    :math:`q_g c_i`; a dose refused is not passed on to anyone else.  The
+    campaign runs in the environment, before behaviours, so it reads the
+    decision of the *previous* step (a one-step lag; 0 before the first step,
+    so a run with such a behaviour vaccinates nobody on its first step).
+    Without a process owning that state everybody accepts (:math:`c_i = 1`).
+
     Args:
         daily_fraction (float): doses per day as a fraction of the population (or ``doses``).
         doses (str, optional): the per-person field of doses delivered this step, instead of a daily
@@ -121,6 +131,8 @@ class Vaccination(Window):
         grouping (str): the grouping doses are allocated over. (default: ``"age"``)
         exclude (Sequence[str]): indicator states whose members get no dose,
             read where a process owns them. (default: ``["person.D"]``)
+        accepts (str, optional): the state of the probability of accepting a dose offered, read where a
+            process owns it (else 1); ``None``: everybody accepts. (default: ``"person.last_vaccinates"``)
         name (str): the process name. (default: ``"vaccination"``)
     """
 
@@ -129,9 +141,15 @@ class Vaccination(Window):
     def __init__(self, daily_fraction: float | None = None, allocation: Sequence[float] | str | None = None,
                  efficacy: float = 0.9, start: int = 0, end: int | None = None,
                  priority: Sequence[int] | None = None, spill_over: bool = False, grouping: str = "age",
-                 exclude: Sequence[str] = ("person.D",), doses: str | None = None, name: str | None = None):
+                 exclude: Sequence[str] = ("person.D",), doses: str | None = None,
+                 accepts: str | None = "person.last_vaccinates", name: str | None = None):
         super().__init__(start, end, name)
         self.exclude = [str(k) for k in exclude]
+        if accepts is not None and (not isinstance(accepts, str) or accepts.count(".") != 1
+                                    or not accepts.startswith("person.")):
+            raise ConfigError(f"Vaccination.accepts must name a person state, 'person.<name>' (or null), "
+                              f"got {accepts!r}")
+        self.accepts = accepts
         if (daily_fraction is None) == (doses is None):
             raise ConfigError("Vaccination takes either daily_fraction (a daily budget) or doses (a field of "
                               "doses delivered), exactly one of them")
@@ -175,7 +193,8 @@ class Vaccination(Window):
         return [FieldSpec("person", "susceptibility_factor", combine="product")]
 
     def reads(self):
-        return ["person.V", *(Read(k, optional=True) for k in self.exclude), *([self.doses] if self.doses else [])]
+        return ["person.V", *(Read(k, optional=True) for k in self.exclude), *([self.doses] if self.doses else []),
+                *([Read(self.accepts, optional=True)] if self.accepts else [])]
 
     def requirements(self) -> Requirements:
         return Requirements(groupings={self.grouping: None})  # the groups doses are allocated over
@@ -258,6 +277,9 @@ class Vaccination(Window):
             q_group = torch.where(remaining > 0, doses / remaining.clamp_min(1e-12),
                                   torch.zeros((), dtype=V.dtype)).clamp(max=1.0)
             q = q_group[group]
+            accept = state.get(self.accepts) if self.accepts else None
+            if accept is not None:   # the last step's decision to accept a dose offered (one-step lag)
+                q = q * accept.to(V.dtype)
             u, j = ctx.rng("person").uniform_refined(ctx.t, self.stream("vaccination"), V.dtype) \
                 if ctx.stochastic else (None, None)
             V = V + unvaccinated * ctx.sampler(q, u, j)
