@@ -17,7 +17,7 @@ just set and the price level :math:`p` of this step
     \delta_f &= \delta \max(M_f, 0), \quad d = \tfrac{1}{N}\sum_f \delta_f
         && \text{dividends, an equal share to everyone} \\
     y_i &= \omega_i + d, \quad
-    \tilde x_i = \min\big(y_i + m_i,\ \sigma(t)\,(c_y y_i + c_m m_i)\big)
+    \tilde x_i = \min\big(y_i + m_i,\ \sigma(t)\, s_i\,(c_y y_i + c_m m_i)\big)
         && \text{income, desired spending} \\
     D &= \sum_i \tilde x_i / p, \quad
     D_f = D\,\frac{o_f n_f}{\sum_g o_g n_g}
@@ -38,7 +38,10 @@ and the stocks move by
 
 :math:`\sigma(t)` is the field ``person.spending_scale`` (1 unless an
 environment process such as :class:`lpm_graph.core.Scale` writes it: a
-demand shock), :math:`o_f` the field ``workplace.operating``.  Households
+demand shock), :math:`s_i` the decision ``person.spends`` of a behaviour
+(the share of its planned spending a person spends this step, 1 without a
+behaviour deciding it; ``docs/behavior.md``), :math:`o_f` the field
+``workplace.operating``.  Households
 spend out of income and wealth with propensities :math:`c_y, c_m \in [0, 1]`,
 so no one spends more than they hold.  Goods go through one market
 (a uniform goods market: every household buys from every firm in proportion
@@ -122,6 +125,7 @@ class GoodsMarket(MembershipProcess):
         p, f = self.person, self.firm
         return [f"{p}.employed", f"{f}.price_level", f"{p}.savings", f"{f}.money", f"{f}.inventory",
                 Read(f"{p}.spending_scale", optional=True, default=1.0),
+                Read(f"{p}.spends", optional=True, default=1.0),      # a behaviour's decision
                 Read(f"{f}.operating", optional=True, default=1.0)]
 
     def workspace(self):
@@ -195,6 +199,9 @@ class GoodsMarket(MembershipProcess):
         desired = cy * y + cm * m
         if not (isinstance(sigma, (int, float)) and sigma == 1):
             desired = desired * sigma
+        spends = fields.get(f"{p_}.spends", 1.0)   # the share of the plan a person spends (behaviour)
+        if not (isinstance(spends, (int, float)) and spends == 1):
+            desired = desired * spends
         desired = torch.minimum(desired, y + m)
         real = desired / price
         D = real.sum(0, keepdim=True)                       # [1, R]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from lpm_graph.behavior import FixedDecisions
 from lpm_graph.data import generate_population
 from lpm_graph.core.graph import Graph
 from lpm_graph.core.process import StepContext
@@ -37,10 +38,12 @@ def _tolerance(states, n_nodes):
 
 
 @pytest.mark.parametrize("mode,replicates", [("expected", 1), ("stochastic", 3)])
-@pytest.mark.parametrize("shock", ["none", "closure", "demand"])
+@pytest.mark.parametrize("shock", ["none", "closure", "demand", "spends"])
 def test_money_and_goods_are_conserved_at_every_step(population, mode, replicates, shock):
-    env = {"none": [], "closure": [closure(0.3, 3, 8)], "demand": [demand_shock(0.7, 3, 8)]}[shock]
-    m = model({"market": {"initial_savings": 1.6}}, environment=env, mode=mode)
+    env = {"none": [], "closure": [closure(0.3, 3, 8)], "demand": [demand_shock(0.7, 3, 8)], "spends": []}[shock]
+    # "spends": a behaviour's decision person.spends, a share of the planned spending (docs/behavior.md)
+    behavior = {"fixed": FixedDecisions({"spends": 0.6}, grouping=None)} if shock == "spends" else {}
+    m = model({"market": {"initial_savings": 1.6}}, environment=env, mode=mode, behavior=behavior)
     states = [run(m, population, steps=T, seed=4, replicates=replicates).final_state for T in range(1, 13)]
     n_nodes = population["person"].num_nodes + population["workplace"].num_nodes
     money0 = 1.6 * population["person"].num_nodes
@@ -148,6 +151,21 @@ def test_a_demand_shock_scales_spending_but_nobody_spends_more_than_they_hold():
     torch.testing.assert_close(s["person.savings"][:, 0], torch.zeros(7, dtype=F64), rtol=0, atol=1e-15)
     half = _step(fields={"person.spending_scale": torch.tensor(0.5, dtype=F64)}, inventory=(100.0, 100.0))
     torch.testing.assert_close(half["person.consumption"][:, 0], 0.5 * (0.5 * y + 0.1) / 2, rtol=0, atol=1e-15)
+
+
+def test_the_decision_to_spend_scales_each_persons_planned_spending():
+    # spends 0.5 for everyone: desired x = 0.5 (0.5 y + 0.1 m), real demand D = 1.85 / 2, shared 4 : 2; with ample
+    # stock all of it is sold
+    y = torch.tensor([1, 1, 0, 1, 1, 0, 0], dtype=F64) + 2 / 7
+    half = _step(fields={"person.spends": torch.full((7, 1), 0.5, dtype=F64)}, inventory=(100.0, 100.0))
+    torch.testing.assert_close(half["workplace.demand"][:, 0], torch.tensor([0.925 * 4 / 6, 0.925 * 2 / 6], dtype=F64),
+                               rtol=0, atol=1e-15)
+    torch.testing.assert_close(half["person.consumption"][:, 0], 0.5 * (0.5 * y + 0.1) / 2, rtol=0, atol=1e-15)
+    # per person: person 0 spends nothing, person 2 all of the plan; nobody spends more than they hold
+    spends = torch.tensor([0.0, 0.5, 1.0, 1.0, 0.25, 1.0, 1.0], dtype=F64)
+    each = _step(fields={"person.spends": spends.unsqueeze(1)}, inventory=(100.0, 100.0))
+    torch.testing.assert_close(each["person.consumption"][:, 0], spends * (0.5 * y + 0.1) / 2, rtol=0, atol=1e-15)
+    torch.testing.assert_close(each["person.savings"][:, 0], 1 + y - spends * (0.5 * y + 0.1), rtol=0, atol=1e-15)
 
 
 def test_the_firm_must_be_a_node_type():
