@@ -94,9 +94,14 @@ class Behavior(Process):
         return [StateSpec(self.node_type, f"last_{d}", "continuous", init=0.0, unit="probability",
                           doc=f"the last step's decision {d} (0 before the first step)") for d in self.decisions]
 
+    def observable_name(self, decision: str) -> str:
+        """The observable of a decision: ``<decision>`` for people, ``<node type>_<decision>`` for other node
+        types (so that two node types deciding alike, a warehouse's and a retailer's ``reorders``, differ)."""
+        return decision if self.node_type == "person" else f"{self.node_type}_{decision}"
+
     def observables(self):
         by = (self.grouping,) if self.grouping else ()
-        return [Observable(d, last_key(self.node_type, d), "mean", by=by, panel="decisions", unit="share",
+        return [Observable(self.observable_name(d), last_key(self.node_type, d), "mean", by=by, panel="decisions", unit="share",
                            doc=f"mean probability of {d} over {self.node_type} nodes") for d in self.decisions]
 
     def requirements(self) -> Requirements:

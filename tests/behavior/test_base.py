@@ -89,8 +89,9 @@ def test_behaviour_role_and_decision_fields():
 
 def test_observables_are_the_mean_last_decision_by_the_grouping_or_in_total():
     by_age = {o.name: o for o in FixedDecisions(["stays_home"], node_type="household").observables()}
-    o = by_age["stays_home"]
+    o = by_age["household_stays_home"]   # named by its node type where not people: two types may decide alike
     assert (o.source, o.kind, o.by, o.panel) == ("household.last_stays_home", "mean", ("age",), "decisions")
+    assert [o.name for o in FixedDecisions(["stays_home"]).observables()] == ["stays_home"]
     [total] = FixedDecisions(["stays_home"], grouping=None).observables()
     assert total.by == ()
     assert FixedDecisions(["a", "b", "c"]).workspace() == {"person": 3.0}  # one [N, R] tensor a decision

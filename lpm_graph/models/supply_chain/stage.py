@@ -47,6 +47,14 @@ shipper and the same :math:`x_e` enter the pipelines, so at every step
 
 to float rounding.  Orders are not goods: outstanding orders of a customer
 with several suppliers are re-split by the shares every step.
+
+**The decision** ``X.reorders`` **.** A behaviour may decide, per node, the
+probability :math:`r_j \in [0, 1]` that the node places the order its policy
+computed this step (``docs/behavior.md``); the order read is then its
+expected value :math:`r_j q_j`, both where the node books it
+(:math:`O'_j`) and where its suppliers see it as a claim (:math:`c_e`), and
+the order-placed indicator is :math:`r_j` times the policy's.  Without a
+behaviour deciding it :math:`r_j = 1`.
 """
 from __future__ import annotations
 
@@ -226,7 +234,10 @@ class Stage(Process):
         if self.downstream:
             out.append(Read(self.k("open"), optional=True, default=1.0))
         for et in self.downstream:
-            out += [self.k("outstanding", et[2]), Read(self.k("order", et[2]), optional=True, default=0.0)]
+            out += [self.k("outstanding", et[2]), Read(self.k("order", et[2]), optional=True, default=0.0),
+                    Read(self.k("reorders", et[2]), optional=True, default=1.0)]
+        if self.receives:
+            out.append(Read(self.k("reorders"), optional=True, default=1.0))   # a behaviour's decision
         del nt
         return out
 
@@ -319,11 +330,18 @@ class Stage(Process):
         base = cap if cap is not None else torch.tensor(float("inf"), dtype=ctx.dtype, device=ctx.graph.device)
         return torch.where(open_ > 0, base * open_, torch.zeros((), dtype=ctx.dtype, device=ctx.graph.device))
 
+    def order(self, fields: dict[str, Tensor], node_type: str | None = None) -> Tensor | None:
+        """The order of ``node_type`` (this stage's by default) this step, times the decision
+        ``<node type>.reorders`` where a behaviour writes it; ``None`` without an order."""
+        q = fields.get(self.k("order", node_type))
+        r = fields.get(self.k("reorders", node_type))
+        return q if q is None or r is None else q * r
+
     def forward(self, ctx: StepContext, state: dict[str, Tensor], fields: dict[str, Tensor]) -> Output:
         nt, out, dtype = self.node_type, Output(), ctx.dtype
         stochastic = ctx.stochastic
         n = ctx.graph.num_nodes[nt]
-        q = fields.get(self.k("order"))
+        q = self.order(fields)
         if self.receives:
             P = state[self.k("pipeline")]
             inbound = fields.get(self.k("inbound"))
@@ -368,7 +386,7 @@ class Stage(Process):
             new = torch.zeros_like(demand)
             for et in self.downstream:
                 f = self.flows(ctx, et)
-                q_d = fields.get(self.k("order", et[2]))
+                q_d = self.order(fields, et[2])
                 owed = state[self.k("outstanding", et[2])]
                 c = f.share * (owed if q_d is None else owed + q_d).index_select(0, f.dst)
                 claims.append(c)
@@ -404,6 +422,8 @@ class Stage(Process):
             placed = fields.get(self.k("order_placed"))
             if placed is None:
                 placed = (q > 0).to(dtype) if q is not None else torch.zeros_like(stock)
+            elif fields.get(self.k("reorders")) is not None:
+                placed = placed * fields[self.k("reorders")]   # the expected share of orders placed
             hold = self.value(ctx, "holding_cost").to(dtype) * stock + self.value(ctx, "order_cost").to(dtype) * placed
             cost = hold if cost is None else cost + hold
         if cost is not None:

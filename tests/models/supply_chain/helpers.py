@@ -29,7 +29,7 @@ def line_graph(counts: dict[str, int], lead_times: list[int], capacity: dict[str
 
 def chain_model(names: list[str], *, policies: dict | None = None, params: dict | None = None,
                 mode: str = "stochastic", smoothing: float = 0.0, max_lead_time: int = 4, environment=(),
-                dtype=torch.float64) -> Model:
+                dtype=torch.float64, behavior=None) -> Model:
     """Demand -> stages upstream first: ``names[0]`` produces, ``names[-1]`` consumes, the rest stock."""
     stages = {"demand": Demand(node_type=names[-1])}
     for i, nt in enumerate(names):
@@ -38,4 +38,4 @@ def chain_model(names: list[str], *, policies: dict | None = None, params: dict 
                            max_lead_time=max_lead_time, smoothing=smoothing)
     env = [BaseStock(nt, **kw, smoothing=smoothing, name=f"{nt}_policy") for nt, kw in (policies or {}).items()]
     return Model(processes=stages, environment=[*env, *environment], params=params or {}, mode=mode,
-                 surrogate="straight_through", dtype=dtype)
+                 surrogate="straight_through", dtype=dtype, behavior=behavior or {})
