@@ -12,14 +12,16 @@ optional; ``conf/behavior/<name>.yaml`` adds its processes to the mapping
 * :class:`NeuralBehavior` with :class:`DecisionMLP`: any network (``behavior=neural``);
 * :class:`FixedDecisions`: given shares, as parameters (a scenario, an observed mobility series);
 * :class:`VenuePrevalence`: what an agent observes, the prevalence in its venues;
+* :class:`StateShare`: what a node observes of its own state, as a share (a retailer's stock);
 * :class:`Announcement`: an announced policy (an environment field);
 * :mod:`lpm_graph.behavior.llm`: LLM archetypes, one question per group of agents (``behavior=llm``).
 """
 from lpm_graph.behavior.base import Behavior, check_decisions, decision_key, last_key
 from lpm_graph.behavior.fixed import FixedDecisions
 from lpm_graph.behavior.neural import DecisionMLP, NeuralBehavior
-from lpm_graph.behavior.observe import Announcement, VenuePrevalence
+from lpm_graph.behavior.observe import Announcement, StateShare, VenuePrevalence
 from lpm_graph.behavior.rules import RuleBehavior, logistic_response
 
 __all__ = ["Behavior", "decision_key", "last_key", "check_decisions", "RuleBehavior", "logistic_response",
-           "NeuralBehavior", "DecisionMLP", "FixedDecisions", "VenuePrevalence", "Announcement"]
+           "NeuralBehavior", "DecisionMLP", "FixedDecisions", "VenuePrevalence", "Announcement",
+           "StateShare"]

@@ -14,6 +14,19 @@ type): a weighted mean over the venue's members (``WeightedSum`` with
 ``normalize``) on the same stacked person -> venue layout the venue
 transmission reads, then one product back to the members, with one column
 block per venue type.  Fields ``person.prevalence_<type>``.
+With ``complement`` the share of the members *not* in the state is
+observed, :math:`I_j \to 1 - I_j` (the unemployment among one's firm's
+workers from ``person.employed``; still 0 for a person without a venue).
+
+:class:`StateShare` (an interaction) writes what a node observes of its own
+nonnegative state :math:`x_j` (a retailer's stock) as a share in [0, 1),
+
+.. math::
+
+    o_j = \frac{x_j}{x_j + K},
+
+:math:`K` the parameter ``<name>.reference`` (the level observed as one half),
+a field a rule responds to with a logistic in a share.
 
 :class:`Announcement` (an environment process) writes an announced policy,
 a scalar field such as ``policy.stay_home`` equal to the parameter
@@ -36,7 +49,7 @@ from lpm_graph.core.state import FieldSpec
 from lpm_graph.errors import ConfigError, PopulationGraphError
 from lpm_graph.nn import WeightedSum, spmm
 
-__all__ = ["VenuePrevalence", "Announcement"]
+__all__ = ["VenuePrevalence", "Announcement", "StateShare"]
 
 _MEMBERSHIP: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
@@ -51,6 +64,7 @@ class VenuePrevalence(Process):
         source (str): the infectious indicator state. (default: ``"person.I"``)
         prefix (str): the fields written are ``<prefix>_<type>``. (default: ``"person.prevalence"``)
         relation (str): the membership relation. (default: ``"member_of"``)
+        complement (bool): observe the share of members not in ``source`` (``1 - x``). (default: ``False``)
         name (str): the process name. (default: ``"prevalence"``)
     """
 
@@ -60,8 +74,9 @@ class VenuePrevalence(Process):
     def __init__(self, venue_types: Sequence[str] = ("household", "school", "workplace"),
                  stack: Sequence[str] = ("household", "school", "workplace", "community"),
                  source: str = "person.I", prefix: str = "person.prevalence", relation: str = "member_of",
-                 name: str | None = None):
+                 complement: bool = False, name: str | None = None):
         super().__init__(name)
+        self.complement = bool(complement)
         self.venue_types, self.stack_types = [str(v) for v in venue_types], [str(v) for v in stack]
         if not self.venue_types:
             raise ConfigError("VenuePrevalence.venue_types is empty; list the venue types observed")
@@ -84,7 +99,8 @@ class VenuePrevalence(Process):
 
     def field_specs(self):
         scope, name = self.prefix.split(".", 1)
-        return [FieldSpec(scope, f"{name}_{vt}", unit="share", doc=f"share of infectious in one's {vt} venues")
+        what = f"not {self.source}" if self.complement else self.source
+        return [FieldSpec(scope, f"{name}_{vt}", unit="share", doc=f"share of {what} in one's {vt} venues")
                 for vt in self.venue_types]
 
     def reads(self):
@@ -115,6 +131,8 @@ class VenuePrevalence(Process):
 
     def forward(self, ctx: StepContext, state: dict[str, Tensor], fields: dict[str, Tensor]) -> Output:
         x = state[self.source]
+        if self.complement:
+            x = 1.0 - x
         stack = ctx.graph.stack(self.edge_types)
         adj = stack.adjacency
         onehot, inverse, _ = self._membership(stack, x.dtype)
@@ -161,3 +179,49 @@ class Announcement(Window):
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, field={self.field!r}, start={self.start}, end={self.end}"
+
+
+class StateShare(Process):
+    """What a node observes of its own nonnegative state, as the share ``x / (x + K)`` (module docstring).
+
+    Args:
+        source (str): the state observed, ``"<node type>.<name>"`` (e.g. ``"retailer.stock"``).
+        field (str): the field written, of the same node type (e.g. ``"retailer.observed_stock"``).
+        reference (float): default of the parameter ``<name>.reference`` :math:`K`, the level observed as one
+            half, in the state's units. (default: ``1.0``)
+        name (str): the process name. (default: ``"observed"``)
+    """
+
+    role = "interaction"
+    default_name = "observed"
+
+    def __init__(self, source: str, field: str, reference: float = 1.0, name: str | None = None):
+        super().__init__(name)
+        for what, k in (("source", source), ("field", field)):
+            if not isinstance(k, str) or k.count(".") != 1:
+                raise ConfigError(f"StateShare.{what} must be '<node type>.<name>', got {k!r}")
+        if source.split(".")[0] != field.split(".")[0]:
+            raise ConfigError(f"StateShare.field {field!r} must be of the node type of its source {source!r}")
+        if not float(reference) > 0:
+            raise ConfigError(f"StateShare.reference must be positive (the level observed as one half), "
+                              f"got {reference!r}")
+        self.source, self.field, self.reference = source, field, float(reference)
+
+    def param_specs(self):
+        return [ParamSpec("reference", "positive", default=self.reference, unit=f"units of {self.source}",
+                          doc=f"the level of {self.source} observed as one half")]
+
+    def field_specs(self):
+        scope, name = self.field.split(".")
+        return [FieldSpec(scope, name, unit="share", doc=f"{self.source} / ({self.source} + reference)")]
+
+    def reads(self):
+        return [self.source]
+
+    def forward(self, ctx: StepContext, state: dict[str, Tensor], fields: dict[str, Tensor]) -> Output:
+        x = state[self.source].clamp_min(0.0)
+        k = self.value(ctx, "reference").to(x.dtype)
+        return Output(fields={self.field: x / (x + k)})
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}, source={self.source!r}, field={self.field!r}"

@@ -20,6 +20,12 @@ announced policy as independent reasons.  All are parameters of the
 process, by venue type where they are per type
 (``<name>.<decision>_slope``, ``_threshold``, ``_max`` ``[types]``;
 ``_own``, ``_policy`` scalars), learnable and bounded like any other.
+
+A decision listed in ``inverse`` is one the reasons argue *against*: its
+probability is :math:`1 - p_{d,i}`, the probability of no reason (a person
+spends its whole plan, :math:`s_i = 1 - p`, unless the unemployment it sees
+among its firm's workers makes it cut; a retailer places its whole order
+unless its stock is high).
 """
 from __future__ import annotations
 
@@ -32,6 +38,7 @@ from lpm_graph.behavior.base import Behavior
 from lpm_graph.core.params import ParamSpec
 from lpm_graph.core.process import StepContext
 from lpm_graph.core.state import Read
+from lpm_graph.errors import ConfigError
 
 __all__ = ["RuleBehavior", "logistic_response"]
 
@@ -59,6 +66,8 @@ class RuleBehavior(Behavior):
         policy (str, optional): the announced policy field (read as optional, 0 without a writer).
             (default: ``"policy.stay_home"``)
         slope, threshold, maximum, own_response, compliance (float): defaults of the parameters.
+        inverse (Sequence[str]): decisions whose probability is ``1 - p``, that the reasons argue against
+            (``spends``, ``reorders``). (default: none)
         node_type (str), grouping (str), name (str): as :class:`~lpm_graph.behavior.Behavior`. (default name
             ``"rules"``)
     """
@@ -70,8 +79,14 @@ class RuleBehavior(Behavior):
                  prevalence: str = "person.prevalence", own: str | None = "person.I",
                  policy: str | None = "policy.stay_home", slope: float = 50.0, threshold: float = 0.05,
                  maximum: float = 0.5, own_response: float = 0.5, compliance: float = 0.5,
-                 node_type: str = "person", grouping: str | None = "age", name: str | None = None):
+                 inverse: Sequence[str] = (), node_type: str = "person", grouping: str | None = "age",
+                 name: str | None = None):
         super().__init__(decisions, node_type, grouping, name)
+        self.inverse = [str(d) for d in inverse]
+        unknown = [d for d in self.inverse if d not in self.decisions]
+        if unknown:
+            raise ConfigError(f"RuleBehavior.inverse names {unknown}, which are not among its decisions "
+                              f"{self.decisions}")
         self.venue_types = [str(v) for v in venue_types]
         self.prevalence, self.own, self.policy = prevalence, own, policy
         self.defaults = {"slope": float(slope), "threshold": float(threshold), "max": float(maximum),
@@ -124,7 +139,7 @@ class RuleBehavior(Behavior):
                 stay = stay * (1.0 - self.value(ctx, f"{d}_own") * own)
             if announced is not None:
                 stay = stay * (1.0 - self.value(ctx, f"{d}_policy") * announced)
-            out[d] = 1.0 - stay
+            out[d] = stay if d in self.inverse else 1.0 - stay
         return out
 
     def extra_repr(self) -> str:
