@@ -84,7 +84,8 @@ METHOD_ARGS = {
 SEIR5_METHOD_ARGS = {
     "vi": lambda a: ["task.method=vi", f"task.iterations={a.vi_iterations}", f"task.optimizer.lr={a.vi_lr}",
                      "task.draws=2000", f"task.particles={a.vi_particles}",
-                     f"task.map_evaluations={a.vi_map_evaluations}", f"task.map_starts={a.vi_map_starts}"],
+                     f"task.map_evaluations={a.vi_map_evaluations}", f"task.map_starts={a.vi_map_starts}",
+                     *([f"task.renyi_alpha={a.vi_renyi_alpha}"] if a.vi_renyi_alpha is not None else [])],
     "nuts": lambda a: ["task.method=nuts", f"task.warmup={a.nuts_warmup}", f"task.draws={a.nuts_draws}",
                        "task.chains=2"],
     "sbi": lambda a: ["task.method=sbi", f"task.simulations={a.sbi_simulations}", "task.draws=2000"],
@@ -198,6 +199,7 @@ def main():
     ap.add_argument("--vi-lr", type=float, default=0.05)
     ap.add_argument("--vi-particles", type=int, default=1)
     ap.add_argument("--vi-map-evaluations", type=int, default=160, help="seir5: L-BFGS simulations of vi's MAP start")
+    ap.add_argument("--vi-renyi-alpha", type=float, default=None, help="seir5: vi's RenyiELBO order (default: ELBO)")
     ap.add_argument("--vi-map-starts", type=int, default=4, help="seir5: its starts")
     ap.add_argument("--nuts-warmup", type=int, default=60)
     ap.add_argument("--nuts-draws", type=int, default=300)

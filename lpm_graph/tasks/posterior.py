@@ -28,8 +28,10 @@ ParameterSet's own unconstrained storage (:math:`\theta = lo + (hi - lo)\,\sigma
   minimum is then the posterior mode in :math:`\theta` when every series has as many entries.  Its posterior
   files are **degenerate**: one draw, the fitted point, sd 0 (no Laplace approximation: the curvature of a
   normalised MSE is no posterior's).
-* ``vi``: Pyro's ``AutoMultivariateNormal`` guide (a full-covariance normal in :math:`z`), fitted by
-  ``task.iterations`` steps of ``task.optimizer`` on the ELBO (``task.particles`` particles), its gradients
+* ``vi``: Pyro's ``AutoMultivariateNormal`` guide (a full-covariance normal in :math:`z`), started at the MAP
+  in :math:`z` with the Laplace covariance there (:func:`laplace_start`: L-BFGS from the config's values and
+  ``task.map_starts - 1`` prior draws, ``task.map_evaluations`` simulations in all, then ``2 dim`` for the
+  Hessian; ``task.map_evaluations=0``: at the config's values, scale 0.1), then fitted by ``task.iterations`` steps of ``task.optimizer`` on the ELBO (``task.particles`` particles), its gradients
   through the simulator, the learning rate halving every ``task.lr_half_life`` iterations (a single-particle
   ELBO gradient is noisy: a constant rate leaves the guide wandering); iteration ``i`` simulates with seed ``seed + 1 + i``.  ``task.draws`` draws of the
   guide.  Checkpointed like ``map`` (guide parameters, optimiser and RNG state, loss and trace) and resumed
@@ -326,7 +328,12 @@ def _vi(sim, prior, task, run, cfg_key, out: Path, digest: str, bar):
         guide.scale_tril = PyroParam(tril / scale[:, None], guide.scale_tril_constraint)
     optimizer = instantiate(task.optimizer, _convert_="all")(list(guide.parameters()))
     base_lr = [g["lr"] for g in optimizer.param_groups]  # before a checkpoint's (decayed) rates are loaded
-    elbo = Trace_ELBO(num_particles=task.particles)
+    if task.renyi_alpha is None:
+        elbo = Trace_ELBO(num_particles=task.particles)
+    else:  # alpha < 1: a more mass-covering objective than the ELBO (alpha = 0: the importance-weighted bound)
+        from pyro.infer import RenyiELBO
+
+        elbo = RenyiELBO(alpha=task.renyi_alpha, num_particles=task.particles)
     history, trace, start = [], [], 0
     if task.resume:
         saved = ckpt_io.load_calibration(task.resume, cfg_key, digest, task.iterations)
@@ -355,13 +362,18 @@ def _vi(sim, prior, task, run, cfg_key, out: Path, digest: str, bar):
         for group, lr in zip(optimizer.param_groups, base_lr):  # of the iteration alone: resumes exactly
             group["lr"] = lr * 0.5 ** (it / task.lr_half_life) if task.lr_half_life else lr
         optimizer.zero_grad(set_to_none=True)
-        loss = elbo.differentiable_loss(model, guide, run.seed + 1 + it)
-        if not torch.isfinite(loss):
-            raise ConfigError(f"task.method=vi: the ELBO became {float(loss)} at iteration {it}; lower the learning "
+        if task.renyi_alpha is None:
+            loss = elbo.differentiable_loss(model, guide, run.seed + 1 + it)
+            if torch.isfinite(loss):
+                loss.backward()
+            loss = float(loss.detach())
+        else:
+            loss = float(elbo.loss_and_grads(model, guide, run.seed + 1 + it))  # its gradients, backward done
+        if not math.isfinite(loss):
+            raise ConfigError(f"task.method=vi: the ELBO became {loss} at iteration {it}; lower the learning "
                               "rate (task.optimizer.lr) or narrow the priors")
-        loss.backward()
         optimizer.step()
-        history.append(float(loss.detach()))
+        history.append(loss)
         with torch.no_grad():
             trace.append([float(x) for x in prior.theta(guide.loc.detach().double()).tolist()])
         if task.checkpoint_every and (it + 1) % task.checkpoint_every == 0:

@@ -293,3 +293,24 @@ def test_vi_starts_from_the_map_and_its_laplace_covariance_and_counts_their_simu
     assert abs(float(x.mean()) - START) < 0.05 and float(x.std()) < problem["sd"]
     assert "map_simulations" not in metrics["diagnostics"]
     assert metrics["simulations"] == 1 + 2 + 1 == len(forwards)
+
+
+def test_vi_with_renyis_divergence_agrees_with_the_exact_posterior_and_is_refused_where_undefined(problem, tmp_path):
+    from lpm_graph.config import validate_run_config
+
+    over = ["task.method=vi", "task.iterations=20", "task.optimizer.lr=0.005", "task.draws=2000", "task.particles=4",
+            "task.renyi_alpha=0"]
+    metrics = calibrate(compose_config(overrides(problem["path"], over)), tmp_path / "renyi")
+    x = draws_of(tmp_path / "renyi")
+    n = len(x)
+    # the allowance of the vi test plus 4 Monte Carlo standard errors of the guide's draws
+    assert abs(float(x.mean()) - problem["mean"]) < problem["sd"] * (0.1 + 4 / math.sqrt(n))
+    assert abs(float(x.std()) / problem["sd"] - 1) < 0.1 + 4 / math.sqrt(2 * n)
+    # 4 particles a step, each a simulation
+    assert metrics["simulations"] == metrics["diagnostics"]["map_simulations"] + 2 + 1 + 20 * 4 + 1
+    history = pd.read_csv(tmp_path / "renyi" / "loss.csv")
+    assert len(history) == 20 and history["loss"].notna().all()
+    for bad, what in ((["task.renyi_alpha=1"], "order other than 1"),
+                      (["task.renyi_alpha=0", "task.particles=1"], "task.particles >= 2")):
+        with pytest.raises(ConfigError, match=what):
+            validate_run_config(compose_config(overrides(problem["path"], ["task.method=vi", *bad])))
