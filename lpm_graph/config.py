@@ -78,7 +78,7 @@ class CalibrateTaskConfig:
     max_tree_depth: int = 6
     particles: int = 1
     lr_half_life: int = 100
-    map_evaluations: int = 160  # vi: L-BFGS evaluations of the MAP fit that starts the guide (0: none)
+    map_evaluations: int = 60  # vi: L-BFGS evaluations of the MAP fit that starts the guide (0: none)
     map_starts: int = 4  # vi: L-BFGS starts of that fit (the config's values, then draws of the prior)
     renyi_alpha: Optional[float] = None  # vi: None: the ELBO; a number != 1: Pyro's RenyiELBO of that order
     simulations: int = 1000

@@ -198,7 +198,7 @@ def main():
     ap.add_argument("--vi-iterations", type=int, default=250)
     ap.add_argument("--vi-lr", type=float, default=0.05)
     ap.add_argument("--vi-particles", type=int, default=1)
-    ap.add_argument("--vi-map-evaluations", type=int, default=160, help="seir5: L-BFGS simulations of vi's MAP start")
+    ap.add_argument("--vi-map-evaluations", type=int, default=60, help="seir5: L-BFGS simulations of vi's MAP start")
     ap.add_argument("--vi-renyi-alpha", type=float, default=None, help="seir5: vi's RenyiELBO order (default: ELBO)")
     ap.add_argument("--vi-map-starts", type=int, default=4, help="seir5: its starts")
     ap.add_argument("--nuts-warmup", type=int, default=60)

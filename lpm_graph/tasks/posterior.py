@@ -33,7 +33,10 @@ ParameterSet's own unconstrained storage (:math:`\theta = lo + (hi - lo)\,\sigma
   ``task.map_starts - 1`` prior draws, ``task.map_evaluations`` simulations in all, then ``2 dim`` for the
   Hessian; ``task.map_evaluations=0``: at the config's values, scale 0.1), then fitted by ``task.iterations`` steps of ``task.optimizer`` on the ELBO (``task.particles`` particles), its gradients
   through the simulator, the learning rate halving every ``task.lr_half_life`` iterations (a single-particle
-  ELBO gradient is noisy: a constant rate leaves the guide wandering); iteration ``i`` simulates with seed ``seed + 1 + i``.  ``task.draws`` draws of the
+  ELBO gradient is noisy: a constant rate leaves the guide wandering); iteration ``i`` simulates with seed ``seed + 1 + i``.
+  ``task.renyi_alpha`` (an order other than 1, ``task.particles >= 2``) replaces the ELBO by Pyro's ``RenyiELBO``
+  of that order (0: the importance-weighted bound), more mass-covering: a normal guide fitted by the ELBO is
+  narrower than a posterior whose near-flat directions are logistic in :math:`z` (a Uniform prior's).  ``task.draws`` draws of the
   guide.  Checkpointed like ``map`` (guide parameters, optimiser and RNG state, loss and trace) and resumed
   bit for bit.
 * ``nuts``: Pyro's NUTS with the simulator's gradients, ``task.chains`` chains one after the other (chain
