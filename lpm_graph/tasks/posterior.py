@@ -422,7 +422,7 @@ def laplace_start(sim, prior, z0: Tensor, seed: int, evaluations: int,
         lbfgs = torch.optim.LBFGS([z], lr=1.0, max_iter=per_start, max_eval=per_start, tolerance_grad=1e-6,
                                   tolerance_change=1e-9, history_size=20, line_search_fn="strong_wolfe")
 
-        def closure():
+        def closure(z=z, lbfgs=lbfgs):  # called within this iteration, by lbfgs.step
             lbfgs.zero_grad()
             loss = objective(z)
             value = float(loss.detach())
