@@ -28,17 +28,17 @@ ParameterSet's own unconstrained storage (:math:`\theta = lo + (hi - lo)\,\sigma
   minimum is then the posterior mode in :math:`\theta` when every series has as many entries.  Its posterior
   files are **degenerate**: one draw, the fitted point, sd 0 (no Laplace approximation: the curvature of a
   normalised MSE is no posterior's).
-* ``vi``: Pyro's ``AutoMultivariateNormal`` guide (a full-covariance normal in :math:`z`), started at the MAP
-  in :math:`z` with the Laplace covariance there (:func:`laplace_start`: L-BFGS from the config's values and
-  ``task.map_starts - 1`` prior draws, ``task.map_evaluations`` simulations in all, then ``2 dim`` for the
-  Hessian; ``task.map_evaluations=0``: at the config's values, scale 0.1), then fitted by ``task.iterations``
-  steps of ``task.optimizer`` on the ELBO (``task.particles`` particles), its gradients through the simulator, the learning rate halving every ``task.lr_half_life`` iterations (a single-particle
-  ELBO gradient is noisy: a constant rate leaves the guide wandering); iteration ``i`` simulates with seed ``seed + 1 + i``.
-  ``task.renyi_alpha`` (an order other than 1, ``task.particles >= 2``) replaces the ELBO by Pyro's ``RenyiELBO``
-  of that order (0: the importance-weighted bound), more mass-covering: a normal guide fitted by the ELBO is
-  narrower than a posterior whose near-flat directions are logistic in :math:`z` (a Uniform prior's).
-  ``task.draws`` draws of the guide.  Checkpointed like ``map`` (guide parameters, optimiser and RNG state, loss and trace) and resumed
-  bit for bit.
+* ``vi``: Pyro's ``AutoMultivariateNormal`` guide (a full-covariance normal in :math:`z`), started at the MAP in
+  :math:`z` with the Laplace covariance there (:func:`laplace_start`: L-BFGS from the config's values and
+  ``task.map_starts - 1`` prior draws, ``task.map_evaluations`` simulations in all, then ``2 dim`` for the Hessian;
+  ``task.map_evaluations=0``: at the config's values, scale 0.1), then fitted by ``task.iterations`` steps of
+  ``task.optimizer`` on the ELBO (``task.particles`` particles), its gradients through the simulator, the learning
+  rate halving every ``task.lr_half_life`` iterations (a single-particle ELBO gradient is noisy: a constant rate
+  leaves the guide wandering); iteration ``i`` simulates with seed ``seed + 1 + i``. ``task.renyi_alpha`` (an order
+  other than 1, ``task.particles >= 2``) replaces the ELBO by Pyro's ``RenyiELBO`` of that order (0: the
+  importance-weighted bound), more mass-covering: a normal guide fitted by the ELBO is narrower than a posterior
+  whose near-flat directions are logistic in :math:`z` (a Uniform prior's). ``task.draws`` draws of the guide.
+  Checkpointed like ``map`` (guide parameters, optimiser and RNG state, loss and trace) and resumed bit for bit.
 * ``nuts``: Pyro's NUTS with the simulator's gradients, ``task.chains`` chains one after the other (chain
   ``c`` from the start point, jittered by N(0, 0.5) in :math:`z` for ``c > 0``), ``task.warmup`` warm-up
   steps each, ``task.draws`` draws over all chains; every evaluation simulates with seed ``seed + 1`` (HMC
@@ -395,10 +395,10 @@ def laplace_start(sim, prior, z0: Tensor, seed: int, evaluations: int,
     L-BFGS (strong Wolfe line search) on :math:`-\\log p(y \\mid \\theta(z)) - \\log p(z)` from ``z0``, at most
     ``evaluations`` simulations with seed ``seed`` (one objective: in stochastic mode, one set of common random
     numbers); then the Hessian there by central differences of the simulator's gradient (no second derivatives
-    through checkpointed steps or custom autograd functions, which Pyro's ``AutoLaplaceApproximation`` needs;
-    ``2 dim`` simulations, step ``1e-3`` in :math:`z`, symmetrised), inverted with its eigenvalues floored at ``1e-6`` of the largest (a
-    direction the data and the prior leave flat keeps a wide, finite variance).  Every evaluation is a simulation,
-    counted in ``sim.calls``.  Returns ``(z_map, covariance, info)``.
+    through checkpointed steps or custom autograd functions, which Pyro's ``AutoLaplaceApproximation`` needs; ``2
+    dim`` simulations, step ``1e-3`` in :math:`z`, symmetrised), inverted with its eigenvalues floored at ``1e-6``
+    of the largest (a direction the data and the prior leave flat keeps a wide, finite variance).  Every evaluation
+    is a simulation, counted in ``sim.calls``.  Returns ``(z_map, covariance, info)``.
     """
     calls0 = sim.calls
 
