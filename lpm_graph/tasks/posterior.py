@@ -396,9 +396,10 @@ def laplace_start(sim, prior, z0: Tensor, seed: int, evaluations: int,
     ``starts - 1`` draws of the prior, ``evaluations // starts`` simulations each, with seed ``seed`` (one
     objective: in stochastic mode, one set of common random numbers), the best point of all kept; then the Hessian
     there by central differences of the simulator's gradient (no second derivatives through checkpointed steps or
-    custom autograd functions, which Pyro's ``AutoLaplaceApproximation`` needs; ``2 dim`` simulations, step ``1e-3`` in :math:`z`, symmetrised), inverted with its eigenvalues floored at ``1e-6``
-    of the largest (a direction the data and the prior leave flat keeps a wide, finite variance).  Every evaluation
-    is a simulation, counted in ``sim.calls``.  Returns ``(z_map, covariance, info)``.
+    custom autograd functions, which Pyro's ``AutoLaplaceApproximation`` needs; ``2 dim`` simulations, step
+    ``1e-3`` in :math:`z`, symmetrised), inverted with its eigenvalues floored at ``1e-6`` of the largest (a
+    direction the data and the prior leave flat keeps a wide, finite variance).  Every evaluation is a simulation,
+    counted in ``sim.calls``.  Returns ``(z_map, covariance, info)``.
     """
     calls0 = sim.calls
 
