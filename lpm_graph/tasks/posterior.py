@@ -393,8 +393,9 @@ def laplace_start(sim, prior, z0: Tensor, seed: int, evaluations: int,
     """The guide's start: the MAP in :math:`z` and the Laplace covariance there.
 
     L-BFGS (strong Wolfe line search) on :math:`-\\log p(y \\mid \\theta(z)) - \\log p(z)` from ``z0`` and from
-    ``starts - 1`` draws of the prior, ``evaluations // starts`` simulations each, with seed ``seed`` (one
-    objective: in stochastic mode, one set of common random numbers), the best point of all kept; then the Hessian
+    ``starts - 1`` draws of the prior, about ``evaluations // starts`` simulations each (L-BFGS stops at the
+    first iteration past them), with seed ``seed`` (one objective: in stochastic mode, one set of common random
+    numbers), the best point of all kept; then the Hessian
     there by central differences of the simulator's gradient (no second derivatives through checkpointed steps or
     custom autograd functions, which Pyro's ``AutoLaplaceApproximation`` needs; ``2 dim`` simulations, step
     ``1e-3`` in :math:`z`, symmetrised), inverted with its eigenvalues floored at ``1e-6`` of the largest (a

@@ -283,7 +283,8 @@ def test_vi_starts_from_the_map_and_its_laplace_covariance_and_counts_their_simu
     # every simulation is counted: the MAP fit's, the 2 x 1 of the Hessian, the guide's set-up, 2 particles of the
     # one step, the run at the posterior mean; and each is a run of the model
     diag = metrics["diagnostics"]
-    assert diag["laplace_simulations"] == 2 and 4 <= diag["map_simulations"] <= 60  # task.map_evaluations
+    # task.map_evaluations=60: L-BFGS stops at the first iteration past it (a line search may overshoot it a little)
+    assert diag["laplace_simulations"] == 2 and 4 <= diag["map_simulations"] < 2 * 60
     assert metrics["simulations"] == diag["map_simulations"] + 2 + 1 + 2 + 1 == len(forwards)
     # without the MAP fit the guide starts at the config's value, far from the posterior, and narrow
     forwards.clear()
