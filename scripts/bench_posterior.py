@@ -1,6 +1,12 @@
 """Coverage of the posterior methods of task=calibrate (task.method=vi | nuts | sbi, and the exact grid posterior).
 
     python scripts/bench_posterior.py [--datasets 20] [--people 200] [--steps 5] [--methods vi,nuts]
+    python scripts/bench_posterior.py --problem seir5 --people 500 --steps 20 --methods vi,sbi \
+        --vi-iterations 12 --vi-lr 0.12 --vi-particles 4 --vi-renyi-alpha 0 --vi-map-evaluations 40 \
+        --sbi-simulations 1020
+
+``--problem seir5``: the default 5-parameter problem (model=seir's four contact intensities and reporting
+fraction, Uniform over their bounds, 9 age series of reported cases), truths drawn from the prior.
 
 Simulation-based calibration on a one-parameter problem whose exact posterior is computable on a grid: the
 community contact intensity of the expected-mode epidemic (``--people`` people, 20 infected at the start), prior
