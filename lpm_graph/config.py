@@ -78,6 +78,9 @@ class CalibrateTaskConfig:
     max_tree_depth: int = 6
     particles: int = 1
     lr_half_life: int = 100
+    map_evaluations: int = 60  # vi: L-BFGS evaluations of the MAP fit that starts the guide (0: none)
+    map_starts: int = 4  # vi: L-BFGS starts of that fit (the config's values, then draws of the prior)
+    renyi_alpha: Optional[float] = None  # vi: None: the ELBO; a number != 1: Pyro's RenyiELBO of that order
     simulations: int = 1000
     predictive_draws: int = 50
     report: bool = True  # report.html (lpm_graph.report)
@@ -85,9 +88,17 @@ class CalibrateTaskConfig:
     def __post_init__(self):
         if self.method not in METHODS:
             raise ConfigError(f"task.method must be one of {list(METHODS)}, got {self.method!r}")
-        for key in ("draws", "warmup", "chains", "max_tree_depth", "particles", "simulations", "predictive_draws"):
+        for key in ("draws", "warmup", "chains", "max_tree_depth", "particles", "simulations", "predictive_draws",
+                    "map_starts"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"task.{key} must be a positive integer, got {getattr(self, key)}")
+        if self.map_evaluations < 0:
+            raise ConfigError(f"task.map_evaluations must be >= 0 simulations (vi; 0: start the guide at the config's "
+                              f"values), got {self.map_evaluations}")
+        if self.renyi_alpha is not None and (self.renyi_alpha == 1 or self.particles < 2):
+            raise ConfigError(f"task.renyi_alpha={self.renyi_alpha}: Renyi's divergence needs an order other than 1 "
+                              f"(1 is the ELBO: task.renyi_alpha=null) and task.particles >= 2, got "
+                              f"{self.particles}")
         if self.lr_half_life < 0:
             raise ConfigError(f"task.lr_half_life must be >= 0 iterations (vi; 0: a constant learning rate), got "
                               f"{self.lr_half_life}")

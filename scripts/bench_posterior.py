@@ -1,6 +1,12 @@
 """Coverage of the posterior methods of task=calibrate (task.method=vi | nuts | sbi, and the exact grid posterior).
 
     python scripts/bench_posterior.py [--datasets 20] [--people 200] [--steps 5] [--methods vi,nuts]
+    python scripts/bench_posterior.py --problem seir5 --people 500 --steps 20 --methods vi,sbi \
+        --vi-iterations 12 --vi-lr 0.12 --vi-particles 4 --vi-renyi-alpha 0 --vi-map-evaluations 40 \
+        --sbi-simulations 1020
+
+``--problem seir5``: the default 5-parameter problem (model=seir's four contact intensities and reporting
+fraction, Uniform over their bounds, 9 age series of reported cases), truths drawn from the prior.
 
 Simulation-based calibration on a one-parameter problem whose exact posterior is computable on a grid: the
 community contact intensity of the expected-mode epidemic (``--people`` people, 20 infected at the start), prior
@@ -83,7 +89,9 @@ METHOD_ARGS = {
 
 SEIR5_METHOD_ARGS = {
     "vi": lambda a: ["task.method=vi", f"task.iterations={a.vi_iterations}", f"task.optimizer.lr={a.vi_lr}",
-                     "task.draws=2000"],
+                     "task.draws=2000", f"task.particles={a.vi_particles}",
+                     f"task.map_evaluations={a.vi_map_evaluations}", f"task.map_starts={a.vi_map_starts}",
+                     *([f"task.renyi_alpha={a.vi_renyi_alpha}"] if a.vi_renyi_alpha is not None else [])],
     "nuts": lambda a: ["task.method=nuts", f"task.warmup={a.nuts_warmup}", f"task.draws={a.nuts_draws}",
                        "task.chains=2"],
     "sbi": lambda a: ["task.method=sbi", f"task.simulations={a.sbi_simulations}", "task.draws=2000"],
@@ -195,6 +203,10 @@ def main():
     ap.add_argument("--methods", default="vi,nuts")
     ap.add_argument("--vi-iterations", type=int, default=250)
     ap.add_argument("--vi-lr", type=float, default=0.05)
+    ap.add_argument("--vi-particles", type=int, default=1)
+    ap.add_argument("--vi-map-evaluations", type=int, default=60, help="seir5: L-BFGS simulations of vi's MAP start")
+    ap.add_argument("--vi-renyi-alpha", type=float, default=None, help="seir5: vi's RenyiELBO order (default: ELBO)")
+    ap.add_argument("--vi-map-starts", type=int, default=4, help="seir5: its starts")
     ap.add_argument("--nuts-warmup", type=int, default=60)
     ap.add_argument("--nuts-draws", type=int, default=300)
     ap.add_argument("--sbi-simulations", type=int, default=1000)

@@ -28,12 +28,17 @@ ParameterSet's own unconstrained storage (:math:`\theta = lo + (hi - lo)\,\sigma
   minimum is then the posterior mode in :math:`\theta` when every series has as many entries.  Its posterior
   files are **degenerate**: one draw, the fitted point, sd 0 (no Laplace approximation: the curvature of a
   normalised MSE is no posterior's).
-* ``vi``: Pyro's ``AutoMultivariateNormal`` guide (a full-covariance normal in :math:`z`), fitted by
-  ``task.iterations`` steps of ``task.optimizer`` on the ELBO (``task.particles`` particles), its gradients
-  through the simulator, the learning rate halving every ``task.lr_half_life`` iterations (a single-particle
-  ELBO gradient is noisy: a constant rate leaves the guide wandering); iteration ``i`` simulates with seed ``seed + 1 + i``.  ``task.draws`` draws of the
-  guide.  Checkpointed like ``map`` (guide parameters, optimiser and RNG state, loss and trace) and resumed
-  bit for bit.
+* ``vi``: Pyro's ``AutoMultivariateNormal`` guide (a full-covariance normal in :math:`z`), started at the MAP in
+  :math:`z` with the Laplace covariance there (:func:`laplace_start`: L-BFGS from the config's values and
+  ``task.map_starts - 1`` prior draws, ``task.map_evaluations`` simulations in all, then ``2 dim`` for the Hessian;
+  ``task.map_evaluations=0``: at the config's values, scale 0.1), then fitted by ``task.iterations`` steps of
+  ``task.optimizer`` on the ELBO (``task.particles`` particles), its gradients through the simulator, the learning
+  rate halving every ``task.lr_half_life`` iterations (a single-particle ELBO gradient is noisy: a constant rate
+  leaves the guide wandering); iteration ``i`` simulates with seed ``seed + 1 + i``. ``task.renyi_alpha`` (an order
+  other than 1, ``task.particles >= 2``) replaces the ELBO by Pyro's ``RenyiELBO`` of that order (0: the
+  importance-weighted bound), more mass-covering: a normal guide fitted by the ELBO is narrower than a posterior
+  whose near-flat directions are logistic in :math:`z` (a Uniform prior's). ``task.draws`` draws of the guide.
+  Checkpointed like ``map`` (guide parameters, optimiser and RNG state, loss and trace) and resumed bit for bit.
 * ``nuts``: Pyro's NUTS with the simulator's gradients, ``task.chains`` chains one after the other (chain
   ``c`` from the start point, jittered by N(0, 0.5) in :math:`z` for ``c > 0``), ``task.warmup`` warm-up
   steps each, ``task.draws`` draws over all chains; every evaluation simulates with seed ``seed + 1`` (HMC
@@ -308,12 +313,30 @@ def _vi(sim, prior, task, run, cfg_key, out: Path, digest: str, bar):
 
     pyro.clear_param_store()  # AutoGuide parameters are also kept in Pyro's global store, by name
     model = _pyro_model(sim, prior.distribution(pyro=True))
-    guide = AutoMultivariateNormal(model, init_loc_fn=init_to_value(values={"z": prior.start()}))
+    start_info: dict = {}
+    loc, cov = prior.start(), None
+    if task.map_evaluations and not task.resume:  # a resumed guide replaces whatever start it had
+        loc, cov, start_info = laplace_start(sim, prior, loc, run.seed + 1, task.map_evaluations,
+                                             task.map_starts)
+    guide = AutoMultivariateNormal(model, init_loc_fn=init_to_value(values={"z": loc}))
     torch.manual_seed(run.seed)
     guide(run.seed + 1)  # builds the guide's parameters (one simulation at the start point)
+    if cov is not None:
+        from pyro.nn import PyroParam
+
+        # the guide's scale_tril is diag(scale) @ U, U unit lower triangular: L = chol(cov) split so
+        tril = torch.linalg.cholesky(cov).to(guide.loc.dtype)
+        scale = tril.diagonal()
+        guide.scale = PyroParam(scale.clone(), guide.scale_constraint)
+        guide.scale_tril = PyroParam(tril / scale[:, None], guide.scale_tril_constraint)
     optimizer = instantiate(task.optimizer, _convert_="all")(list(guide.parameters()))
     base_lr = [g["lr"] for g in optimizer.param_groups]  # before a checkpoint's (decayed) rates are loaded
-    elbo = Trace_ELBO(num_particles=task.particles)
+    if task.renyi_alpha is None:
+        elbo = Trace_ELBO(num_particles=task.particles)
+    else:  # alpha < 1: a more mass-covering objective than the ELBO (alpha = 0: the importance-weighted bound)
+        from pyro.infer import RenyiELBO
+
+        elbo = RenyiELBO(alpha=task.renyi_alpha, num_particles=task.particles)
     history, trace, start = [], [], 0
     if task.resume:
         saved = ckpt_io.load_calibration(task.resume, cfg_key, digest, task.iterations)
@@ -342,13 +365,18 @@ def _vi(sim, prior, task, run, cfg_key, out: Path, digest: str, bar):
         for group, lr in zip(optimizer.param_groups, base_lr):  # of the iteration alone: resumes exactly
             group["lr"] = lr * 0.5 ** (it / task.lr_half_life) if task.lr_half_life else lr
         optimizer.zero_grad(set_to_none=True)
-        loss = elbo.differentiable_loss(model, guide, run.seed + 1 + it)
-        if not torch.isfinite(loss):
-            raise ConfigError(f"task.method=vi: the ELBO became {float(loss)} at iteration {it}; lower the learning "
+        if task.renyi_alpha is None:
+            loss = elbo.differentiable_loss(model, guide, run.seed + 1 + it)
+            if torch.isfinite(loss):
+                loss.backward()
+            loss = float(loss.detach())
+        else:
+            loss = float(elbo.loss_and_grads(model, guide, run.seed + 1 + it))  # its gradients, backward done
+        if not math.isfinite(loss):
+            raise ConfigError(f"task.method=vi: the ELBO became {loss} at iteration {it}; lower the learning "
                               "rate (task.optimizer.lr) or narrow the priors")
-        loss.backward()
         optimizer.step()
-        history.append(float(loss.detach()))
+        history.append(loss)
         with torch.no_grad():
             trace.append([float(x) for x in prior.theta(guide.loc.detach().double()).tolist()])
         if task.checkpoint_every and (it + 1) % task.checkpoint_every == 0:
@@ -356,7 +384,77 @@ def _vi(sim, prior, task, run, cfg_key, out: Path, digest: str, bar):
     checkpoint(task.iterations)
     with torch.no_grad():
         draws = guide.get_posterior().sample((task.draws,)).double()
-    return draws, {"iterations": task.iterations, "elbo_loss": history[-1] if history else None}, (history, trace)
+    return draws, {"iterations": task.iterations, "elbo_loss": history[-1] if history else None, **start_info}, \
+        (history, trace)
+
+
+def laplace_start(sim, prior, z0: Tensor, seed: int, evaluations: int,
+                  starts: int = 1) -> tuple[Tensor, Tensor, dict]:
+    """The guide's start: the MAP in :math:`z` and the Laplace covariance there.
+
+    L-BFGS (strong Wolfe line search) on :math:`-\\log p(y \\mid \\theta(z)) - \\log p(z)` from ``z0`` and from
+    ``starts - 1`` draws of the prior, about ``evaluations // starts`` simulations each (L-BFGS stops at the
+    first iteration past them), with seed ``seed`` (one objective: in stochastic mode, one set of common random
+    numbers), the best point of all kept; then the Hessian
+    there by central differences of the simulator's gradient (no second derivatives through checkpointed steps or
+    custom autograd functions, which Pyro's ``AutoLaplaceApproximation`` needs; ``2 dim`` simulations, step
+    ``1e-3`` in :math:`z`, symmetrised), inverted with its eigenvalues floored at ``1e-6`` of the largest (a
+    direction the data and the prior leave flat keeps a wide, finite variance).  Every evaluation is a simulation,
+    counted in ``sim.calls``.  Returns ``(z_map, covariance, info)``.
+    """
+    calls0 = sim.calls
+
+    def objective(point: Tensor) -> Tensor:
+        return -(sim.log_likelihood(point, seed) + prior.log_density(point.double()))
+
+    def gradient(point: Tensor) -> Tensor:
+        point = point.detach().clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(objective(point), point)
+        return g.detach()
+
+    # the reporting fraction trades against transmission (few cases: a small epidemic well reported, or a large
+    # one poorly reported), so the log posterior can have several modes: L-BFGS from the start and from draws
+    # of the prior, the best point of all kept
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        extra = prior.sample(starts - 1) if starts > 1 else z0.new_zeros((0, prior.dim))
+    best = {"loss": math.inf, "z": z0.detach().double().clone()}
+    per_start = max(1, evaluations // starts)
+    for point in [z0.detach().double(), *extra.double()]:
+        z = point.clone().requires_grad_(True)
+        lbfgs = torch.optim.LBFGS([z], lr=1.0, max_iter=per_start, max_eval=per_start, tolerance_grad=1e-6,
+                                  tolerance_change=1e-9, history_size=20, line_search_fn="strong_wolfe")
+
+        def closure(z=z, lbfgs=lbfgs):  # called within this iteration, by lbfgs.step
+            lbfgs.zero_grad()
+            loss = objective(z)
+            value = float(loss.detach())
+            if math.isfinite(value) and value < best["loss"]:
+                best["loss"], best["z"] = value, z.detach().clone()
+            loss.backward()
+            return loss
+
+        lbfgs.step(closure)
+    if not math.isfinite(best["loss"]):
+        raise ConfigError("task.method=vi: the MAP fit that starts the guide found no finite log posterior from the "
+                          "start point (model.params); move the start, or set task.map_evaluations=0")
+    z_map, map_calls = best["z"], sim.calls - calls0
+    h, dim = 1e-3, prior.dim
+    rows = []
+    for j in range(dim):
+        step = torch.zeros(dim, dtype=torch.float64)
+        step[j] = h
+        rows.append((gradient(z_map + step) - gradient(z_map - step)) / (2 * h))
+    hess = torch.stack(rows)
+    hess = 0.5 * (hess + hess.T)
+    evals, evecs = torch.linalg.eigh(hess)
+    floor = 1e-6 * float(evals.abs().max().clamp_min(1e-12))
+    clipped = evals.clamp_min(floor)
+    cov = evecs @ torch.diag(1.0 / clipped) @ evecs.T
+    cov = 0.5 * (cov + cov.T)
+    info = {"map_simulations": map_calls, "laplace_simulations": 2 * dim, "map_log_posterior": -best["loss"],
+            "laplace_eigenvalues_floored": int((evals < floor).sum())}
+    return z_map, cov, info
 
 
 # -- nuts ------------------------------------------------------------------------------------------------------

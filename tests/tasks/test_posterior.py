@@ -75,7 +75,8 @@ def vi(problem):
     out = problem["root"] / "vi"
     metrics = calibrate(compose_config(overrides(problem["path"], [
         "task.method=vi", "task.iterations=250", "task.optimizer.lr=0.05", "task.draws=2000", "task.plot=true",
-        "task.predictive_draws=8"])), out)
+        "task.predictive_draws=8", "task.map_evaluations=0"])), out)  # SVI alone, from the start (the MAP
+    # start: test_vi_starts_from_the_map_and_its_laplace_covariance_and_counts_their_simulations)
     return out, metrics
 
 
@@ -256,3 +257,61 @@ def test_sbi_runs_quietly_inside_its_run_directory_and_writes_the_same_outputs(p
     assert metrics["simulations"] == 301 and metrics["diagnostics"]["simulations_trained_on"] == 300
     assert metrics["diagnostics"]["density_estimator"] == "mdn"  # one dimension: sbi's flows are Gaussians there
     assert metrics["diagnostics"]["summary_entries"] == STEPS  # every observed day varies over the prior
+
+
+def test_vi_starts_from_the_map_and_its_laplace_covariance_and_counts_their_simulations(problem, tmp_path,
+                                                                                       monkeypatch):
+    from lpm_graph.core.loop import Model
+
+    forwards = []
+    forward = Model.forward
+
+    def counted(self, *args, **kwargs):
+        forwards.append(1)
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(Model, "forward", counted)
+    # one SVI step at a negligible learning rate: the posterior is the guide's start
+    over = ["task.method=vi", "task.iterations=1", "task.optimizer.lr=1e-12", "task.draws=2000", "task.particles=2"]
+    metrics = calibrate(compose_config(overrides(problem["path"], over)), tmp_path / "laplace")
+    x = draws_of(tmp_path / "laplace")
+    n = len(x)
+    # the Laplace approximation in the unconstrained space against the exact posterior: the allowance of the vi
+    # test (0.1 sd on the mean, 10% on the sd) plus 4 Monte Carlo standard errors of the independent draws
+    assert abs(float(x.mean()) - problem["mean"]) < problem["sd"] * (0.1 + 4 / math.sqrt(n))
+    assert abs(float(x.std()) / problem["sd"] - 1) < 0.1 + 4 / math.sqrt(2 * n)
+    # every simulation is counted: the MAP fit's, the 2 x 1 of the Hessian, the guide's set-up, 2 particles of the
+    # one step, the run at the posterior mean; and each is a run of the model
+    diag = metrics["diagnostics"]
+    # task.map_evaluations=60: L-BFGS stops at the first iteration past it (a line search may overshoot it a little)
+    assert diag["laplace_simulations"] == 2 and 4 <= diag["map_simulations"] < 2 * 60
+    assert metrics["simulations"] == diag["map_simulations"] + 2 + 1 + 2 + 1 == len(forwards)
+    # without the MAP fit the guide starts at the config's value, far from the posterior, and narrow
+    forwards.clear()
+    metrics = calibrate(compose_config(overrides(problem["path"], [*over, "task.map_evaluations=0"])),
+                        tmp_path / "start")
+    x = draws_of(tmp_path / "start")
+    assert abs(float(x.mean()) - START) < 0.05 and float(x.std()) < problem["sd"]
+    assert "map_simulations" not in metrics["diagnostics"]
+    assert metrics["simulations"] == 1 + 2 + 1 == len(forwards)
+
+
+def test_vi_with_renyis_divergence_agrees_with_the_exact_posterior_and_is_refused_where_undefined(problem, tmp_path):
+    from lpm_graph.config import validate_run_config
+
+    over = ["task.method=vi", "task.iterations=20", "task.optimizer.lr=0.005", "task.draws=2000", "task.particles=4",
+            "task.renyi_alpha=0"]
+    metrics = calibrate(compose_config(overrides(problem["path"], over)), tmp_path / "renyi")
+    x = draws_of(tmp_path / "renyi")
+    n = len(x)
+    # the allowance of the vi test plus 4 Monte Carlo standard errors of the guide's draws
+    assert abs(float(x.mean()) - problem["mean"]) < problem["sd"] * (0.1 + 4 / math.sqrt(n))
+    assert abs(float(x.std()) / problem["sd"] - 1) < 0.1 + 4 / math.sqrt(2 * n)
+    # 4 particles a step, each a simulation
+    assert metrics["simulations"] == metrics["diagnostics"]["map_simulations"] + 2 + 1 + 20 * 4 + 1
+    history = pd.read_csv(tmp_path / "renyi" / "loss.csv")
+    assert len(history) == 20 and history["loss"].notna().all()
+    for bad, what in ((["task.renyi_alpha=1"], "order other than 1"),
+                      (["task.renyi_alpha=0", "task.particles=1"], "task.particles >= 2")):
+        with pytest.raises(ConfigError, match=what):
+            validate_run_config(compose_config(overrides(problem["path"], ["task.method=vi", *bad])))
