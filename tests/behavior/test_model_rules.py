@@ -131,3 +131,43 @@ def test_reordering_less_when_stock_is_high_lowers_orders():
     plain = run(build(CHAIN), data, 2).series["retailer_orders"][1:, 0]
     rules = run(build([*CHAIN, "behavior=rules"]), data, 2).series["retailer_orders"][1:, 0]
     assert float(plain.min()) > 0 and bool((rules < plain).all())
+
+
+# -- the neural and LLM forms (conf/behavior_model/{neural,llm}_{economy,supply_chain}.yaml) --------------------
+
+@pytest.mark.parametrize("behavior, processes", [
+    ("neural", {"unemployment", "spending"}), ("llm", {"llm"})])
+def test_neural_and_llm_behaviours_decide_spending_in_the_economy(behavior, processes, economy_population,
+                                                                   tmp_path):
+    """The epidemic's entries are replaced by the economy's; the decision is read: people spend the decided
+    share of their plan, so the first step's consumption is below the plain run's by about that share."""
+    extra = [f"model.behavior.llm.cache={tmp_path / 'answers.sqlite'}"] if behavior == "llm" else []
+    cfg = compose_config([*ECON, f"behavior={behavior}", *extra]).model
+    assert {k for k, v in cfg.behavior.items() if v is not None} == processes
+    plain = run(build(ECON), economy_population, 4)
+    model = build([*ECON, f"behavior={behavior}", *extra])
+    decided = run(model, economy_population, 4)
+    spends = decided.series["spends" if behavior == "neural" else "spends_stated"][1:, 0]
+    assert bool((spends > 0).all()) and bool((spends < 1).all())
+    c_plain, c_decided = plain.series["consumption"][1, 0], decided.series["consumption"][1, 0]
+    assert float(c_decided) < float(c_plain)
+    if behavior == "llm":  # one question per group (age group x employment bin) per decision: weekly, one in 4 steps
+        report = model.behavior[0].report()
+        assert report["decision"] == "person.spends" and report["decisions"] == 1
+        assert report["calls"] == report["groups"]["max"] > 1 and report["failures"] == 0
+
+
+@pytest.mark.parametrize("behavior, name", [("neural", "retailer_reordering"), ("llm", "llm")])
+def test_neural_and_llm_behaviours_decide_reordering_in_the_supply_chain(behavior, name, tmp_path):
+    """Retailers place the decided share of their policy's order: a share below one, and smaller first orders
+    than the plain run's."""
+    data = supply_network({"supplier": 2, "warehouse": 4, "retailer": 12, "consumer": 240},
+                          suppliers_per_node=[2, 2, 1], lead_time=[2, 1, 0], seed=3)
+    extra = [f"model.behavior.llm.cache={tmp_path / 'answers.sqlite'}"] if behavior == "llm" else []
+    cfg = compose_config([*CHAIN, f"behavior={behavior}", *extra]).model
+    assert {k for k, v in cfg.behavior.items() if v is not None} == {name}
+    plain = run(build(CHAIN), data, 2).series["retailer_orders"][1:, 0]
+    traj = run(build([*CHAIN, f"behavior={behavior}", *extra]), data, 2)
+    share = traj.series["retailer_reorders" if behavior == "neural" else "retailer_reorders_stated"][1:, 0]
+    assert bool((share > 0).all()) and bool((share < 1).all())
+    assert float(plain.min()) > 0 and bool((traj.series["retailer_orders"][1:, 0] < plain).all())

@@ -163,7 +163,8 @@ class LLMArchetypes(Process):
             ``"stays_home"``)
         variables (Mapping[str, Mapping]): the template's variables by placeholder name, each
             ``{grouping: <name>}`` or ``{source: <key>, bins: [...], labels: [...], reduce: mean, by: <grouping>}``
-            (:class:`Variable`).
+            (:class:`Variable`); one set to null is removed (a model's form of the behaviour replacing the
+            default's variables).
         prompt (Mapping): ``{system: <text>, user: <text>}``, placeholders ``{<variable>}``; every variable
             appears and nothing else. The answer's instruction is appended to the user text.
         answer (Mapping): the answer contract (:func:`~lpm_graph.behavior.llm.answers.make_contract`):
@@ -204,7 +205,9 @@ class LLMArchetypes(Process):
         if not isinstance(variables, Mapping) or not variables:
             raise ConfigError("LLMArchetypes.variables must map each placeholder of the prompt to a grouping or an "
                               "observed source")
-        self.variables = [Variable(str(k), **dict(v or {})) for k, v in variables.items()]
+        # a variable set to null is removed (a model's form of a behaviour replaces the default's variables,
+        # as a null entry of model.behavior removes a process)
+        self.variables = [Variable(str(k), **dict(v)) for k, v in variables.items() if v is not None]
         self.prompt = self._check_prompt(prompt)
         self.contract = make_contract(answer)
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
@@ -311,8 +314,9 @@ class LLMArchetypes(Process):
         return req
 
     def observables(self):
-        return [Observable(f"{self.decision}_stated", self.stated_key, "mean", panel="behaviour",
-                           unit="probability")]
+        # named as Behavior names its decisions' observables: a node type other than person is a prefix
+        name = f"{self.decision}_stated" if self.node_type == "person" else f"{self.node_type}_{self.decision}_stated"
+        return [Observable(name, self.stated_key, "mean", panel="behaviour", unit="probability")]
 
     def workspace(self):
         return {self.node_type: 4.0}
