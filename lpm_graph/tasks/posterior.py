@@ -198,7 +198,7 @@ class Prior:
         """``[n, dim]`` draws of :math:`z`: the prior restricted to the bounds (by rejection), unconstrained."""
         parts = []
         for name in self.names:
-            dist, shape = self.dists[name], self.shapes[name]
+            dist = self.dists[name]
             lo, hi = self.params._bounds(name) if name in self.params.bounds else (-math.inf, None)
             hi = math.inf if hi is None else hi
             kept, tries = [], 0
@@ -240,16 +240,12 @@ class Prior:
                 return prior.log_density(value.double()).to(value.dtype)
 
             @property
-            def mean(self):
-                if moments is None:
-                    raise NotImplementedError
-                return moments[0]
+            def mean(self):  # without moments, the base class's "not defined" (what sbi checks for)
+                return super().mean if moments is None else moments[0]
 
             @property
             def stddev(self):
-                if moments is None:
-                    raise NotImplementedError
-                return moments[1]
+                return super().stddev if moments is None else moments[1]
 
         return UnconstrainedPrior()
 
@@ -469,7 +465,7 @@ def _nuts(sim, prior, task, run):
                           "Rerun without task.resume (a shorter run: lower task.warmup or task.draws)")
     model = _pyro_model(sim, prior.distribution(pyro=True))
     per_chain = -(-task.draws // task.chains)
-    chains, divergences, steps = [], [], []
+    chains, divergences = [], []
     for c in range(task.chains):
         torch.manual_seed(run.seed + c)
         z0 = prior.start()

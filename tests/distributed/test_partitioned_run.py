@@ -136,28 +136,6 @@ def assert_same_opinions(ref, parts):
     assert_same_run(ref, parts)
 
 
-def test_one_process_group_of_one_is_the_plain_run(tmp_path):
-    """P = 1 through the partitioned path (a process group of one, all-reduces over one rank)."""
-    import torch.distributed as dist
-
-    ref = reference(OVERRIDES)
-    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'init'}", rank=0, world_size=1)
-    try:
-        from lpm_graph.distributed.halo import average_gradients
-        from lpm_graph.distributed.runner import prepare_part
-
-        model, data, run_cfg = workers.build(OVERRIDES)
-        graph, _ = prepare_part(model, data, method="contiguous", dtype=torch.float64)
-        assert graph.partition is not None
-        out = workers.run(model, graph, run_cfg, True)
-        average_gradients([p for p in model.parameters() if p.requires_grad])
-        out["grads"] = workers.grads(model)
-    finally:
-        torch.set_grad_enabled(True)
-        dist.destroy_process_group()
-    assert_same_run(ref, [out])
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("LPM_GRAPH_TEST_DISTRIBUTED") != "all", reason="4 spawned processes take "
                     "30-110 s on a loaded 2-core machine; opt in with LPM_GRAPH_TEST_DISTRIBUTED=all")

@@ -18,25 +18,11 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 pytest.importorskip("httpx")
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
-
-from lpm_graph.errors import DataFileError, MissingInputError  # noqa: E402
 from lpm_graph.privacy import FixedPoint  # noqa: E402
 from lpm_graph.privacy import client as client_cli  # noqa: E402
-from lpm_graph.privacy.keys import (read_private_key, read_public_keys, write_private_key,  # noqa: E402
-                                    write_public_keys)
+from tests.privacy.test_keys import write_keys  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _keys(tmp_path, n):
-    server = Ed25519PrivateKey.generate()
-    clients = {i: Ed25519PrivateKey.generate() for i in range(n)}
-    write_private_key(tmp_path / "server.pem", server)
-    for i, k in clients.items():
-        write_private_key(tmp_path / f"client{i}.pem", k)
-    write_public_keys(tmp_path / "keys.json", server.public_key(), {i: k.public_key() for i, k in clients.items()})
-    return server, clients
 
 
 def _line(proc, deadline):
@@ -52,26 +38,10 @@ def _line(proc, deadline):
     raise AssertionError(f"the service printed nothing in time: {proc.stderr.read()[-2000:] if proc.poll() else ''}")
 
 
-def test_key_files_round_trip_and_bad_files_refused(tmp_path):
-    server, clients = _keys(tmp_path, 3)
-    assert read_private_key(tmp_path / "client1.pem").public_key().public_bytes_raw() == \
-        clients[1].public_key().public_bytes_raw()
-    s, c = read_public_keys(tmp_path / "keys.json")
-    assert s.public_bytes_raw() == server.public_key().public_bytes_raw() and sorted(c) == [0, 1, 2]
-    assert (tmp_path / "server.pem").stat().st_mode & 0o077 == 0
-    with pytest.raises(FileExistsError):
-        write_private_key(tmp_path / "server.pem", server)
-    with pytest.raises(MissingInputError):
-        read_private_key(tmp_path / "nope.pem")
-    (tmp_path / "bad.json").write_text('{"server": "00"}')
-    with pytest.raises(DataFileError, match="bad.json"):
-        read_public_keys(tmp_path / "bad.json")
-
-
 @pytest.mark.slow
 def test_a_round_with_the_service_as_a_program(tmp_path):
     n, d = 4, 8
-    _keys(tmp_path, n)
+    write_keys(tmp_path, n)
     fp = FixedPoint(16, 10.0)
     rng = np.random.default_rng(3)
     xs = {i: rng.uniform(-10, 10, size=d) for i in range(n)}

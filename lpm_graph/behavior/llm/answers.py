@@ -69,12 +69,10 @@ class AnswerContract(abc.ABC):
     @abc.abstractmethod
     def schema(self) -> dict:
         """The JSON schema of a valid reply."""
-        raise NotImplementedError
 
     @abc.abstractmethod
     def value(self, field, reply=None) -> float:
         """The number of a valid ``field`` (the one property of the reply)."""
-        raise NotImplementedError
 
     def parse(self, text: object) -> float:
         """The answer's number, or :class:`AnswerError`: exactly one property, ``key``, of the right kind."""
@@ -86,11 +84,10 @@ class AnswerContract(abc.ABC):
     @abc.abstractmethod
     def candidates(self) -> list[str]:
         """The answers scored by log-probability."""
-        raise NotImplementedError
 
     @abc.abstractmethod
     def candidate_values(self) -> list[float]:
-        raise NotImplementedError
+        """The value of each of :meth:`candidates`, in their order."""
 
     def from_scores(self, logprobs: Sequence[float | None], reply: object = None) -> float:
         """The expected value of the candidates under the softmax of their log-probabilities (``None``: the

@@ -32,12 +32,11 @@ import abc
 
 import hashlib
 import json
-import math
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from lpm_graph.errors import ConfigError
 
@@ -90,7 +89,7 @@ class Backend(abc.ABC):
     @property
     @abc.abstractmethod
     def model_id(self) -> str:
-        raise NotImplementedError
+        """The model's name as the cache key and the run's metadata record it."""
 
     @property
     def endpoint(self) -> str:
@@ -106,7 +105,7 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def complete(self, request: Request, timeout: float) -> str:
-        raise NotImplementedError
+        """The reply text to ``request`` within ``timeout`` seconds (errors as the client's retry rules expect)."""
 
     def score(self, request: Request, timeout: float) -> list[float | None]:
         raise BackendError(f"the {self.kind} backend does not give log-probabilities; use answer.method: json",
