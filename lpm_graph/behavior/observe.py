@@ -18,6 +18,39 @@ With ``complement`` the share of the members *not* in the state is
 observed, :math:`I_j \to 1 - I_j` (the unemployment among one's firm's
 workers from ``person.employed``; still 0 for a person without a venue).
 
+:class:`ContactPrevalence` (an interaction) writes the same for explicit
+person-person contacts: for each contact relation :math:`r` it covers (one
+layer of ``model=contact_layers``, or the one ``contact`` of
+``model=contact``), the weighted share of infectious among a person's
+contacts of that relation,
+
+.. math::
+
+    \pi_{ir} = \frac{\sum_{j \to i} w^r_{ji}\, I_j}{\sum_{j \to i} w^r_{ji}}
+
+(0 for a person without contacts of the relation): ``WeightedSum`` with
+``normalize`` over the layout the contact transmission reads (at step
+:math:`t`, its window :math:`t \bmod` period where contacts vary in time),
+one product per relation.  Fields ``person.prevalence_<relation>``, which
+:class:`~lpm_graph.behavior.RuleBehavior` reads with ``venue_types`` set to
+the relations.  It observes every contact of the layout, whatever the
+contacts decided (what a person hears of its contacts, not whom it meets).
+
+:class:`NeighbourDisagreement` (an interaction) writes what a person
+observes of the opinions around it, the weighted mean squared difference
+between its neighbours' opinions and its own,
+
+.. math::
+
+    D_i = \frac{\sum_{j \to i} w_{ji}\,(x_j - x_i)^2}{\sum_{j \to i} w_{ji}}
+        = \frac{S_2 - 2 x_i S_1 + x_i^2 S_0}{S_0},
+    \qquad S_k = \sum_{j \to i} w_{ji}\, x_j^k
+
+(0 for a person without neighbours): the three sums are one sparse product
+of the columns :math:`[1, x, x^2]`, so the non-linear message costs no
+per-edge state.  Field ``person.disagreement_<relation>``, in squared
+opinion units (for opinions in [0, 1], at most 1).
+
 :class:`StateShare` (an interaction) writes what a node observes of its own
 nonnegative state :math:`x_j` (a retailer's stock) as a share in [0, 1),
 
@@ -49,7 +82,7 @@ from lpm_graph.core.state import FieldSpec
 from lpm_graph.errors import ConfigError, PopulationGraphError
 from lpm_graph.nn import WeightedSum, spmm
 
-__all__ = ["VenuePrevalence", "Announcement", "StateShare"]
+__all__ = ["VenuePrevalence", "ContactPrevalence", "NeighbourDisagreement", "Announcement", "StateShare"]
 
 _MEMBERSHIP: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
@@ -144,6 +177,145 @@ class VenuePrevalence(Process):
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, venue_types={self.venue_types}, source={self.source!r}"
+
+
+def _relations(where: str, relations) -> list[str]:
+    if isinstance(relations, str) or not isinstance(relations, Sequence) or not relations:
+        raise ConfigError(f"{where}.relations must be a non-empty list of contact relations, e.g. [contact], "
+                          f"got {relations!r}")
+    out = [str(r) for r in relations]
+    if len(set(out)) != len(out):
+        raise ConfigError(f"{where}.relations lists a relation twice: {out}")
+    return out
+
+
+def _prefix(where: str, prefix: str, node_type: str) -> str:
+    if not isinstance(prefix, str) or prefix.count(".") != 1 or prefix.split(".", 1)[0] != node_type:
+        raise ConfigError(f"{where}.prefix must be '{node_type}.<name>', got {prefix!r}")
+    return prefix
+
+
+class ContactPrevalence(Process):
+    """The share of infectious among each person's contacts, per contact relation (module docstring).
+
+    Args:
+        relations (Sequence[str]): the relations observed, each the edge type ``(node_type, relation,
+            node_type)``. (default: ``["contact"]``)
+        source (str): the infectious indicator state. (default: ``"person.I"``)
+        prefix (str): the fields written are ``<prefix>_<relation>``. (default: ``"person.prevalence"``)
+        name (str): the process name. (default: ``"prevalence"``)
+
+    Shapes:
+        - **input:** ``source`` :math:`(N, R)`
+        - **output:** one field :math:`(N, R)` per relation
+    """
+
+    role = "interaction"
+    default_name = "prevalence"
+
+    def __init__(self, relations: Sequence[str] = ("contact",), source: str = "person.I",
+                 prefix: str = "person.prevalence", name: str | None = None):
+        super().__init__(name)
+        if not isinstance(source, str) or source.count(".") != 1:
+            raise ConfigError(f"ContactPrevalence.source must be '<node type>.<name>', got {source!r}")
+        self.node_type = source.split(".", 1)[0]
+        self.relations = _relations("ContactPrevalence", relations)
+        self.source, self.prefix = source, _prefix("ContactPrevalence", prefix, self.node_type)
+        self.mean = WeightedSum(normalize=True)
+
+    @property
+    def edge_types(self) -> list[tuple[str, str, str]]:
+        return [(self.node_type, r, self.node_type) for r in self.relations]
+
+    def field(self, relation: str) -> str:
+        return f"{self.prefix}_{relation}"
+
+    def field_specs(self):
+        scope, name = self.prefix.split(".", 1)
+        return [FieldSpec(scope, f"{name}_{r}", unit="share", doc=f"share of {self.source} among one's {r} contacts")
+                for r in self.relations]
+
+    def reads(self):
+        return [self.source]
+
+    def requirements(self) -> Requirements:
+        return Requirements(edge_types=set(self.edge_types))
+
+    def workspace(self):
+        return {self.node_type: float(len(self.relations))}
+
+    def forward(self, ctx: StepContext, state: dict[str, Tensor], fields: dict[str, Tensor]) -> Output:
+        x = state[self.source]
+        return Output(fields={self.field(et[1]): self.mean(x, ctx.graph.layout(et, ctx.t)) for et in self.edge_types})
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}, relations={self.relations}, source={self.source!r}"
+
+
+class NeighbourDisagreement(Process):
+    """The weighted mean squared difference between one's neighbours' opinions and one's own (module docstring).
+
+    Args:
+        relations (Sequence[str]): the relations observed, each the edge type ``(node_type, relation,
+            node_type)``. (default: ``["contact"]``)
+        source (str): the opinion state. (default: ``"person.opinion"``)
+        prefix (str): the fields written are ``<prefix>_<relation>``. (default: ``"person.disagreement"``)
+        name (str): the process name. (default: ``"disagreement"``)
+
+    Shapes:
+        - **input:** ``source`` :math:`(N, R)`
+        - **output:** one field :math:`(N, R)` per relation
+    """
+
+    role = "interaction"
+    default_name = "disagreement"
+
+    def __init__(self, relations: Sequence[str] = ("contact",), source: str = "person.opinion",
+                 prefix: str = "person.disagreement", name: str | None = None):
+        super().__init__(name)
+        if not isinstance(source, str) or source.count(".") != 1:
+            raise ConfigError(f"NeighbourDisagreement.source must be '<node type>.<name>', got {source!r}")
+        self.node_type = source.split(".", 1)[0]
+        self.relations = _relations("NeighbourDisagreement", relations)
+        self.source, self.prefix = source, _prefix("NeighbourDisagreement", prefix, self.node_type)
+        self.sums = WeightedSum()
+
+    @property
+    def edge_types(self) -> list[tuple[str, str, str]]:
+        return [(self.node_type, r, self.node_type) for r in self.relations]
+
+    def field(self, relation: str) -> str:
+        return f"{self.prefix}_{relation}"
+
+    def field_specs(self):
+        scope, name = self.prefix.split(".", 1)
+        return [FieldSpec(scope, f"{name}_{r}", unit="opinion^2",
+                          doc=f"mean squared difference of one's {r} neighbours' {self.source} from one's own")
+                for r in self.relations]
+
+    def reads(self):
+        return [self.source]
+
+    def requirements(self) -> Requirements:
+        return Requirements(edge_types=set(self.edge_types))
+
+    def workspace(self):
+        return {self.node_type: 3.0 + len(self.relations)}
+
+    def forward(self, ctx: StepContext, state: dict[str, Tensor], fields: dict[str, Tensor]) -> Output:
+        x = state[self.source]
+        R = x.size(1)
+        cols = torch.cat([torch.ones_like(x[:, :1]), x, x * x], 1)
+        out = {}
+        for et in self.edge_types:
+            s = self.sums(cols, ctx.graph.layout(et, ctx.t))
+            s0, s1, s2 = s[:, :1], s[:, 1:1 + R], s[:, 1 + R:]
+            inverse = torch.where(s0 > 0, 1.0 / s0.clamp_min(torch.finfo(x.dtype).tiny), torch.zeros_like(s0))
+            out[self.field(et[1])] = ((s2 - 2.0 * x * s1 + x * x * s0) * inverse).clamp_min(0.0)
+        return Output(fields=out)
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}, relations={self.relations}, source={self.source!r}"
 
 
 class Announcement(Window):

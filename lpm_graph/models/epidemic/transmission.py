@@ -41,7 +41,7 @@ def contact_scale(scope: str) -> str:
 
 class _Transmission(Process):
     role = "interaction"
-    partitionable = True  # sums through the graph's layouts only (decisions on a part are refused)
+    partitionable = True  # sums through the graph's layouts only (the venue blocks of decisions refuse a part)
 
     def __init__(self, source: str, target: str, name: str | None):
         super().__init__(name)
@@ -287,39 +287,112 @@ class ContactTransmission(_Transmission):
     with :math:`e_r(t)` the field ``<relation>.contact_scale`` (1 without a
     writer).  Undirected contacts are stored both ways.
 
+    **Decisions** (:mod:`lpm_graph.behavior`).  The behaviour's decision
+    fields ``<type>.stays_home`` (:math:`h_i`) and ``<type>.avoids_<relation>``
+    (:math:`a_{i}`) of the edge type's source and destination node types,
+    probabilities read as optional (0 without a writer), make each person's
+    presence in this layer's contacts
+
+    .. math::
+
+        q_i = \big(1 - h_i\,[\text{not household}]\big)\,(1 - a_i),
+
+    (who stays home keeps the contacts of the household layer,
+    ``household: true``, and leaves every other layer's), and a contact
+    happens only if both ends are present, so the weight of the edge
+    :math:`j \to i` becomes :math:`w_{ji}\, q_j\, q_i`:
+
+    .. math::
+
+        \lambda_i = \beta\, e_{r}(t)\; q_i \sum_{j \to i} w_{ji}\, q_j\, x_j .
+
+    A person home with probability :math:`h` is present :math:`1 - h`, so a
+    contact between two people outside the household happens with probability
+    :math:`(1 - h_i)(1 - h_j)` (the decisions of different people
+    independent).  The decided weight is a product of a factor of each end,
+    so it is applied exactly as person-level scaling before and after the one
+    sparse product (the layout's values are not rewritten and autograd keeps
+    nothing per edge: the gradient in :math:`q` is that of the two per-node
+    products, exact).  All replicate columns go through one product.  On a
+    part of a partitioned graph the scaling is of owned rows before the
+    product, whose halo exchange carries the scaled sources, so it stays
+    correct there (a behaviour itself is not partitionable, and refuses the
+    partitioned run).  Without any decision field the step is the one above,
+    unchanged.
+
     Args:
         edge_type (Sequence[str]): the contact edge type, e.g.
             ``('person', 'contact', 'person')``; any source and destination
             node types.
         source (str), target (str): fields read and added to.
+        household (bool): the household layer: a person who stays home keeps
+            its contacts (only ``avoids_<relation>`` acts on it). (default:
+            ``False``: staying home removes this layer's contacts)
         name (str): the process name; its parameter ``beta`` is the
             transmission rate per unit weight. (default: the relation)
+
+    Shapes:
+        - **input:** ``source`` :math:`(|\mathcal{V}_s|, R)`; decisions
+          :math:`(|\mathcal{V}|, R)`, :math:`(|\mathcal{V}|, 1)` or a number
+        - **output:** ``target`` :math:`(|\mathcal{V}_t|, R)`
     """
 
     def __init__(self, edge_type: Sequence[str] = ("person", "contact", "person"),
                  source: str = "person.infectiousness", target: str = "person.force_of_infection",
-                 name: str | None = None):
+                 household: bool = False, name: str | None = None):
         self.edge_type = tuple(edge_type)
         if len(self.edge_type) != 3 or not all(isinstance(x, str) for x in self.edge_type):
             raise ConfigError(f"ContactTransmission.edge_type must be [src, relation, dst], got {list(edge_type)}")
+        if not isinstance(household, bool):
+            raise ConfigError(f"ContactTransmission.household must be true or false, got {household!r}")
         self.default_name = self.edge_type[1]
         super().__init__(source, target, name)
+        self.household = household
         self.infection = ContactInfection()
 
     def param_specs(self):
         return [ParamSpec("beta", "nonnegative", unit="1/(day * edge weight)",
                           doc=f"transmission rate per unit weight of {self.edge_type[1]} contacts")]
 
+    def decision_fields(self, node_type: str) -> list[str]:
+        """The decision fields of ``node_type`` read (optional): ``stays_home`` (not on a household layer) and
+        ``avoids_<relation>``."""
+        return [*(() if self.household else (f"{node_type}.stays_home",)),
+                f"{node_type}.avoids_{self.edge_type[1]}"]
+
+    @property
+    def decision_keys(self) -> list[str]:
+        """Every decision field read, of the source and the destination node types."""
+        ends = dict.fromkeys((self.edge_type[0], self.edge_type[2]))
+        return [k for t in ends for k in self.decision_fields(t)]
+
     def reads(self):
-        return [self.source, Read(contact_scale(self.edge_type[1]), optional=True, default=1.0)]
+        return [self.source, Read(contact_scale(self.edge_type[1]), optional=True, default=1.0),
+                *(Read(k, optional=True, default=0.0) for k in self.decision_keys)]
 
     def requirements(self) -> Requirements:
         return Requirements(edge_types={self.edge_type})
 
+    def presence(self, fields: dict, node_type: str) -> Tensor | float | None:
+        """:math:`q = \prod (1 - d)` over the decisions of ``node_type`` written (``[N, R']`` or a number);
+        ``None`` when none is."""
+        q = None
+        for k in self.decision_fields(node_type):
+            d = fields.get(k)
+            if d is not None:
+                q = (1.0 - d) if q is None else q * (1.0 - d)
+        return q
+
     def forward(self, ctx: StepContext, state: dict[str, Tensor], fields: dict[str, Tensor]) -> Output:
-        lam = self.infection(fields[self.source], ctx.graph.layout(self.edge_type, ctx.t))
+        x = fields[self.source]
+        sent, received = self.presence(fields, self.edge_type[0]), self.presence(fields, self.edge_type[2])
+        if sent is not None:
+            x = x * sent
+        lam = self.infection(x, ctx.graph.layout(self.edge_type, ctx.t))
+        if received is not None:
+            lam = lam * received
         scale = fields.get(contact_scale(self.edge_type[1]), 1.0)
         return Output(fields={self.target: lam * (self.value(ctx, "beta") * scale)})
 
     def extra_repr(self) -> str:
-        return f"name={self.name!r}, edge_type={self.edge_type}"
+        return f"name={self.name!r}, edge_type={self.edge_type}" + (", household=True" if self.household else "")

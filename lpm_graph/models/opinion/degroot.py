@@ -16,7 +16,27 @@ susceptibility to influence (parameter ``susceptibility``: a scalar, or one
 value per group :math:`a(i)` of an optional grouping) and :math:`s(t) \ge 0`
 the environment's influence scale (field ``person.influence_scale``; 1
 without a writer — :class:`lpm_graph.core.Scale` writes it, e.g. 0 while a
-platform is shut down).  In matrix form, with the row-stochastic
+platform is shut down).
+
+**Decision** (:mod:`lpm_graph.behavior`).  A behaviour's decision field
+``person.tunes_out`` (:math:`o_i`, read as optional, 0 without a writer) is
+the probability that person :math:`i` tunes out of this round of
+discussion: it takes in none of its neighbours' opinions and keeps its own
+(it is still heard: its opinion still reaches its neighbours' means).  The
+expected update scales the gap closed,
+
+.. math::
+
+    x_i(t+1) = x_i(t) + (1 - o_i)\,\alpha_{a(i)}\, s(t)\,\big(m_i(t) - x_i(t)\big),
+
+in every model built on this update (the neighbours' mean of DeGroot, the
+confidence-bounded mean of Hegselmann–Krause, the partner of a
+Deffuant–Weisbuch pair, the Friedkin–Johnsen step before its pull to the
+initial opinion), so :math:`o_i = 1` freezes a person's opinion and
+:math:`o_i` in :math:`[0, 1]` keeps :math:`(I - A) + AW` row-stochastic with
+:math:`A = \operatorname{diag}((1 - o_i)\,\alpha_{a(i)}\, s(t))`.
+
+In matrix form, with the row-stochastic
 :math:`W_{ij} = w_{ji} / \sum_{k} w_{ki}` and :math:`A = \operatorname{diag}(\alpha_{a(i)} s(t))`,
 
 .. math::
@@ -104,6 +124,8 @@ class DeGroot(Process):
             (default: ``"person.neighbour_opinion"``)
         influence_scale (str): the field read as the influence scale
             :math:`s(t)`, optional (1 without a writer). (default: ``"person.influence_scale"``)
+        tunes_out (str): the decision field read as the probability :math:`o_i` of tuning out, optional (0
+            without a writer). (default: ``"person.tunes_out"``)
         name (str): the process name and parameter namespace. (default: ``"degroot"``)
 
     Parameters (``model.params.<name>``): ``susceptibility`` :math:`\alpha`,
@@ -118,7 +140,7 @@ class DeGroot(Process):
     def __init__(self, initial: str = "uniform", low: float = 0.0, high: float = 1.0, attribute: str = "opinion",
                  grouping: str | None = None, node_type: str = "person", state: str = "opinion",
                  neighbours: str = "person.neighbour_opinion", influence_scale: str = "person.influence_scale",
-                 name: str | None = None):
+                 tunes_out: str = "person.tunes_out", name: str | None = None):
         super().__init__(name)
         if initial not in INITIAL:
             raise ConfigError(f"DeGroot ({self.name}).initial must be one of {list(INITIAL)}, got {initial!r}")
@@ -130,12 +152,12 @@ class DeGroot(Process):
                               f"> low; got low={low}, high={high}")
         if not isinstance(attribute, str) or not attribute:
             raise ConfigError(f"DeGroot ({self.name}).attribute must be a node attribute name, got {attribute!r}")
-        for label, key in (("neighbours", neighbours), ("influence_scale", influence_scale)):
+        for label, key in (("neighbours", neighbours), ("influence_scale", influence_scale), ("tunes_out", tunes_out)):
             if not isinstance(key, str) or key.split(".", 1)[0] != node_type or key.count(".") != 1:
                 raise ConfigError(f"DeGroot ({self.name}).{label} must be a field '{node_type}.<name>', got {key!r}")
         self.initial, self.low, self.high, self.attribute = initial, float(low), float(high), attribute
         self.grouping, self.node_type, self.state = grouping, node_type, state
-        self.neighbours, self.influence_scale = neighbours, influence_scale
+        self.neighbours, self.influence_scale, self.tunes_out = neighbours, influence_scale, tunes_out
         self.key = f"{node_type}.{state}"
         self.prefix = "" if state == "opinion" else f"{state}_"
 
@@ -151,7 +173,8 @@ class DeGroot(Process):
                           doc="susceptibility to influence: share of the gap to the neighbours' mean closed per step")]
 
     def reads(self):
-        return [self.key, self.neighbours, Read(self.influence_scale, optional=True, default=1.0)]
+        return [self.key, self.neighbours, Read(self.influence_scale, optional=True, default=1.0),
+                Read(self.tunes_out, optional=True, default=0.0)]
 
     def streams(self):
         return [(self.node_type, self.stream("initial_opinion"))] if self.initial == "uniform" else []
@@ -214,6 +237,9 @@ class DeGroot(Process):
         s = fields.get(self.influence_scale, 1.0)
         if not (isinstance(s, (int, float)) and s == 1):
             rate = rate * s
+        tuned_out = fields.get(self.tunes_out)
+        if tuned_out is not None:
+            rate = rate * (1.0 - tuned_out)
         return Output(state={self.key: x + rate * (fields[self.neighbours] - x)})
 
     def extra_repr(self) -> str:
