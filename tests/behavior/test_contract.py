@@ -20,7 +20,7 @@ from tests.conftest import compose_config
 
 ROOT = Path(__file__).resolve().parents[2]
 FIT = ["seir", "sir", "seird", "sis"]          # venue epidemics: their transmission reads the decisions
-NO_FIT = ["contact", "contact_layers", "opinion"]
+NO_VENUES = ["contact", "contact_layers", "opinion", "opinion_deffuant", "opinion_hk", "opinion_stubborn"]
 BEHAVIOURS = ["none", "rules", "neural"]
 
 
@@ -32,7 +32,7 @@ def test_every_config_of_conf_behavior_adds_to_the_mapping_model_behavior():
     assert list(compose_config(["behavior=neural"]).model.behavior) == ["prevalence", "neural"]
 
 
-@pytest.mark.parametrize("model", FIT + NO_FIT)
+@pytest.mark.parametrize("model", FIT + NO_VENUES[:3])
 def test_none_composes_with_every_model_unchanged(model):
     with_none = compose_config([f"model={model}", "behavior=none"]).model
     assert with_none == compose_config([f"model={model}"]).model
@@ -48,17 +48,75 @@ def test_behaviours_fit_the_venue_epidemics(model, behavior):
     assert [p.name for p in m.behavior][0] == "prevalence"
 
 
-@pytest.mark.parametrize("behavior", ["rules", "neural"])
-@pytest.mark.parametrize("model", NO_FIT)
-def test_a_model_that_reads_no_decision_is_refused_naming_the_pair(model, behavior):
-    with pytest.raises(ConfigError, match=r"behaviour '\w+' \(\w+\) (writes|reads) person\.\w+, which no process of "
-                                          r"the model .*this behaviour does not fit this model \(its processes: "):
-        instantiate_config(compose_config([f"model={model}", f"behavior={behavior}"]).model)
-    out = subprocess.run([sys.executable, "-m", "lpm_graph.cli", f"model={model}", f"behavior={behavior}"],
-                         capture_output=True, text=True, cwd=ROOT, timeout=120) if (model, behavior) == ("contact", "rules") else None
-    if out is not None:
-        assert out.returncode == 2
-        assert f"lpm-graph: error: model={model} with behavior={behavior}: behaviour" in out.stderr
+# -- the contact epidemics and the opinion models (conf/behavior_model/<behavior>_<model>.yaml) ------------------
+
+SMALL = {"contact": ["population=random_graph", "population.num_people=200", "population.mean_degree=6",
+                     "model.params.seir.initial_infected_fraction=0.05"],
+         "contact_layers": ["population=edgelist", "population.edges=data/samples/edgelist/contacts.parquet",
+                            "population.cache_dir=null", "model.params.seir.initial_infected_fraction=0.05"],
+         **{m: ["population.num_people=200"] for m in NO_VENUES[2:]}}
+DECISION = {"contact": "stays_home", "contact_layers": "stays_home", **{m: "tunes_out" for m in NO_VENUES[2:]}}
+
+
+@pytest.mark.parametrize("behavior", ["rules", "neural", "llm"])
+@pytest.mark.parametrize("model", NO_VENUES)
+def test_every_behaviour_runs_with_the_contact_epidemics_and_the_opinion_models(model, behavior, tmp_path):
+    """What ``lpm-graph model=<model> behavior=<behavior>`` runs (task=simulate at a tiny size): it builds (every
+    decision written is read, every field read is written), runs, and records the decision share, in (0, 1)."""
+    extra = [f"model.behavior.llm.cache={tmp_path / 'answers.sqlite'}"] if behavior == "llm" else []
+    cfg = compose_config([f"model={model}", f"behavior={behavior}", *SMALL[model], "steps=3", "progress=false",
+                          "task.plot=false", *extra])
+    model_obj = instantiate_config(cfg.model)
+    reads = {r if isinstance(r, str) else r.key for p in model_obj.processes for r in p.reads()}
+    assert f"person.{DECISION[model]}" in reads
+    simulate(cfg, tmp_path / "run")
+    frame = __import__("pandas").read_parquet(tmp_path / "run" / "trajectory.parquet")
+    column = DECISION[model] + ("_stated" if behavior == "llm" else "")
+    share = frame[column].to_numpy()[1:]
+    assert ((share > 0) & (share < 1)).all(), (column, share)
+
+
+CALIBRATE = {"contact": ["+observations=behavior", "model.learnable=[contact.beta]", "model.mode=expected", "steps=5"],
+             "contact_layers": ["+observations=behavior", "model.learnable=[community.beta]", "model.mode=expected",
+                                "steps=5"],
+             "opinion": ["steps=30"], "opinion_hk": ["steps=30"]}   # the opinion variance series: 30 steps
+
+
+@pytest.mark.parametrize("model, behavior", [("contact", "neural"), ("contact_layers", "rules"), ("opinion", "rules"),
+                                             ("opinion_hk", "neural")])
+def test_calibrate_and_analyze_run_with_behaviour_on_contacts_and_opinions(model, behavior, tmp_path):
+    obs = []
+    if model.startswith("contact"):   # the shipped series of 20,000 people, at this size
+        frame = __import__("pandas").read_csv(ROOT / "data" / "observations" / "behavior_synthetic.csv").head(5)
+        frame["cases"] *= 200 / 20000
+        frame.to_csv(tmp_path / "obs.csv", index=False)
+        obs = [f"observations.path={tmp_path / 'obs.csv'}"]
+    base = [f"model={model}", f"behavior={behavior}", *SMALL[model], "progress=false", "task.plot=false"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CalibrationWarning)  # a tiny population against the shipped series
+        c = calibrate(compose_config(["task=calibrate", *base, *CALIBRATE[model], *obs, "task.iterations=2",
+                                      "task.checkpoint_every=0"]), tmp_path / "calibrate")
+    assert c["iterations"] == 2 and (c["trained_weights"] != {}) == (behavior == "neural")
+    a = analyze(compose_config(["task=analyze", *base, "steps=5", "task.analyses=[sensitivity,counterfactuals]",
+                                "task.replicates=2"]), tmp_path / "analyze")
+    assert set(a["analyses"]) == {"sensitivity", "counterfactuals"}
+    if behavior == "rules":   # the rule's parameters are among those the outcomes are differentiated in
+        rule = "contact_rules" if model.startswith("contact") else "tuning_out"
+        params = set(__import__("pandas").read_csv(tmp_path / "analyze" / "sensitivity.csv").parameter)
+        assert any(p.startswith(f"{rule}.") for p in params), params
+
+
+def test_a_decision_no_process_reads_is_still_refused_naming_the_pair():
+    """Every shipped form fits its model; a decision the model cannot read (the epidemic's stays_home on the
+    opinion model) is refused when the model is built, from the CLI with the pair named."""
+    bad = ["model=opinion", "behavior=neural", "model.behavior.tuning_out.decisions=[stays_home]"]
+    with pytest.raises(ConfigError, match=r"behaviour 'tuning_out' \(NeuralBehavior\) writes person\.stays_home, "
+                                          r"which no process of the model reads: this behaviour does not fit"):
+        instantiate_config(compose_config(bad).model)
+    out = subprocess.run([sys.executable, "-m", "lpm_graph.cli", *bad, "population.num_people=100"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 2
+    assert "lpm-graph: error: model=opinion with behavior=neural: behaviour 'tuning_out'" in out.stderr
 
 
 def test_no_behaviour_and_zero_decisions_leave_the_run_unchanged(population):

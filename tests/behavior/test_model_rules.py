@@ -28,14 +28,24 @@ def test_rules_with_the_economy_and_the_supply_chain_replace_the_epidemics_entri
     chain = compose_config(["model=supply_chain", "behavior=rules"]).model
     assert {k for k, v in chain.behavior.items() if v is not None} == {
         "warehouse_stock", "warehouse_reordering", "retailer_stock", "retailer_reordering"}
+    # the contact epidemics and the opinion models have their own observers and rules
+    for model in ("contact", "contact_layers"):
+        entries = compose_config([f"model={model}", "behavior=rules"]).model.behavior
+        assert {k for k, v in entries.items() if v is not None} == {"contact_prevalence", "contact_rules",
+                                                                     "contact_masks"}
+    for model in ("opinion", "opinion_hk", "opinion_deffuant", "opinion_stubborn"):
+        entries = compose_config([f"model={model}", "behavior=rules"]).model.behavior
+        assert {k for k, v in entries.items() if v is not None} == {"disagreement", "tuning_out"}
     # the venue epidemics keep conf/behavior/rules.yaml as it is
     assert list(compose_config(["model=seir", "behavior=rules"]).model.behavior) == ["prevalence", "rules",
                                                                                       "mask_effect"]
 
 
 def test_a_model_without_a_reader_is_still_refused():
-    with pytest.raises(ConfigError, match=r"this behaviour does not fit this model"):
-        build(["model=opinion", "behavior=rules"])
+    """The opinion form's rule set to decide the epidemic's stays_home, which no opinion process reads."""
+    with pytest.raises(ConfigError, match=r"writes person.stays_home.*this behaviour does not fit this model"):
+        build(["model=opinion", "behavior=rules", "model.behavior.tuning_out.decisions=[stays_home]",
+               "model.params.tuning_out=null"])
 
 
 # -- the economy ---------------------------------------------------------------------------------------------

@@ -374,7 +374,7 @@ class ContactTransmission(_Transmission):
         return Requirements(edge_types={self.edge_type})
 
     def presence(self, fields: dict, node_type: str) -> Tensor | float | None:
-        """:math:`q = \prod (1 - d)` over the decisions of ``node_type`` written (``[N, R']`` or a number);
+        r""":math:`q = \prod (1 - d)` over the decisions of ``node_type`` written (``[N, R']`` or a number);
         ``None`` when none is."""
         q = None
         for k in self.decision_fields(node_type):
