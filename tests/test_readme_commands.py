@@ -5,7 +5,7 @@ The commands are read from the files themselves (fenced ``lpm-graph ...`` and
 them is tested without editing this file.  Each runs in-process through
 :func:`lpm_graph.cli.main` (the console script's function: pre-check,
 Hydra, the task) with its own overrides kept and only the sizes shrunk:
-people, steps, iterations (:func:`small`).  Placeholders the text explains
+people, steps, iterations, a multirun's sweeps (:func:`small`).  Placeholders the text explains
 (``outputs/<date>/<time>/checkpoint.pt``, ``my_cases.csv``) are filled with a
 checkpoint of an earlier command and a file of one column of cases.
 """
@@ -76,7 +76,8 @@ def choices(argv: list[str]):
 
 
 def small(argv: list[str]) -> list[str]:
-    """``argv`` with the sizes made small (people, steps, iterations), its other overrides as written."""
+    """``argv`` with the sizes made small (people, steps, iterations, a multirun's sweeps cut to two values), its
+    other overrides as written."""
     cfg = choices(argv)
     task = cfg.task.name
     sizes = {"progress": "false"}
@@ -86,17 +87,21 @@ def small(argv: list[str]) -> list[str]:
         sizes["task.iterations"] = "2" if any(a.startswith("task.resume=") for a in argv) else "1"
         # posterior methods: a handful of draws, one short chain, a few simulations
         sizes.update({"task.draws": "8", "task.warmup": "4", "task.chains": "1", "task.simulations": "20",
-                      "task.predictive_draws": "4"})
+                      "task.predictive_draws": "4", "task.max_tree_depth": "3", "task.map_evaluations": "8",
+                      "task.map_starts": "1"})
     else:
         sizes["steps"] = "20"
     if task == "analyze":
         sizes["task.replicates"] = "2"
         if "iterations" in (cfg.task.get("policy") or {}):
             sizes["task.policy.iterations"] = "1"
+    multirun = "-m" in argv or "--multirun" in argv
     out = []
     for a in argv:
         key, _, value = a.partition("=")
-        if key in sizes:  # shrunk, never grown
+        if multirun and "," in value and value[:1] not in "[{'\"" and not key.startswith("hydra."):
+            out.append(f"{key}={','.join(value.split(',')[:2])}")  # a sweep: its first two values
+        elif key in sizes:  # shrunk, never grown
             small_value = sizes.pop(key)
             bigger = value.isdigit() and small_value.isdigit() and int(small_value) > int(value)
             out.append(a if bigger else f"{key}={small_value}")
@@ -139,6 +144,8 @@ def test_the_documents_show_the_commands_this_test_expects():
     assert argv_of("lpm-graph ...") is None
     assert argv_of("lpm-graph backend.model=<name>") is None and argv_of("lpm-graph report <run dir>")
     assert small(["population.num_people=1000000", "steps=200"])[:2] == ["population.num_people=5000", "steps=20"]
+    assert small(["-m", "seed=0,1,2,3", "hydra.launcher.n_jobs=2"])[:3] == ["-m", "seed=0,1", "hydra.launcher.n_jobs=2"]
+    assert small(["seed=0,1,2"])[0] == "seed=0,1,2"  # not a multirun: as written
 
 
 @pytest.fixture(scope="module")
