@@ -119,3 +119,4 @@ class Fail(__import__("lpm_graph.core.process", fromlist=["Process"]).Process):
                 os._exit(3)
             time.sleep(3600)
         return Output()
+
