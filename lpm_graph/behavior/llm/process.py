@@ -234,7 +234,9 @@ class LLMArchetypes(Process):
         self.rule = self._check_rule(rule)
         self.template_sha256 = hashlib.sha256(canonical({
             "prompt": self.prompt, "variables": {v.name: v.describe() for v in self.variables},
-            "answer": self.contract.describe()}).encode()).hexdigest()
+            # a choice's option values change what an answer means, not what is asked (so not the cache key)
+            "answer": {**self.contract.describe(), "option_values": getattr(self.contract, "options", None)},
+        }).encode()).hexdigest()
         self._counts = {"decisions": 0, "groups_last": 0, "groups_max": 0, "fallbacks": 0, "seconds": 0.0}
         self._failed_examples: list[dict] = []
 

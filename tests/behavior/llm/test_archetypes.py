@@ -170,6 +170,17 @@ def test_logprob_scoring_and_choices_with_the_mock():
     assert bool(((stated > 0) & (stated < 1)).all())  # an expected value of scored options
 
 
+def test_the_template_hash_names_what_the_answers_mean():
+    def sha(**kw):
+        return LLMArchetypes(**{"variables": VARIABLES, "prompt": PROMPT, "backend": MockBackend(), **kw}).template_sha256
+
+    choice = {"type": "choice", "options": {"stay home": 1.0, "go out": 0.0}}
+    assert sha(answer=choice) == sha(answer=dict(choice))
+    # the same question, but "stay home" now means staying home with probability 0.8
+    assert sha(answer=choice) != sha(answer={**choice, "options": {"stay home": 0.8, "go out": 0.0}})
+    assert sha(answer=choice) != sha(prompt={**PROMPT, "user": PROMPT["user"] + " Answer briefly."})
+
+
 def test_configuration_mistakes_are_named():
     with pytest.raises(ConfigError, match=r"placeholder \{town\}, which is not a variable"):
         LLMArchetypes(VARIABLES, {"user": "{age} {prevalence} {town}"})
