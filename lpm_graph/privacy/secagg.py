@@ -49,7 +49,7 @@ import json
 import secrets
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import numpy as np
 from cryptography.exceptions import InvalidSignature, InvalidTag
@@ -211,39 +211,51 @@ class RoundConfig:
         return len(self.clients) if self.neighbours is None else self.neighbours + 1
 
     @cached_property
-    def _ring(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _ring(self) -> tuple[list[int], np.ndarray, np.ndarray]:
         """The ring order of the clients, the clients sorted by id and each sorted client's place on the ring
-        (arrays: every party computes this once per round, ``O(n log n)``, and then any ``N(u)`` in ``O(k log n)``)."""
+        (every party computes this once per round, ``O(n log n)`` in arrays, then any ``N(u)`` in ``O(k + log n)``)."""
         ids = np.asarray(self.clients, dtype=np.int64)
         keys = prg(_derive(bytes.fromhex(self.graph_seed), b"neighbour-graph", self.round_id), len(ids))
         ring = ids[np.lexsort((ids, keys))]  # a uniformly random order (ties by id)
-        by_id = np.argsort(ids, kind="stable")
+        sorted_ids = np.sort(ids)
         place = np.empty(len(ids), dtype=np.int64)
-        place[np.searchsorted(ids[by_id], ring)] = np.arange(len(ids))
-        return ring, ids[by_id], place
+        place[np.searchsorted(sorted_ids, ring)] = np.arange(len(ids))
+        return ring.tolist(), sorted_ids, place
 
     def _around(self, u: int, reach: int) -> frozenset[int]:
         """The clients within ``reach`` places of ``u`` on the ring (``u`` included)."""
         ring, sorted_ids, place = self._ring
         n = len(ring)
         if 2 * reach + 1 >= n:
-            return frozenset(self.clients)
+            return self.members
         i = int(np.searchsorted(sorted_ids, u))
         if i == n or sorted_ids[i] != u:
             raise PrivacyError(f"secagg: client {u} is not a client of round {self.round_id}")
-        return frozenset(int(v) for v in ring[(place[i] + np.arange(-reach, reach + 1)) % n])
+        p = int(place[i])
+        return frozenset(ring[(p + d) % n] for d in range(-reach, reach + 1))
+
+    @cached_property
+    def members(self) -> frozenset[int]:
+        """The clients, as a set."""
+        return frozenset(self.clients)
+
+    @cached_property
+    def _hoods(self) -> dict[int, frozenset[int]]:
+        return {}  # N(u) of the clients asked for so far
 
     def neighbourhood(self, u: int) -> frozenset[int]:
-        if self.neighbours is None:
-            return frozenset(self.clients)
-        return self._around(u, self.neighbours // 2)
+        hood = self._hoods.get(u)
+        if hood is None:
+            hood = self._hoods[u] = (self.members if self.neighbours is None
+                                     else self._around(u, self.neighbours // 2))
+        return hood
 
     def reach(self, u: int, hops: int) -> frozenset[int]:
         """The clients at most ``hops`` links from ``u`` in the neighbour graph (``u`` included): on the Harary
         ring, those within ``hops * k/2`` places. A connected group of ``m`` clients holding ``u`` lies within
         ``m - 1`` hops of it, so this is all a client needs of the survivor list to find its own group."""
         if self.neighbours is None or hops >= len(self.clients):
-            return frozenset(self.clients)
+            return self.members
         return self._around(u, hops * (self.neighbours // 2))
 
     @cached_property
@@ -260,7 +272,7 @@ class RoundConfig:
             raise PrivacyConfigError(f"secagg: round id {self.round_id!r} must be {ROUND_ID_BYTES} bytes in hex") \
                 from None
         ids = self.clients
-        if not all(type(c) is int for c in ids) or (ids and min(ids) < 0) or len(set(ids)) != len(ids):
+        if not set(map(type, ids)) <= {int} or (ids and min(ids) < 0) or len(set(ids)) != len(ids):
             raise PrivacyConfigError("secagg: client ids must be distinct non-negative integers")
         if len(ids) < self.min_clients:
             raise PrivacyError(f"secagg: {len(ids)} client(s) cannot make a round with min_clients="
@@ -301,6 +313,15 @@ class RoundConfig:
             raise PrivacyError(f"secagg: a malformed round announcement ({e})") from None
         cfg.validate()
         return cfg
+
+
+@lru_cache(maxsize=8)
+def _announced(body: bytes) -> RoundConfig:
+    """The round that a (verified) announcement's signed body describes: a pure function of those bytes, so the
+    clients of one process that received the same announcement share one :class:`RoundConfig`, and the round's
+    one ``O(n log n)`` step, deriving the neighbour graph, is done once per process rather than once per client.
+    A malformed body raises (and is not kept)."""
+    return RoundConfig.from_body(json.loads(body))
 
 
 def _check_min_clients(min_clients: object) -> None:
@@ -368,8 +389,8 @@ class SecAggClient:
             raise PrivacyError(f"secagg: client {self.id}: the round announcement must come from the server")
         body = announcement.open(self._server_key, kind="round", round_id=None)
         self._expect("announcement")
-        cfg = RoundConfig.from_body(body)
-        if self.id not in cfg.clients:
+        cfg = _announced(announcement.body)
+        if self.id not in cfg.members:
             raise PrivacyError(f"secagg: client {self.id} is not a client of round {cfg.round_id}")
         missing = sorted(c for c in cfg.neighbourhood(self.id) if c not in self._peer_keys)
         if missing:
@@ -608,6 +629,7 @@ class SecAggServer:
         if missing:
             raise PrivacyConfigError(f"secagg: no verification key for clients {missing[:5]}")
         self.config = config
+        self._members = frozenset(config.clients)
         self._identity = identity
         self._client_keys = dict(client_keys)
         self._stage = "keys"
@@ -641,10 +663,11 @@ class SecAggServer:
     def _seal(self, body: dict) -> Envelope:
         return seal(self._identity, SERVER, {**body, "round": self.round_id})
 
-    def _open(self, env: Envelope, kind: str, allowed: Collection[int]) -> dict:
+    def _open(self, env: Envelope, kind: str, expected: Collection[int], received: Collection[int]) -> dict:
+        """Open a client's message of this step: its sender must be ``expected`` and not yet ``received``."""
         if not isinstance(env, Envelope):
             raise PrivacyError(f"secagg: the server accepts only signed Envelopes, got {type(env).__name__}")
-        if env.sender not in self._client_keys or env.sender not in allowed:
+        if env.sender not in self._client_keys or env.sender not in expected or env.sender in received:
             raise PrivacyError(f"secagg: a {kind!r} message from {_who(env.sender)}, which is not expected at this "
                                "step; refused")
         return env.open(self._client_keys[env.sender], kind=kind, round_id=self.round_id)
@@ -665,7 +688,7 @@ class SecAggServer:
     # Round 0
     def receive_keys(self, env: Envelope) -> None:
         self._at("keys", "a key advertisement")
-        body = self._open(env, "keys", set(self.config.clients) - set(self._keys))
+        body = self._open(env, "keys", self._members, self._keys)
         c_pk, s_pk = _b64d(body.get("c_pk"), "a c public key"), _b64d(body.get("s_pk"), "an s public key")
         if len(c_pk) != KEY_BYTES or len(s_pk) != KEY_BYTES:
             raise PrivacyError(f"secagg: client {env.sender} advertised malformed public keys")
@@ -690,7 +713,7 @@ class SecAggServer:
     def receive_shares(self, env: Envelope) -> None:
         """One client's encrypted shares, one per live neighbour (itself included), in one signed message."""
         self._at("shares", "a share upload")
-        body = self._open(env, "shares", self.advertised - set(self._shares))
+        body = self._open(env, "shares", self.advertised, self._shares)
         u = env.sender
         got = _ciphertexts(body.get("shares"), f"client {u}'s share upload")
         expected = self.config.neighbourhoods[u] & self.advertised
@@ -720,7 +743,7 @@ class SecAggServer:
     # Round 2
     def receive_masked(self, env: Envelope) -> None:
         self._at("masked", "a masked upload")
-        body = self._open(env, "masked", self.shared - set(self._masked))
+        body = self._open(env, "masked", self.shared, self._masked)
         y = np.frombuffer(_b64d(body.get("y"), "a masked vector"), dtype="<u8")
         if y.shape != (self.config.length,):
             raise PrivacyError(f"secagg: client {env.sender}'s masked vector has {y.size} words, not "
@@ -765,7 +788,7 @@ class SecAggServer:
     # Round 4
     def receive_reveal(self, env: Envelope) -> None:
         self._at("reveal", "a share reveal")
-        body = self._open(env, "reveal", self.survivors - set(self._reveals))
+        body = self._open(env, "reveal", self.survivors, self._reveals)
         u = env.sender
         b = _share_dict(body.get("b"), u)
         s = _share_dict(body.get("s"), u)
