@@ -20,7 +20,7 @@ ShareKeys   .receive_shares`,             seed b, Shamir shares of b and of s_SK
 Round 2     :meth:`~SecAggServer          :meth:`SecAggClient.masked_input`:            ``masked``; ``unmask``
 MaskedInpu  .receive_masked`,             y = x + PRG(b) + sum_v ±PRG(KA(s_u, s_v))
             :meth:`~SecAggServer
-            .unmask_request`
+            .unmask_requests`
 Round 4     :meth:`~SecAggServer          :meth:`SecAggClient.unmask`: the b share of   ``reveal``
 Unmasking   .receive_reveal`,             each survivor, the s_SK share of each
             :meth:`~SecAggServer.result`  dropped client, never both
@@ -36,6 +36,10 @@ a ``k``-regular Harary graph laid over a random permutation of the clients, whic
 seed in the signed announcement (``neighbours=None``: every other client, the original protocol). The threshold
 ``t`` then applies within each neighbourhood ``N(u)`` (``u`` and its neighbours).
 
+Under SecAgg+ only the announcement (the round's roster) grows with ``n``: a client's key list and inbox name its
+neighbours, its unmask request the survivors within ``min_clients - 1`` hops (what it needs to find its group of
+survivors linked by masks), so it checks ``k + 4`` signatures a round whatever ``n``.
+
 Primitives, all from ``cryptography``: X25519 (key agreement), HKDF-SHA256 (key derivation, the round id as salt,
 a label per purpose), ChaCha20 keystreams (the mask PRG), AES-256-GCM (shares in transit, the round and both ids as
 associated data), Ed25519 (signatures). Shamir sharing is :mod:`lpm_graph.privacy.shamir`. Randomness: ``secrets``
@@ -50,6 +54,7 @@ import secrets
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
+from itertools import pairwise
 
 import numpy as np
 from cryptography.exceptions import InvalidSignature, InvalidTag
@@ -272,8 +277,9 @@ class RoundConfig:
             raise PrivacyConfigError(f"secagg: round id {self.round_id!r} must be {ROUND_ID_BYTES} bytes in hex") \
                 from None
         ids = self.clients
-        if not set(map(type, ids)) <= {int} or (ids and min(ids) < 0) or len(set(ids)) != len(ids):
-            raise PrivacyConfigError("secagg: client ids must be distinct non-negative integers")
+        if not isinstance(ids, tuple) or not set(map(type, ids)) <= {int} \
+                or (ids and not 0 <= ids[0] <= ids[-1] < 2 ** 63) or any(a >= b for a, b in pairwise(ids)):
+            raise PrivacyConfigError("secagg: client ids must be distinct integers in [0, 2^63), in increasing order")
         if len(ids) < self.min_clients:
             raise PrivacyError(f"secagg: {len(ids)} client(s) cannot make a round with min_clients="
                                f"{self.min_clients}: a sum of fewer reveals too much about each input")
@@ -299,20 +305,55 @@ class RoundConfig:
                 "disjoint groups)")
 
     def to_body(self) -> dict:
-        return {"type": "round", "round": self.round_id, "clients": list(self.clients), "threshold": self.threshold,
-                "min_clients": self.min_clients, "length": self.length, "neighbours": self.neighbours,
-                "graph_seed": self.graph_seed}
+        return {"type": "round", "round": self.round_id, "clients": _pack_ids(self.clients),
+                "threshold": self.threshold, "min_clients": self.min_clients, "length": self.length,
+                "neighbours": self.neighbours, "graph_seed": self.graph_seed}
 
     @classmethod
     def from_body(cls, body: Mapping) -> RoundConfig:
         try:
-            cfg = cls(round_id=body["round"], clients=tuple(body["clients"]), threshold=body["threshold"],
+            cfg = cls(round_id=body["round"], clients=_unpack_ids(body["clients"]), threshold=body["threshold"],
                       min_clients=body["min_clients"], length=body["length"], neighbours=body["neighbours"],
                       graph_seed=body["graph_seed"])
         except (KeyError, TypeError) as e:
             raise PrivacyError(f"secagg: a malformed round announcement ({e})") from None
         cfg.validate()
         return cfg
+
+
+def _pack_ids(ids: Sequence[int]) -> str:
+    """The roster of a round, increasing ids, as base64 of LEB128 varints: the first id, then each gap less one
+    (one or two bytes a client for ids as dense as a population's, against five or six as a JSON list)."""
+    out, prev = bytearray(), -1
+    for i in ids:
+        v = i - prev - 1
+        prev = i
+        while v >= 0x80:
+            out.append(v & 0x7F | 0x80)
+            v >>= 7
+        out.append(v)
+    return _b64e(bytes(out))
+
+
+def _unpack_ids(text: object) -> tuple[int, ...]:
+    """Inverse of :func:`_pack_ids`; a truncated roster, or an id of more than 63 bits, is refused."""
+    raw = np.frombuffer(_b64d(text, "the announcement's roster"), dtype=np.uint8)
+    if raw.size == 0 or raw[-1] >= 0x80:
+        raise PrivacyError("secagg: the announcement's roster is empty or truncated")
+    ends = np.flatnonzero(raw < 0x80)
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    lengths = ends - starts + 1
+    if lengths.max() > 9:
+        raise PrivacyError("secagg: the announcement's roster holds an id of more than 63 bits")
+    which = np.repeat(np.arange(ends.size), lengths)
+    place = np.arange(raw.size) - starts[which]
+    gaps = np.zeros(ends.size, dtype=np.uint64)
+    np.add.at(gaps, which, (raw & 0x7F).astype(np.uint64) << (7 * place).astype(np.uint64))
+    ids, prev = [], -1
+    for g in gaps.tolist():
+        prev += g + 1
+        ids.append(prev)
+    return tuple(ids)
 
 
 @lru_cache(maxsize=8)

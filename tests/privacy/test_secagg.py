@@ -401,3 +401,23 @@ def test_under_secagg_plus_a_client_hears_of_and_checks_only_its_neighbourhood(n
         for scope, env in received[u]:
             assert _ids_named(env) <= (hood if scope == "hood" else near), (u, scope)
         assert checked[u] == k + (2 if u in dropped else 4), u  # a dropped client never opens its inbox
+
+
+def test_the_roster_travels_as_one_varint_a_client():
+    # the announcement's one O(n) field: gaps between increasing ids as LEB128 varints, exact at every byte
+    # boundary up to 63 bits, one byte a client when the ids are less than 128 apart (JSON would take 4 to 7)
+    from lpm_graph.privacy import RoundConfig
+
+    ids = [0, 1, 127, 128, 129, 300, 2 ** 14, 2 ** 40, 2 ** 63 - 1]
+    cfg = make_round(ids, threshold=5, min_clients=3, length=1)
+    body = cfg.to_body()
+    assert RoundConfig.from_body(body).clients == tuple(ids)
+    raw = base64.b64decode(body["clients"])
+    with pytest.raises(PrivacyError, match="truncated"):
+        RoundConfig.from_body({**body, "clients": base64.b64encode(raw[:-1]).decode()})
+    with pytest.raises(PrivacyError, match="more than 63 bits"):
+        RoundConfig.from_body({**body, "clients": base64.b64encode(b"\xff" * 9 + b"\x01").decode()})
+    dense = list(range(5, 100_000, 100))
+    body = make_round(dense, threshold=4, min_clients=3, length=1, neighbours=4).to_body()
+    assert len(base64.b64decode(body["clients"])) == len(dense)
+    assert RoundConfig.from_body(body).clients == tuple(dense)
