@@ -53,8 +53,7 @@ def one_round(n: int, k: int | None, d: int, threshold: int) -> tuple[float, flo
         received[i] += _size(inbox)
         sent[i] += _size(msg)
         server.receive_masked(msg)
-    request = server.unmask_request()
-    for i in sorted(server.survivors):
+    for i, request in server.unmask_requests().items():
         msg = clients[i].unmask(request)
         received[i] += _size(request)
         sent[i] += _size(msg)

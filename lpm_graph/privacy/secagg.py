@@ -20,7 +20,7 @@ ShareKeys   .receive_shares`,             seed b, Shamir shares of b and of s_SK
 Round 2     :meth:`~SecAggServer          :meth:`SecAggClient.masked_input`:            ``masked``; ``unmask``
 MaskedInpu  .receive_masked`,             y = x + PRG(b) + sum_v ±PRG(KA(s_u, s_v))
             :meth:`~SecAggServer
-            .unmask_request`
+            .unmask_requests`
 Round 4     :meth:`~SecAggServer          :meth:`SecAggClient.unmask`: the b share of   ``reveal``
 Unmasking   .receive_reveal`,             each survivor, the s_SK share of each
             :meth:`~SecAggServer.result`  dropped client, never both
@@ -36,6 +36,10 @@ a ``k``-regular Harary graph laid over a random permutation of the clients, whic
 seed in the signed announcement (``neighbours=None``: every other client, the original protocol). The threshold
 ``t`` then applies within each neighbourhood ``N(u)`` (``u`` and its neighbours).
 
+Under SecAgg+ only the announcement (the round's roster) grows with ``n``: a client's key list and inbox name its
+neighbours, its unmask request the survivors within ``min_clients - 1`` hops (what it needs to find its group of
+survivors linked by masks), so it checks ``k + 4`` signatures a round whatever ``n``.
+
 Primitives, all from ``cryptography``: X25519 (key agreement), HKDF-SHA256 (key derivation, the round id as salt,
 a label per purpose), ChaCha20 keystreams (the mask PRG), AES-256-GCM (shares in transit, the round and both ids as
 associated data), Ed25519 (signatures). Shamir sharing is :mod:`lpm_graph.privacy.shamir`. Randomness: ``secrets``
@@ -49,7 +53,8 @@ import json
 import secrets
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
+from itertools import pairwise
 
 import numpy as np
 from cryptography.exceptions import InvalidSignature, InvalidTag
@@ -211,18 +216,52 @@ class RoundConfig:
         return len(self.clients) if self.neighbours is None else self.neighbours + 1
 
     @cached_property
-    def _ring(self) -> tuple[tuple[int, ...], dict[int, int]]:
+    def _ring(self) -> tuple[list[int], np.ndarray, np.ndarray]:
+        """The ring order of the clients, the clients sorted by id and each sorted client's place on the ring
+        (every party computes this once per round, ``O(n log n)`` in arrays, then any ``N(u)`` in ``O(k + log n)``)."""
         ids = np.asarray(self.clients, dtype=np.int64)
         keys = prg(_derive(bytes.fromhex(self.graph_seed), b"neighbour-graph", self.round_id), len(ids))
-        ring = tuple(int(i) for i in ids[np.lexsort((ids, keys))])  # a uniformly random order (ties by id)
-        return ring, {u: p for p, u in enumerate(ring)}
+        ring = ids[np.lexsort((ids, keys))]  # a uniformly random order (ties by id)
+        sorted_ids = np.sort(ids)
+        place = np.empty(len(ids), dtype=np.int64)
+        place[np.searchsorted(sorted_ids, ring)] = np.arange(len(ids))
+        return ring.tolist(), sorted_ids, place
+
+    def _around(self, u: int, reach: int) -> frozenset[int]:
+        """The clients within ``reach`` places of ``u`` on the ring (``u`` included)."""
+        ring, sorted_ids, place = self._ring
+        n = len(ring)
+        if 2 * reach + 1 >= n:
+            return self.members
+        i = int(np.searchsorted(sorted_ids, u))
+        if i == n or sorted_ids[i] != u:
+            raise PrivacyError(f"secagg: client {u} is not a client of round {self.round_id}")
+        p = int(place[i])
+        return frozenset(ring[(p + d) % n] for d in range(-reach, reach + 1))
+
+    @cached_property
+    def members(self) -> frozenset[int]:
+        """The clients, as a set."""
+        return frozenset(self.clients)
+
+    @cached_property
+    def _hoods(self) -> dict[int, frozenset[int]]:
+        return {}  # N(u) of the clients asked for so far
 
     def neighbourhood(self, u: int) -> frozenset[int]:
-        if self.neighbours is None:
-            return frozenset(self.clients)
-        ring, pos = self._ring
-        half, n, p = self.neighbours // 2, len(ring), pos[u]
-        return frozenset(ring[(p + d) % n] for d in range(-half, half + 1))
+        hood = self._hoods.get(u)
+        if hood is None:
+            hood = self._hoods[u] = (self.members if self.neighbours is None
+                                     else self._around(u, self.neighbours // 2))
+        return hood
+
+    def reach(self, u: int, hops: int) -> frozenset[int]:
+        """The clients at most ``hops`` links from ``u`` in the neighbour graph (``u`` included): on the Harary
+        ring, those within ``hops * k/2`` places. A connected group of ``m`` clients holding ``u`` lies within
+        ``m - 1`` hops of it, so this is all a client needs of the survivor list to find its own group."""
+        if self.neighbours is None or hops >= len(self.clients):
+            return self.members
+        return self._around(u, hops * (self.neighbours // 2))
 
     @cached_property
     def neighbourhoods(self) -> dict[int, frozenset[int]]:
@@ -238,8 +277,9 @@ class RoundConfig:
             raise PrivacyConfigError(f"secagg: round id {self.round_id!r} must be {ROUND_ID_BYTES} bytes in hex") \
                 from None
         ids = self.clients
-        if any(isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in ids) or len(set(ids)) != len(ids):
-            raise PrivacyConfigError("secagg: client ids must be distinct non-negative integers")
+        if not isinstance(ids, tuple) or not set(map(type, ids)) <= {int} \
+                or (ids and not 0 <= ids[0] <= ids[-1] < 2 ** 63) or any(a >= b for a, b in pairwise(ids)):
+            raise PrivacyConfigError("secagg: client ids must be distinct integers in [0, 2^63), in increasing order")
         if len(ids) < self.min_clients:
             raise PrivacyError(f"secagg: {len(ids)} client(s) cannot make a round with min_clients="
                                f"{self.min_clients}: a sum of fewer reveals too much about each input")
@@ -265,20 +305,64 @@ class RoundConfig:
                 "disjoint groups)")
 
     def to_body(self) -> dict:
-        return {"type": "round", "round": self.round_id, "clients": list(self.clients), "threshold": self.threshold,
-                "min_clients": self.min_clients, "length": self.length, "neighbours": self.neighbours,
-                "graph_seed": self.graph_seed}
+        return {"type": "round", "round": self.round_id, "clients": _pack_ids(self.clients),
+                "threshold": self.threshold, "min_clients": self.min_clients, "length": self.length,
+                "neighbours": self.neighbours, "graph_seed": self.graph_seed}
 
     @classmethod
     def from_body(cls, body: Mapping) -> RoundConfig:
         try:
-            cfg = cls(round_id=body["round"], clients=tuple(body["clients"]), threshold=body["threshold"],
+            cfg = cls(round_id=body["round"], clients=_unpack_ids(body["clients"]), threshold=body["threshold"],
                       min_clients=body["min_clients"], length=body["length"], neighbours=body["neighbours"],
                       graph_seed=body["graph_seed"])
         except (KeyError, TypeError) as e:
             raise PrivacyError(f"secagg: a malformed round announcement ({e})") from None
         cfg.validate()
         return cfg
+
+
+def _pack_ids(ids: Sequence[int]) -> str:
+    """The roster of a round, increasing ids, as base64 of LEB128 varints: the first id, then each gap less one
+    (one or two bytes a client for ids as dense as a population's, against five or six as a JSON list)."""
+    out, prev = bytearray(), -1
+    for i in ids:
+        v = i - prev - 1
+        prev = i
+        while v >= 0x80:
+            out.append(v & 0x7F | 0x80)
+            v >>= 7
+        out.append(v)
+    return _b64e(bytes(out))
+
+
+def _unpack_ids(text: object) -> tuple[int, ...]:
+    """Inverse of :func:`_pack_ids`; a truncated roster, or an id of more than 63 bits, is refused."""
+    raw = np.frombuffer(_b64d(text, "the announcement's roster"), dtype=np.uint8)
+    if raw.size == 0 or raw[-1] >= 0x80:
+        raise PrivacyError("secagg: the announcement's roster is empty or truncated")
+    ends = np.flatnonzero(raw < 0x80)
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    lengths = ends - starts + 1
+    if lengths.max() > 9:
+        raise PrivacyError("secagg: the announcement's roster holds an id of more than 63 bits")
+    which = np.repeat(np.arange(ends.size), lengths)
+    place = np.arange(raw.size) - starts[which]
+    gaps = np.zeros(ends.size, dtype=np.uint64)
+    np.add.at(gaps, which, (raw & 0x7F).astype(np.uint64) << (7 * place).astype(np.uint64))
+    ids, prev = [], -1
+    for g in gaps.tolist():
+        prev += g + 1
+        ids.append(prev)
+    return tuple(ids)
+
+
+@lru_cache(maxsize=8)
+def _announced(body: bytes) -> RoundConfig:
+    """The round that a (verified) announcement's signed body describes: a pure function of those bytes, so the
+    clients of one process that received the same announcement share one :class:`RoundConfig`, and the round's
+    one ``O(n log n)`` step, deriving the neighbour graph, is done once per process rather than once per client.
+    A malformed body raises (and is not kept)."""
+    return RoundConfig.from_body(json.loads(body))
 
 
 def _check_min_clients(min_clients: object) -> None:
@@ -346,19 +430,20 @@ class SecAggClient:
             raise PrivacyError(f"secagg: client {self.id}: the round announcement must come from the server")
         body = announcement.open(self._server_key, kind="round", round_id=None)
         self._expect("announcement")
-        cfg = RoundConfig.from_body(body)
-        if self.id not in cfg.clients:
+        cfg = _announced(announcement.body)
+        if self.id not in cfg.members:
             raise PrivacyError(f"secagg: client {self.id} is not a client of round {cfg.round_id}")
-        missing = [c for c in cfg.clients if c not in self._peer_keys]
+        missing = sorted(c for c in cfg.neighbourhood(self.id) if c not in self._peer_keys)
         if missing:
-            raise PrivacyError(f"secagg: client {self.id} holds no verification key for clients {missing[:5]}")
+            raise PrivacyError(f"secagg: client {self.id} holds no verification key for its neighbours {missing[:5]}")
         self.config = cfg
         self._c_sk = X25519PrivateKey.generate()
         self._s_sk = X25519PrivateKey.generate()
         self._c_pk = self._c_sk.public_key().public_bytes_raw()
         self._s_pk = self._s_sk.public_key().public_bytes_raw()
         self._stage = "keys"
-        return self._seal({"type": "keys", "c_pk": _b64e(self._c_pk), "s_pk": _b64e(self._s_pk)})
+        self._advertisement = self._seal({"type": "keys", "c_pk": _b64e(self._c_pk), "s_pk": _b64e(self._s_pk)})
+        return self._advertisement
 
     # Round 1 -----------------------------------------------------------------------------------------------
     def share_keys(self, key_list: Envelope) -> Envelope:
@@ -373,7 +458,7 @@ class SecAggClient:
         if not isinstance(body.get("advertised"), int) or body["advertised"] < cfg.min_clients:
             raise PrivacyError(f"secagg: client {self.id}: {body.get('advertised')!r} client(s) advertised keys, "
                                f"fewer than min_clients={cfg.min_clients}; refused")
-        self._keys = _open_key_list(body, self._peer_keys, cfg, cfg.neighbourhood(self.id))
+        self._keys = _open_key_list(body, self._peer_keys, cfg, cfg.neighbourhood(self.id), self._advertisement)
         if self._keys.get(self.id) != (self._c_pk, self._s_pk):
             raise PrivacyError(f"secagg: client {self.id}: the key list does not carry this client's own keys")
         hood = cfg.neighbourhood(self.id)
@@ -386,9 +471,11 @@ class SecAggClient:
         b_shares = shamir.split(shamir.secret_to_int(self._b), xs, cfg.threshold)
         s_shares = shamir.split(shamir.secret_to_int(self._s_sk.private_bytes_raw()), xs, cfg.threshold)
         out = {}
+        # one key agreement per neighbour: the key encrypts u's shares to v and decrypts v's shares to u
+        self._share_key = {v: _derive(self._c_sk.exchange(X25519PublicKey.from_public_bytes(self._keys[v][0])),
+                                      b"share-encryption", cfg.round_id) for v in alive}
         for v in alive:
-            key = _derive(self._c_sk.exchange(X25519PublicKey.from_public_bytes(self._keys[v][0])),
-                          b"share-encryption", cfg.round_id)
+            key = self._share_key[v]
             plain = _canonical({"from": self.id, "to": v, "b": format(b_shares[v + 1], "x"),
                                 "s": format(s_shares[v + 1], "x")})
             nonce = secrets.token_bytes(12)
@@ -434,10 +521,8 @@ class SecAggClient:
 
     def _decrypt_share(self, sender: int, ct: bytes) -> tuple[int, int]:
         cfg = self.config
-        key = _derive(self._c_sk.exchange(X25519PublicKey.from_public_bytes(self._keys[sender][0])),
-                      b"share-encryption", cfg.round_id)
         try:
-            plain = AESGCM(key).decrypt(ct[:12], ct[12:], _share_aad(cfg.round_id, sender, self.id))
+            plain = AESGCM(self._share_key[sender]).decrypt(ct[:12], ct[12:], _share_aad(cfg.round_id, sender, self.id))
         except (InvalidTag, ValueError):
             raise PrivacyError(f"secagg: client {self.id}: the encrypted share from client {sender} does not "
                                "authenticate (modified in transit); refused") from None
@@ -474,16 +559,18 @@ class SecAggClient:
         if self.id not in survivors:
             raise PrivacyError(f"secagg: client {self.id} uploaded its masked input but the request does not list it "
                                "as a survivor; refused")
-        if not (survivors | dropped) <= self._shared:
-            raise PrivacyError(f"secagg: client {self.id}: the unmask request names clients that never shared keys")
+        hood = cfg.neighbourhood(self.id)
+        if not (survivors | dropped) & hood <= self._shared:
+            raise PrivacyError(f"secagg: client {self.id}: the unmask request names neighbours that never shared keys")
         if len(survivors) < cfg.min_clients:
             raise PrivacyError(f"secagg: client {self.id}: {len(survivors)} survivor(s), fewer than min_clients="
                                f"{cfg.min_clients}; refused")
-        hood = cfg.neighbourhood(self.id)
         if len(hood & survivors) < cfg.threshold:
             raise PrivacyError(f"secagg: client {self.id}: {len(hood & survivors)} surviving neighbour(s), fewer "
                                f"than the threshold {cfg.threshold}; refused")
-        group = _component(cfg.neighbourhood, survivors, self.id, stop_at=cfg.min_clients)
+        # its group of survivors linked by masks: within min_clients - 1 hops, all the request must list
+        near = cfg.reach(self.id, cfg.min_clients - 1)
+        group = _component(cfg.neighbourhood, survivors & near, self.id, stop_at=cfg.min_clients)
         if len(group) < cfg.min_clients:
             raise PrivacyError(f"secagg: client {self.id}: among the survivors, only clients {sorted(group)} are "
                                "linked to it by masks, fewer than min_clients="
@@ -531,14 +618,22 @@ def _id_set(value: object, what: str) -> set[int]:
 
 
 def _open_key_list(body: Mapping, peer_keys: Mapping[int, Ed25519PublicKey], cfg: RoundConfig,
-                   hood: frozenset[int]) -> dict[int, tuple[bytes, bytes]]:
-    """Verify each neighbour's signed key advertisement inside the server's key list: ``{id: (c_pk, s_pk)}``."""
+                   hood: frozenset[int], own: Envelope) -> dict[int, tuple[bytes, bytes]]:
+    """Verify each neighbour's signed key advertisement inside the server's key list: ``{id: (c_pk, s_pk)}``.
+    The client's own advertisement (``own``, as it sent it) must come back byte for byte: its signature is then
+    the client's own, and is not checked again."""
     keys: dict[int, tuple[bytes, bytes]] = {}
     for item in body.get("keys") or []:
         env = Envelope.from_dict(item)
         if env.sender not in hood or env.sender in keys:
             raise PrivacyError(f"secagg: the key list holds a client {env.sender} that is not a neighbour, or twice")
-        adv = env.open(peer_keys[env.sender], kind="keys", round_id=cfg.round_id)
+        if env.sender == own.sender:
+            if env != own:
+                raise PrivacyError(f"secagg: client {own.sender}: the key list carries another advertisement in this "
+                                   "client's name than the one it sent; refused")
+            adv = json.loads(own.body)
+        else:
+            adv = env.open(peer_keys[env.sender], kind="keys", round_id=cfg.round_id)
         c_pk, s_pk = _b64d(adv.get("c_pk"), "a c public key"), _b64d(adv.get("s_pk"), "an s public key")
         if len(c_pk) != KEY_BYTES or len(s_pk) != KEY_BYTES or c_pk == s_pk:
             raise PrivacyError(f"secagg: client {env.sender} advertised malformed or equal public keys")
@@ -575,6 +670,7 @@ class SecAggServer:
         if missing:
             raise PrivacyConfigError(f"secagg: no verification key for clients {missing[:5]}")
         self.config = config
+        self._members = frozenset(config.clients)
         self._identity = identity
         self._client_keys = dict(client_keys)
         self._stage = "keys"
@@ -583,6 +679,7 @@ class SecAggServer:
         self._shares: dict[int, dict[int, str]] = {}  # sender -> recipient -> base64 ciphertext
         self._masked: dict[int, np.ndarray] = {}
         self._reveals: dict[int, tuple[dict[int, int], dict[int, int]]] = {}
+        self._held: tuple[dict[int, dict[int, int]], ...] = ({}, {})  # b, s_SK: owner -> {x: share}
         self.advertised: frozenset[int] = frozenset()  # U1
         self.shared: frozenset[int] = frozenset()      # U2
         self.survivors: frozenset[int] = frozenset()   # U3: whose inputs the sum holds
@@ -607,10 +704,11 @@ class SecAggServer:
     def _seal(self, body: dict) -> Envelope:
         return seal(self._identity, SERVER, {**body, "round": self.round_id})
 
-    def _open(self, env: Envelope, kind: str, allowed: Collection[int]) -> dict:
+    def _open(self, env: Envelope, kind: str, expected: Collection[int], received: Collection[int]) -> dict:
+        """Open a client's message of this step: its sender must be ``expected`` and not yet ``received``."""
         if not isinstance(env, Envelope):
             raise PrivacyError(f"secagg: the server accepts only signed Envelopes, got {type(env).__name__}")
-        if env.sender not in self._client_keys or env.sender not in allowed:
+        if env.sender not in self._client_keys or env.sender not in expected or env.sender in received:
             raise PrivacyError(f"secagg: a {kind!r} message from {_who(env.sender)}, which is not expected at this "
                                "step; refused")
         return env.open(self._client_keys[env.sender], kind=kind, round_id=self.round_id)
@@ -631,7 +729,7 @@ class SecAggServer:
     # Round 0
     def receive_keys(self, env: Envelope) -> None:
         self._at("keys", "a key advertisement")
-        body = self._open(env, "keys", set(self.config.clients) - set(self._keys))
+        body = self._open(env, "keys", self._members, self._keys)
         c_pk, s_pk = _b64d(body.get("c_pk"), "a c public key"), _b64d(body.get("s_pk"), "an s public key")
         if len(c_pk) != KEY_BYTES or len(s_pk) != KEY_BYTES:
             raise PrivacyError(f"secagg: client {env.sender} advertised malformed public keys")
@@ -656,7 +754,7 @@ class SecAggServer:
     def receive_shares(self, env: Envelope) -> None:
         """One client's encrypted shares, one per live neighbour (itself included), in one signed message."""
         self._at("shares", "a share upload")
-        body = self._open(env, "shares", self.advertised - set(self._shares))
+        body = self._open(env, "shares", self.advertised, self._shares)
         u = env.sender
         got = _ciphertexts(body.get("shares"), f"client {u}'s share upload")
         expected = self.config.neighbourhoods[u] & self.advertised
@@ -666,21 +764,27 @@ class SecAggServer:
         self._shares[u] = {v: _b64e(ct) for v, ct in got.items()}
 
     def inboxes(self) -> dict[int, Envelope]:
-        """Close Round 1 (U2: the clients that shared) and give each its neighbours' encrypted shares."""
+        """Close Round 1 (U2: the clients that shared) and give each its neighbours' encrypted shares and the list
+        of its neighbours that shared (``N(v) ∩ U2``: all a client uses of U2)."""
         self._at("shares", "closing the share uploads")
         self._enough(self._shares, "shared keys")
         self.shared = frozenset(self._shares)
         self._stage = "masked"
+        addressed: dict[int, dict[str, str]] = {v: {} for v in self.shared}
+        for u in sorted(self.shared):
+            for v, ct in self._shares[u].items():
+                if v in addressed:
+                    addressed[v][str(u)] = ct
         out = {}
         for v in sorted(self.shared):
-            items = {str(u): self._shares[u][v] for u in sorted(self.shared) if v in self._shares[u]}
-            out[v] = self._seal({"type": "inbox", "to": v, "shared": sorted(self.shared), "shares": items})
+            hood = sorted(self.config.neighbourhoods[v] & self.shared)
+            out[v] = self._seal({"type": "inbox", "to": v, "shared": hood, "shares": addressed[v]})
         return out
 
     # Round 2
     def receive_masked(self, env: Envelope) -> None:
         self._at("masked", "a masked upload")
-        body = self._open(env, "masked", self.shared - set(self._masked))
+        body = self._open(env, "masked", self.shared, self._masked)
         y = np.frombuffer(_b64d(body.get("y"), "a masked vector"), dtype="<u8")
         if y.shape != (self.config.length,):
             raise PrivacyError(f"secagg: client {env.sender}'s masked vector has {y.size} words, not "
@@ -688,8 +792,26 @@ class SecAggServer:
         self._masked[env.sender] = y.astype(np.uint64)
 
     def unmask_request(self) -> Envelope:
-        """Close Round 2 (U3: the clients that uploaded) and ask, once, for the b shares of U3 and the s_SK shares
-        of U2 \\ U3."""
+        """Close Round 2 (U3: the clients that uploaded) and ask, in one request for every survivor, for the b
+        shares of U3 and the s_SK shares of U2 \\ U3 (the whole lists: ``O(n)`` for each client; see
+        :meth:`unmask_requests`)."""
+        self._close_masked()
+        return self._seal({"type": "unmask", "survivors": sorted(self.survivors),
+                           "dropped": sorted(self.shared - self.survivors)})
+
+    def unmask_requests(self) -> dict[int, Envelope]:
+        """Close Round 2 like :meth:`unmask_request`, and give each survivor ``u`` the request cut to what it
+        checks and answers: the survivors within ``min_clients - 1`` hops of it (its group of survivors linked
+        by masks, :meth:`RoundConfig.reach`) and its dropped neighbours. With ``neighbours=k`` each request lists
+        ``O(k · min_clients)`` clients, whatever ``n``."""
+        self._close_masked()
+        cfg, dropped = self.config, self.shared - self.survivors
+        return {u: self._seal({"type": "unmask",
+                               "survivors": sorted(cfg.reach(u, cfg.min_clients - 1) & self.survivors),
+                               "dropped": sorted(cfg.neighbourhoods[u] & dropped)})
+                for u in sorted(self.survivors)}
+
+    def _close_masked(self) -> None:
         self._at("masked", "closing the masked uploads")
         self._enough(self._masked, "uploaded masked inputs")
         left = set(self._masked)
@@ -703,13 +825,11 @@ class SecAggServer:
             left -= group
         self.survivors = frozenset(self._masked)
         self._stage = "reveal"
-        return self._seal({"type": "unmask", "survivors": sorted(self.survivors),
-                           "dropped": sorted(self.shared - self.survivors)})
 
     # Round 4
     def receive_reveal(self, env: Envelope) -> None:
         self._at("reveal", "a share reveal")
-        body = self._open(env, "reveal", self.survivors - set(self._reveals))
+        body = self._open(env, "reveal", self.survivors, self._reveals)
         u = env.sender
         b = _share_dict(body.get("b"), u)
         s = _share_dict(body.get("s"), u)
@@ -717,6 +837,9 @@ class SecAggServer:
         if set(b) != hood & self.survivors or set(s) != hood & (self.shared - self.survivors):
             raise PrivacyError(f"secagg: client {u} revealed shares of other clients than the request named")
         self._reveals[u] = (b, s)
+        for which, revealed in enumerate((b, s)):
+            for v, share in revealed.items():
+                self._held[which].setdefault(v, {})[u + 1] = share
 
     def result(self) -> np.ndarray:
         """Reconstruct each survivor's self-mask seed and each dropped client's mask key, remove the masks and
@@ -743,7 +866,7 @@ class SecAggServer:
         return total
 
     def _reconstruct(self, v: int, which: int, what: str) -> int:
-        shares = {u + 1: self._reveals[u][which][v] for u in self.responders if v in self._reveals[u][which]}
+        shares = self._held[which].get(v, {})
         if len(shares) < self.config.threshold:
             raise PrivacyError(f"secagg: only {len(shares)} share(s) of the {what} of client {v} came back, fewer than "
                                f"the threshold {self.config.threshold}: too many clients dropped out to unmask")
@@ -814,8 +937,7 @@ def secure_sum(inputs: Mapping[int, np.ndarray], *, min_clients: int, threshold:
     for i, inbox in inboxes.items():
         if i not in dropouts:
             server.receive_masked(clients[i].masked_input(inbox, vectors[i]))
-    request = server.unmask_request()
-    for i in sorted(server.survivors):
+    for i, request in server.unmask_requests().items():
         if i not in dropouts_after_upload:
             server.receive_reveal(clients[i].unmask(request))
     return server.result()

@@ -15,7 +15,7 @@ path                        method  what
 ``/shares``                 POST    a client's encrypted shares
 ``/inbox/{client}``         GET     the shares addressed to it, once Round 1 closes
 ``/masked``                 POST    a client's masked input
-``/unmask/{client}``        GET     the unmask request, once Round 2 closes
+``/unmask/{client}``        GET     its unmask request, once Round 2 closes
 ``/reveal``                 POST    a client's revealed shares
 ``/result``                 GET     the signed sum (base64 of little-endian uint64) and survivors, once done
 ``/status``                 GET     the step, the clients it still waits for, the seconds to its deadline
@@ -105,7 +105,7 @@ class AggregatorService:
             elif stage == "shares":
                 self._closed_steps[stage] = self.server.inboxes()
             elif stage == "masked":
-                self._closed_steps[stage] = self.server.unmask_request()
+                self._closed_steps[stage] = self.server.unmask_requests()
             else:
                 self._result = self.server.result()
                 self._result_message = seal(self._identity, SERVER, {
@@ -150,10 +150,8 @@ class AggregatorService:
             if step not in self._closed_steps:
                 return None
             produced = self._closed_steps[step]
-            if isinstance(produced, Envelope):  # the unmask request: one for every survivor
-                if client not in self.server.survivors:
-                    raise RoundClosed(f"client {client} did not upload a masked input in time; it is a dropout")
-                return produced
+            if step == "masked" and client not in produced:  # the unmask requests: one for each survivor
+                raise RoundClosed(f"client {client} did not upload a masked input in time; it is a dropout")
             if client not in produced:
                 raise RoundClosed(f"client {client} did not send its {step!r} message in time; it is a dropout")
             return produced[client]

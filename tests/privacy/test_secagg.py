@@ -335,3 +335,89 @@ def test_the_neighbour_graph_is_regular_symmetric_random_and_the_same_for_everyo
     other = make_round(range(40), threshold=4, min_clients=3, length=1, neighbours=6)
     assert other.neighbourhoods != hoods
     assert sum(hoods[u] == frozenset(v % 40 for v in range(u - 3, u + 4)) for u in range(40)) < 40
+
+
+class _CountingKey:
+    """An Ed25519 verification key that counts the signatures checked with it."""
+
+    def __init__(self, key, counter, owner):
+        self._key, self._counter, self._owner = key, counter, owner
+
+    def verify(self, signature, data):
+        self._counter[self._owner] = self._counter.get(self._owner, 0) + 1
+        return self._key.verify(signature, data)
+
+
+def _ids_named(env):
+    """Every client id a server message names: the senders of the advertisements it carries, its share senders,
+    its lists."""
+    body = json.loads(env.body)
+    ids = set()
+    for item in body.get("keys", []):
+        ids.add(item["sender"])
+    ids |= {int(u) for u in body.get("shares", {})}
+    for name in ("shared", "survivors", "dropped"):
+        ids |= set(body.get(name, []))
+    return ids
+
+
+@pytest.mark.parametrize("n", [24, 60])
+def test_under_secagg_plus_a_client_hears_of_and_checks_only_its_neighbourhood(n):
+    # with neighbours=k, what reaches a client after the announcement names only N(u) (key list, inbox) and the
+    # survivors within min_clients - 1 hops (unmask request), and it checks k + 4 signatures (announcement, key
+    # list, its k neighbours' advertisements, inbox, unmask request), whatever n. A client that re-verified its own
+    # advertisement, or an inbox or request listing every client that shared or survived, fails
+    k, m = 4, 3
+    parties = Parties(range(n))
+    checked = {}  # client -> signatures it checked (its copies of the server's and its peers' keys count)
+    server_key = parties.server_identity.public_key()
+    cfg = make_round(parties.ids, threshold=3, min_clients=m, length=4, neighbours=k)
+    server = SecAggServer(cfg, parties.server_identity, parties.verify)
+    clients = {u: SecAggClient(u, parties.identities[u], _CountingKey(server_key, checked, u),
+                               {v: _CountingKey(key, checked, u) for v, key in parties.verify.items()})
+               for u in parties.ids}
+    inputs = _inputs(n, 4, seed=13)
+    dropped = {3}
+    received = {u: [] for u in parties.ids}
+    ann = server.announcement()
+    for u, c in clients.items():
+        server.receive_keys(c.advertise(ann))
+    for u, kl in server.key_lists().items():
+        received[u].append(("hood", kl))
+        server.receive_shares(clients[u].share_keys(kl))
+    for u, inbox in server.inboxes().items():
+        received[u].append(("hood", inbox))
+        if u not in dropped:
+            server.receive_masked(clients[u].masked_input(inbox, inputs[u]))
+    requests = server.unmask_requests()
+    assert set(requests) == set(parties.ids) - dropped
+    for u, request in requests.items():
+        received[u].append(("reach", request))
+        server.receive_reveal(clients[u].unmask(request))
+    assert np.array_equal(server.result(), _plain_sum(inputs, set(parties.ids) - dropped))
+    for u in parties.ids:
+        hood, near = cfg.neighbourhood(u), cfg.reach(u, m - 1)
+        assert len(near) == 1 + 2 * (m - 1) * (k // 2)
+        for scope, env in received[u]:
+            assert _ids_named(env) <= (hood if scope == "hood" else near), (u, scope)
+        assert checked[u] == k + (2 if u in dropped else 4), u  # a dropped client never opens its inbox
+
+
+def test_the_roster_travels_as_one_varint_a_client():
+    # the announcement's one O(n) field: gaps between increasing ids as LEB128 varints, exact at every byte
+    # boundary up to 63 bits, one byte a client when the ids are less than 128 apart (JSON would take 4 to 7)
+    from lpm_graph.privacy import RoundConfig
+
+    ids = [0, 1, 127, 128, 129, 300, 2 ** 14, 2 ** 40, 2 ** 63 - 1]
+    cfg = make_round(ids, threshold=5, min_clients=3, length=1)
+    body = cfg.to_body()
+    assert RoundConfig.from_body(body).clients == tuple(ids)
+    raw = base64.b64decode(body["clients"])
+    with pytest.raises(PrivacyError, match="truncated"):
+        RoundConfig.from_body({**body, "clients": base64.b64encode(raw[:-1]).decode()})
+    with pytest.raises(PrivacyError, match="more than 63 bits"):
+        RoundConfig.from_body({**body, "clients": base64.b64encode(b"\xff" * 9 + b"\x01").decode()})
+    dense = list(range(5, 100_000, 100))
+    body = make_round(dense, threshold=4, min_clients=3, length=1, neighbours=4).to_body()
+    assert len(base64.b64decode(body["clients"])) == len(dense)
+    assert RoundConfig.from_body(body).clients == tuple(dense)
