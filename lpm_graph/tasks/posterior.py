@@ -588,6 +588,11 @@ class ConstrainedLaplace:
         lbfgs.step(closure)
         mode = z.detach()
         hess = torch.autograd.functional.hessian(lambda x: -self.log_density(x), mode)
+        if not (bool(torch.isfinite(mode).all()) and bool(torch.isfinite(hess).all())):
+            # the search left for a bound's saturated end: the t sits at theta0 with the logistic's variance (the
+            # prior's half of the mixture keeps the weights bounded whatever this component is)
+            mode = _unconstrained(self.prior, self.theta0).detach()
+            hess = torch.eye(len(mode), dtype=torch.float64) * 3 / math.pi ** 2
         evals, evecs = torch.linalg.eigh(0.5 * (hess + hess.T))
         cov = evecs @ torch.diag(1.0 / evals.clamp_min(1e-3)) @ evecs.T  # a flat direction: sd <= 30 in z
         tril = torch.linalg.cholesky(0.5 * (cov + cov.T))
@@ -637,8 +642,8 @@ def constrained_laplace(sim, prior, z_point: Tensor, seed: int, step: float = 1e
     """:class:`ConstrainedLaplace` at :math:`\\theta_0 = \\theta(z_{point})`: the Hessian of the log-likelihood in
     :math:`\\theta` by central differences of the simulator's gradient in :math:`\\theta` (``2 dim`` simulations
     with seed ``seed``, steps ``step`` times each bounded element's range, at most half its distance to a bound),
-    symmetrised; the gradient at :math:`\\theta_0` the mean of the pairs' midpoints (second-order accurate: no
-    simulation of its own)."""
+    symmetrised, its positive eigenvalues set to 0; the gradient at :math:`\\theta_0` the mean of the pairs'
+    midpoints (second-order accurate: no simulation of its own)."""
     from lpm_graph.core.loop import flush_denormals  # noqa: F401  (sim.log_likelihood flushes)
 
     theta0 = prior.theta(z_point.detach().double()).detach()
@@ -660,10 +665,13 @@ def constrained_laplace(sim, prior, z_point: Tensor, seed: int, step: float = 1e
         rows.append((up - down) / (2 * h))
         mids.append(0.5 * (up + down))
     hess = torch.stack(rows)
-    hess = 0.5 * (hess + hess.T)
+    evals, evecs = torch.linalg.eigh(0.5 * (hess + hess.T))
+    # a direction of positive curvature (theta0 short of a maximum, or a saddle) would make the expansion grow to
+    # the bounds' corners: such a direction is taken as flat, the prior (and the gradient's tilt) alone there
+    hess = evecs @ torch.diag(evals.clamp_max(0.0)) @ evecs.T
     info = {"laplace_simulations": 2 * prior.dim, "laplace_space": "theta",
-            "laplace_positive_curvatures": int((torch.linalg.eigvalsh(hess) > 0).sum())}
-    return ConstrainedLaplace(prior, theta0, torch.stack(mids).mean(0), hess), info
+            "laplace_positive_curvatures": int((evals > 0).sum())}
+    return ConstrainedLaplace(prior, theta0, torch.stack(mids).mean(0), 0.5 * (hess + hess.T)), info
 
 
 # -- nuts ------------------------------------------------------------------------------------------------------

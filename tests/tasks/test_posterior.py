@@ -385,6 +385,12 @@ def test_constrained_laplace_differentiates_the_simulator_in_the_bounded_space_a
     assert torch.allclose(approx.hess, a, atol=1e-6)
     assert torch.allclose(approx.g, a @ (theta0 - c) + 2.0, atol=1e-6)
     assert info["laplace_positive_curvatures"] == 0
+    # a saddle: its direction of positive curvature is taken as flat (eigenvalue 0), the other one kept
+    a = torch.tensor([[-3.0, 1.2], [1.2, 2.0]], dtype=torch.float64)
+    approx, info = constrained_laplace(sim, prior, _unconstrained(prior, theta0), seed=1)
+    evals, evecs = torch.linalg.eigh(a)
+    assert info["laplace_positive_curvatures"] == 1 and evals[0] < 0 < evals[1]
+    assert torch.allclose(approx.hess, evals[0] * torch.outer(evecs[:, 0], evecs[:, 0]), atol=1e-6)
 
 
 def _unconstrained(prior, theta):
