@@ -194,6 +194,13 @@ class Prior:
             return torch.nn.functional.logsigmoid(raw)
         return math.log(hi - lo) + torch.nn.functional.logsigmoid(raw) + torch.nn.functional.logsigmoid(-raw)
 
+    def log_jacobian(self, z: Tensor) -> Tensor:
+        """:math:`\\log|d\\theta/dz|`, summed over elements: ``[...]`` for ``z`` ``[..., dim]``."""
+        total = torch.zeros(z.shape[:-1], dtype=z.dtype, device=z.device)
+        for name, raw in self.split(z).items():
+            total = total + self._log_jacobian(name, raw).reshape(*z.shape[:-1], -1).sum(-1)
+        return total
+
     def log_density(self, z: Tensor) -> Tensor:
         """:math:`\\log p(\\theta(z)) + \\log|d\\theta/dz|`, summed over elements: ``[...]`` for ``z`` ``[..., dim]``."""
         total = torch.zeros(z.shape[:-1], dtype=z.dtype, device=z.device)
@@ -598,19 +605,49 @@ class ConstrainedLaplace:
         tril = torch.linalg.cholesky(0.5 * (cov + cov.T))
         return pdist.MultivariateStudentT(torch.tensor(4.0, dtype=torch.float64), mode, tril)
 
+    def proposal_theta(self, mode_z: Tensor):
+        """The second t component, in :math:`\theta`: at the expansion's maximum where it lies inside the bounds
+        (else at ``theta(mode_z)``), scaled by :math:`(-H)^{-1}`, its eigenvalues floored at ``1e-6`` of the
+        largest and at one over the square of the widest finite range (a flat direction spans the bounds)."""
+        import pyro.distributions as pdist
+
+        lo, hi = _theta_bounds(self.prior)
+        evals, evecs = torch.linalg.eigh(-self.hess)
+        span = (hi - lo)[torch.isfinite(hi - lo)]
+        floor = max(1e-6 * float(evals.max().clamp_min(1e-12)), 1.0 / float(span.max()) ** 2 if len(span) else 0.0)
+        precision = evals.clamp_min(floor)
+        center = self.theta0 + evecs @ ((evecs.T @ self.g) / precision)
+        if not bool(((center > lo) & (center < hi)).all()):
+            center = self.prior.theta(mode_z)
+        cov = evecs @ torch.diag(1.0 / precision) @ evecs.T
+        tril = torch.linalg.cholesky(0.5 * (cov + cov.T))
+        return pdist.MultivariateStudentT(torch.tensor(4.0, dtype=torch.float64), center, tril)
+
     def sample(self, n: int, proposals: int, seed: int) -> tuple[Tensor, dict]:
         """``[n, dim]`` draws of :math:`z` (``proposals`` importance draws, resampled) and the sampler's effective
-        sample size."""
-        t = self.proposal()
+        sample size.  The mixture is a third each of the t in :math:`z` (:meth:`proposal`: the posterior the data
+        leave spread, logistic in :math:`z`), the t in :math:`\theta` (:meth:`proposal_theta`: a narrow posterior,
+        normal in :math:`\theta` and curved in :math:`z`; its draws outside the bounds have no density and count
+        as weight 0) and the prior."""
+        t_z = self.proposal()
+        t_theta = self.proposal_theta(t_z.loc)
+        lo, hi = _theta_bounds(self.prior)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(seed))
-            half = proposals // 2
-            z = torch.cat([t.sample((half,)), self.prior.sample(proposals - half)])
+            third = proposals // 3
+            theta = t_theta.sample((third,))
+            inside = ((theta > lo) & (theta < hi)).all(-1)
+            z = torch.cat([t_z.sample((third,)), _unconstrained(self.prior, theta[inside]),
+                           self.prior.sample(proposals - 2 * third)])
             with torch.no_grad():
-                log_q = torch.logaddexp(t.log_prob(z), self.prior.log_density(z)) - math.log(2.0)
+                log_q = torch.logsumexp(torch.stack([
+                    t_z.log_prob(z), t_theta.log_prob(self.prior.theta(z)) + self.prior.log_jacobian(z),
+                    self.prior.log_density(z)]), 0) - math.log(3.0)
                 w = torch.softmax(self.log_density(z) - log_q, 0)
             pick = torch.multinomial(w, n, replacement=True)
-        return z[pick], {"surrogate_ess": float(1.0 / (w ** 2).sum())}
+        # the dropped draws of the theta component had weight 0: they count in the effective sample size's total
+        return z[pick], {"surrogate_ess": float(1.0 / (w ** 2).sum()), "surrogate_proposals": proposals,
+                         "surrogate_outside_bounds": int((~inside).sum())}
 
 
 def pareto_smoothed(log_weights: Tensor) -> tuple[Tensor, float]:
