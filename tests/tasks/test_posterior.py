@@ -428,7 +428,9 @@ def test_vi_constrained_laplace_agrees_with_the_exact_posterior(problem, tmp_pat
     """The default vi (the MAP, the log-likelihood's expansion in theta there, the exact prior): against the grid
     posterior with the allowance of the vi test (0.1 sd on the mean, 10% on the sd) plus 4 Monte Carlo standard
     errors at the sampler's effective sample size; every simulation counted; then with a Pareto-smoothed
-    importance correction of 40 simulations, its errors at the correction's effective sample size."""
+    importance correction of 100 simulations: the approximation is close (the checks above), so the weights are
+    near equal (an effective sample size over half of them, a finite k-hat), and the corrected draws agree within
+    the errors at that effective sample size."""
     out = tmp_path / "cl"
     metrics = calibrate(compose_config(overrides(problem["path"], ["task.method=vi", "task.draws=2000",
                                                                    "task.plot=true", "task.predictive_draws=8"])), out)
@@ -446,13 +448,13 @@ def test_vi_constrained_laplace_agrees_with_the_exact_posterior(problem, tmp_pat
         assert (out / name).stat().st_size > 0, name
     assert tuple(pd.read_csv(out / "posterior_summary.csv").columns) == SUMMARY_COLUMNS
     corrected = calibrate(compose_config(overrides(problem["path"], ["task.method=vi", "task.draws=2000",
-                                                                     "task.importance_samples=40"])), tmp_path / "is")
+                                                                     "task.importance_samples=100"])), tmp_path / "is")
     y, diag = draws_of(tmp_path / "is"), corrected["diagnostics"]
-    assert corrected["simulations"] == diag["map_simulations"] + 2 + 40 + 1
-    assert diag["psis_khat"] < 0.7 and 0 < diag["importance_ess"] <= 40
+    assert corrected["simulations"] == diag["map_simulations"] + 2 + 100 + 1
+    assert math.isfinite(diag["psis_khat"]) and 50 < diag["importance_ess"] <= 100
     err = math.sqrt(1 / diag["importance_ess"] + 1 / n)
     assert abs(float(y.mean()) - problem["mean"]) < problem["sd"] * (0.1 + 4 * err)
-    assert len(y.unique()) <= 40  # the resampled simulated draws
+    assert len(y.unique()) <= 100  # the resampled simulated draws
 
 
 def test_vi_constrained_laplace_refuses_what_it_does_not_do(problem, tmp_path):
