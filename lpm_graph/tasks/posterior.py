@@ -37,9 +37,9 @@ ParameterSet's own unconstrained storage (:math:`\theta = lo + (hi - lo)\,\sigma
   miss the range's ends.  ``task.importance_samples`` adds a Pareto-smoothed importance correction
   (:func:`pareto_smoothed`, its :math:`\hat k` reported), each of its draws one simulation.  No SVI:
   ``task.iterations``, ``task.optimizer``, ``task.particles`` are not used and ``task.resume`` is refused.
-* ``vi`` with ``task.guide=normal``: Pyro's ``AutoMultivariateNormal`` guide (a full-covariance normal in :math:`z`), started at the MAP in
-  :math:`z` with the Laplace covariance there (:func:`laplace_start`: L-BFGS from the config's values and
-  ``task.map_starts - 1`` prior draws, ``task.map_evaluations`` simulations in all, then ``2 dim`` for the Hessian;
+* ``vi`` with ``task.guide=normal``: Pyro's ``AutoMultivariateNormal`` guide (a full-covariance normal in
+  :math:`z`), started at the MAP in :math:`z` with the Laplace covariance there (:func:`laplace_start`: L-BFGS
+  from the config's values and ``task.map_starts - 1`` prior draws, ``task.map_evaluations`` simulations in all, then ``2 dim`` for the Hessian;
   ``task.map_evaluations=0``: at the config's values, scale 0.1), then fitted by ``task.iterations`` steps of
   ``task.optimizer`` on the ELBO (``task.particles`` particles), its gradients through the simulator, the learning
   rate halving every ``task.lr_half_life`` iterations (a single-particle ELBO gradient is noisy: a constant rate
@@ -681,8 +681,6 @@ def constrained_laplace(sim, prior, z_point: Tensor, seed: int, step: float = 1e
     with seed ``seed``, steps ``step`` times each bounded element's range, at most half its distance to a bound),
     symmetrised, its positive eigenvalues set to 0; the gradient at :math:`\\theta_0` the mean of the pairs'
     midpoints (second-order accurate: no simulation of its own)."""
-    from lpm_graph.core.loop import flush_denormals  # noqa: F401  (sim.log_likelihood flushes)
-
     theta0 = prior.theta(z_point.detach().double()).detach()
     lo, hi = _theta_bounds(prior)
     scale = torch.where(torch.isfinite(hi - lo), hi - lo, theta0.abs().clamp_min(1.0))
