@@ -85,6 +85,7 @@ class CalibrateTaskConfig:
     renyi_alpha: Optional[float] = None  # vi: None: the ELBO; a number != 1: Pyro's RenyiELBO of that order
     guide: str = "constrained_laplace"  # vi: constrained_laplace (no SVI) | normal (SVI)
     laplace_proposals: int = 20000  # vi, constrained_laplace: importance draws on it (no simulations)
+    laplace_refinements: int = 0  # vi, constrained_laplace: re-expansions at its own mode (2 dim simulations each)
     importance_samples: int = 0  # vi, constrained_laplace: simulations of a PSIS correction (0: none)
     simulations: int = 1000
     predictive_draws: int = 50
@@ -102,6 +103,9 @@ class CalibrateTaskConfig:
                               f"values), got {self.map_evaluations}")
         if self.guide not in VI_GUIDES:
             raise ConfigError(f"task.guide must be one of {list(VI_GUIDES)} (vi), got {self.guide!r}")
+        if self.laplace_refinements < 0:
+            raise ConfigError(f"task.laplace_refinements must be >= 0 (vi, guide=constrained_laplace), got "
+                              f"{self.laplace_refinements}")
         if self.importance_samples < 0:
             raise ConfigError(f"task.importance_samples must be >= 0 simulations (vi, guide=constrained_laplace; 0: "
                               f"no correction), got {self.importance_samples}")

@@ -93,6 +93,7 @@ SEIR5_METHOD_ARGS = {
                      "task.draws=2000", f"task.particles={a.vi_particles}",
                      f"task.map_evaluations={a.vi_map_evaluations}", f"task.map_starts={a.vi_map_starts}",
                      f"task.guide={a.vi_guide}", f"task.importance_samples={a.vi_importance_samples}",
+                     f"task.laplace_refinements={a.vi_laplace_refinements}",
                      *([f"task.renyi_alpha={a.vi_renyi_alpha}"] if a.vi_renyi_alpha is not None else [])],
     "nuts": lambda a: ["task.method=nuts", f"task.warmup={a.nuts_warmup}", f"task.draws={a.nuts_draws}",
                        "task.chains=2"],
@@ -213,6 +214,8 @@ def main():
                     "(SVI: the --vi-iterations, --vi-lr, --vi-particles, --vi-renyi-alpha options)")
     ap.add_argument("--vi-importance-samples", type=int, default=0,
                     help="seir5, constrained_laplace: simulations of the PSIS correction")
+    ap.add_argument("--vi-laplace-refinements", type=int, default=0,
+                    help="seir5, constrained_laplace: re-expansions at its mode")
     ap.add_argument("--nuts-warmup", type=int, default=60)
     ap.add_argument("--nuts-draws", type=int, default=300)
     ap.add_argument("--sbi-simulations", type=int, default=1000)

@@ -404,7 +404,8 @@ def _vi(sim, prior, task, run, cfg_key, out: Path, digest: str, bar):
 
 def _vi_constrained_laplace(sim, prior, task, run):
     """``task.guide=constrained_laplace``: the MAP in :math:`z` (``task.map_evaluations`` simulations from
-    ``task.map_starts`` starts; 0: the config's values), :class:`ConstrainedLaplace` there (``2 dim``), its draws by
+    ``task.map_starts`` starts; 0: the config's values), :class:`ConstrainedLaplace` there (``2 dim``; then
+    ``task.laplace_refinements`` times again at the approximation's mode in :math:`z`, ``2 dim`` each), its draws by
     importance sampling (``task.laplace_proposals``, no simulation), and with ``task.importance_samples`` a
     Pareto-smoothed importance correction: that many draws of the approximation, each simulated, weighted by the
     simulated likelihood over its quadratic, smoothed (:func:`pareto_smoothed`) and resampled into ``task.draws``.
@@ -421,7 +422,11 @@ def _vi_constrained_laplace(sim, prior, task, run):
         z_map, best, calls = map_point(sim, prior, z_map, seed, task.map_evaluations, task.map_starts, record)
         info.update(map_simulations=calls, map_log_posterior=-best)
     approx, laplace_info = constrained_laplace(sim, prior, z_map, seed)
-    info.update(laplace_info)
+    for _ in range(task.laplace_refinements):  # re-expanded at the approximation's own mode in z
+        approx, again = constrained_laplace(sim, prior, approx.proposal().loc, seed)
+        again["laplace_simulations"] += laplace_info["laplace_simulations"]
+        laplace_info = again
+    info.update(laplace_info, laplace_refinements=task.laplace_refinements)
     draws, sampler = approx.sample(task.draws, task.laplace_proposals, run.seed)
     info.update(sampler)
     if task.importance_samples:

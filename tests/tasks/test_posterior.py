@@ -455,6 +455,14 @@ def test_vi_constrained_laplace_agrees_with_the_exact_posterior(problem, tmp_pat
     err = math.sqrt(1 / diag["importance_ess"] + 1 / n)
     assert abs(float(y.mean()) - problem["mean"]) < problem["sd"] * (0.1 + 4 * err)
     assert len(y.unique()) <= 100  # the resampled simulated draws
+    # one re-expansion at the approximation's mode: 2 x 1 more simulations, the same posterior within its errors
+    refined = calibrate(compose_config(overrides(problem["path"], ["task.method=vi", "task.draws=2000",
+                                                                   "task.laplace_refinements=1"])), tmp_path / "re")
+    r, diag = draws_of(tmp_path / "re"), refined["diagnostics"]
+    assert refined["simulations"] == diag["map_simulations"] + 2 * 2 + 1 and diag["laplace_simulations"] == 4
+    err = math.sqrt(1 / diag["surrogate_ess"] + 1 / n)
+    assert abs(float(r.mean()) - problem["mean"]) < problem["sd"] * (0.1 + 4 * err)
+    assert abs(float(r.std()) / problem["sd"] - 1) < 0.1 + 4 * err
 
 
 def test_vi_constrained_laplace_refuses_what_it_does_not_do(problem, tmp_path):
@@ -467,6 +475,8 @@ def test_vi_constrained_laplace_refuses_what_it_does_not_do(problem, tmp_path):
         check(["task.guide=flow"])
     with pytest.raises(ConfigError, match="task.guide=constrained_laplace runs no SVI"):
         check(["task.renyi_alpha=0", "task.particles=2"])
+    with pytest.raises(ConfigError, match="task.laplace_refinements must be >= 0"):
+        check(["task.laplace_refinements=-1"])
     with pytest.raises(ConfigError, match="with task.guide=normal set it to 0"):
         check(["task.guide=normal", "task.importance_samples=10"])
     with pytest.raises(ConfigError, match="guide=constrained_laplace does not resume"):
