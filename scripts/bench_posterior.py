@@ -2,8 +2,9 @@
 
     python scripts/bench_posterior.py [--datasets 20] [--people 200] [--steps 5] [--methods vi,nuts]
     python scripts/bench_posterior.py --problem seir5 --people 500 --steps 20 --methods vi,sbi \
-        --vi-iterations 12 --vi-lr 0.12 --vi-particles 4 --vi-renyi-alpha 0 --vi-map-evaluations 40 \
-        --sbi-simulations 1020
+        --vi-map-evaluations 40 --sbi-simulations 1020
+    python scripts/bench_posterior.py --problem seir5 --people 500 --steps 20 --methods vi --vi-guide normal \
+        --vi-iterations 12 --vi-lr 0.12 --vi-particles 4 --vi-renyi-alpha 0 --vi-map-evaluations 40
 
 ``--problem seir5``: the default 5-parameter problem (model=seir's four contact intensities and reporting
 fraction, Uniform over their bounds, 9 age series of reported cases), truths drawn from the prior.
@@ -80,7 +81,7 @@ def grid_posterior(means_grid, grid, y):
 
 METHOD_ARGS = {
     "vi": lambda a: ["task.method=vi", f"task.iterations={a.vi_iterations}", f"task.optimizer.lr={a.vi_lr}",
-                     "task.draws=2000"],
+                     "task.draws=2000", f"task.guide={a.vi_guide}"],
     "nuts": lambda a: ["task.method=nuts", f"task.warmup={a.nuts_warmup}", f"task.draws={a.nuts_draws}",
                        "task.chains=2"],
     "sbi": lambda a: ["task.method=sbi", f"task.simulations={a.sbi_simulations}", "task.draws=2000"],
@@ -91,6 +92,8 @@ SEIR5_METHOD_ARGS = {
     "vi": lambda a: ["task.method=vi", f"task.iterations={a.vi_iterations}", f"task.optimizer.lr={a.vi_lr}",
                      "task.draws=2000", f"task.particles={a.vi_particles}",
                      f"task.map_evaluations={a.vi_map_evaluations}", f"task.map_starts={a.vi_map_starts}",
+                     f"task.guide={a.vi_guide}", f"task.importance_samples={a.vi_importance_samples}",
+                     f"task.laplace_refinements={a.vi_laplace_refinements}",
                      *([f"task.renyi_alpha={a.vi_renyi_alpha}"] if a.vi_renyi_alpha is not None else [])],
     "nuts": lambda a: ["task.method=nuts", f"task.warmup={a.nuts_warmup}", f"task.draws={a.nuts_draws}",
                        "task.chains=2"],
@@ -207,6 +210,12 @@ def main():
     ap.add_argument("--vi-map-evaluations", type=int, default=60, help="seir5: L-BFGS simulations of vi's MAP start")
     ap.add_argument("--vi-renyi-alpha", type=float, default=None, help="seir5: vi's RenyiELBO order (default: ELBO)")
     ap.add_argument("--vi-map-starts", type=int, default=4, help="seir5: its starts")
+    ap.add_argument("--vi-guide", default="constrained_laplace", help="vi's task.guide: constrained_laplace | normal "
+                    "(SVI: the --vi-iterations, --vi-lr, --vi-particles, --vi-renyi-alpha options)")
+    ap.add_argument("--vi-importance-samples", type=int, default=0,
+                    help="seir5, constrained_laplace: simulations of the PSIS correction")
+    ap.add_argument("--vi-laplace-refinements", type=int, default=0,
+                    help="seir5, constrained_laplace: re-expansions at its mode")
     ap.add_argument("--nuts-warmup", type=int, default=60)
     ap.add_argument("--nuts-draws", type=int, default=300)
     ap.add_argument("--sbi-simulations", type=int, default=1000)

@@ -28,9 +28,18 @@ ParameterSet's own unconstrained storage (:math:`\theta = lo + (hi - lo)\,\sigma
   minimum is then the posterior mode in :math:`\theta` when every series has as many entries.  Its posterior
   files are **degenerate**: one draw, the fitted point, sd 0 (no Laplace approximation: the curvature of a
   normalised MSE is no posterior's).
-* ``vi``: Pyro's ``AutoMultivariateNormal`` guide (a full-covariance normal in :math:`z`), started at the MAP in
-  :math:`z` with the Laplace covariance there (:func:`laplace_start`: L-BFGS from the config's values and
-  ``task.map_starts - 1`` prior draws, ``task.map_evaluations`` simulations in all, then ``2 dim`` for the Hessian;
+* ``vi`` with ``task.guide=constrained_laplace`` (the default): the MAP in :math:`z` (:func:`map_point`,
+  ``task.map_evaluations`` simulations from ``task.map_starts`` starts), then :class:`ConstrainedLaplace`: the
+  log-likelihood replaced by its second-order expansion **in** :math:`\theta` there (``2 dim`` simulations of the
+  gradient), the prior kept exact and restricted to the bounds; ``task.draws`` draws of it by importance sampling
+  (``task.laplace_proposals`` draws, no simulations).  A normal in :math:`z` cannot have the tails of a posterior
+  the data leave spread over a bounded parameter's range (the prior's, logistic in :math:`z`): its 90% intervals
+  miss the range's ends.  ``task.importance_samples`` adds a Pareto-smoothed importance correction
+  (:func:`pareto_smoothed`, its :math:`\hat k` reported), each of its draws one simulation.  No SVI:
+  ``task.iterations``, ``task.optimizer``, ``task.particles`` are not used and ``task.resume`` is refused.
+* ``vi`` with ``task.guide=normal``: Pyro's ``AutoMultivariateNormal`` guide (a full-covariance normal in
+  :math:`z`), started at the MAP in :math:`z` with the Laplace covariance there (:func:`laplace_start`: L-BFGS
+  from the config's values and ``task.map_starts - 1`` prior draws, ``task.map_evaluations`` simulations in all, then ``2 dim`` for the Hessian;
   ``task.map_evaluations=0``: at the config's values, scale 0.1), then fitted by ``task.iterations`` steps of
   ``task.optimizer`` on the ELBO (``task.particles`` particles), its gradients through the simulator, the learning
   rate halving every ``task.lr_half_life`` iterations (a single-particle ELBO gradient is noisy: a constant rate
@@ -185,6 +194,13 @@ class Prior:
             return torch.nn.functional.logsigmoid(raw)
         return math.log(hi - lo) + torch.nn.functional.logsigmoid(raw) + torch.nn.functional.logsigmoid(-raw)
 
+    def log_jacobian(self, z: Tensor) -> Tensor:
+        """:math:`\\log|d\\theta/dz|`, summed over elements: ``[...]`` for ``z`` ``[..., dim]``."""
+        total = torch.zeros(z.shape[:-1], dtype=z.dtype, device=z.device)
+        for name, raw in self.split(z).items():
+            total = total + self._log_jacobian(name, raw).reshape(*z.shape[:-1], -1).sum(-1)
+        return total
+
     def log_density(self, z: Tensor) -> Tensor:
         """:math:`\\log p(\\theta(z)) + \\log|d\\theta/dz|`, summed over elements: ``[...]`` for ``z`` ``[..., dim]``."""
         total = torch.zeros(z.shape[:-1], dtype=z.dtype, device=z.device)
@@ -300,6 +316,8 @@ def _pyro_model(sim: _Simulator, prior_dist):
 
 # -- vi --------------------------------------------------------------------------------------------------------
 def _vi(sim, prior, task, run, cfg_key, out: Path, digest: str, bar):
+    if task.guide == "constrained_laplace":
+        return _vi_constrained_laplace(sim, prior, task, run)
     import pyro
     from hydra.utils import instantiate
     from pyro.infer import Trace_ELBO
@@ -384,29 +402,57 @@ def _vi(sim, prior, task, run, cfg_key, out: Path, digest: str, bar):
         (history, trace)
 
 
-def laplace_start(sim, prior, z0: Tensor, seed: int, evaluations: int,
-                  starts: int = 1) -> tuple[Tensor, Tensor, dict]:
-    """The guide's start: the MAP in :math:`z` and the Laplace covariance there.
+def _vi_constrained_laplace(sim, prior, task, run):
+    """``task.guide=constrained_laplace``: the MAP in :math:`z` (``task.map_evaluations`` simulations from
+    ``task.map_starts`` starts; 0: the config's values), :class:`ConstrainedLaplace` there (``2 dim``; then
+    ``task.laplace_refinements`` times again at the approximation's mode in :math:`z`, ``2 dim`` each), its draws by
+    importance sampling (``task.laplace_proposals``, no simulation), and with ``task.importance_samples`` a
+    Pareto-smoothed importance correction: that many draws of the approximation, each simulated, weighted by the
+    simulated likelihood over its quadratic, smoothed (:func:`pareto_smoothed`) and resampled into ``task.draws``.
+    Its loss history is the MAP fit's, one row per simulation."""
+    if task.resume:
+        raise ConfigError("task.method=vi with task.guide=constrained_laplace does not resume: its MAP fit and Hessian "
+                          "are not iterations and are not checkpointed; rerun without task.resume (or resume a "
+                          "task.guide=normal run)")
+    seed = run.seed + 1
+    record: list = []
+    info: dict = {"iterations": 0, "guide": "constrained_laplace"}
+    z_map = prior.start()
+    if task.map_evaluations:
+        z_map, best, calls = map_point(sim, prior, z_map, seed, task.map_evaluations, task.map_starts, record)
+        info.update(map_simulations=calls, map_log_posterior=-best)
+    approx, laplace_info = constrained_laplace(sim, prior, z_map, seed)
+    for _ in range(task.laplace_refinements):  # re-expanded at the approximation's own mode in z
+        approx, again = constrained_laplace(sim, prior, approx.proposal().loc, seed)
+        again["laplace_simulations"] += laplace_info["laplace_simulations"]
+        laplace_info = again
+    info.update(laplace_info, laplace_refinements=task.laplace_refinements)
+    draws, sampler = approx.sample(task.draws, task.laplace_proposals, run.seed)
+    info.update(sampler)
+    if task.importance_samples:
+        z, _ = approx.sample(task.importance_samples, task.laplace_proposals, run.seed + 1)
+        with torch.no_grad():
+            log_w = torch.stack([sim.log_likelihood(zi, seed) for zi in z]) - approx.log_likelihood(z)
+        smoothed, khat = pareto_smoothed(log_w)
+        w = torch.softmax(smoothed, 0)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(run.seed + 2)
+            draws = z[torch.multinomial(w, task.draws, replacement=True)]
+        info.update(importance_simulations=task.importance_samples, psis_khat=khat,
+                    importance_ess=float(1.0 / (w ** 2).sum()))
+    history = [v for v, _ in record]
+    trace = [t for _, t in record]
+    return draws, info, (history, trace)
 
-    L-BFGS (strong Wolfe line search) on :math:`-\\log p(y \\mid \\theta(z)) - \\log p(z)` from ``z0`` and from
-    ``starts - 1`` draws of the prior, about ``evaluations // starts`` simulations each (L-BFGS stops at the
-    first iteration past them), with seed ``seed`` (one objective: in stochastic mode, one set of common random
-    numbers), the best point of all kept; then the Hessian
-    there by central differences of the simulator's gradient (no second derivatives through checkpointed steps or
-    custom autograd functions, which Pyro's ``AutoLaplaceApproximation`` needs; ``2 dim`` simulations, step
-    ``1e-3`` in :math:`z`, symmetrised), inverted with its eigenvalues floored at ``1e-6`` of the largest (a
-    direction the data and the prior leave flat keeps a wide, finite variance).  Every evaluation is a simulation,
-    counted in ``sim.calls``.  Returns ``(z_map, covariance, info)``.
-    """
+
+def map_point(sim, prior, z0: Tensor, seed: int, evaluations: int, starts: int = 1,
+              record: list | None = None) -> tuple[Tensor, float, int]:
+    """The MAP in :math:`z` by L-BFGS (see :func:`laplace_start`): ``(z_map, -log posterior there, simulations)``;
+    ``record`` receives ``(-log posterior, theta)`` of every evaluation."""
     calls0 = sim.calls
 
     def objective(point: Tensor) -> Tensor:
         return -(sim.log_likelihood(point, seed) + prior.log_density(point.double()))
-
-    def gradient(point: Tensor) -> Tensor:
-        point = point.detach().clone().requires_grad_(True)
-        (g,) = torch.autograd.grad(objective(point), point)
-        return g.detach()
 
     # the reporting fraction trades against transmission (few cases: a small epidemic well reported, or a large
     # one poorly reported), so the log posterior can have several modes: L-BFGS from the start and from draws
@@ -425,6 +471,8 @@ def laplace_start(sim, prior, z0: Tensor, seed: int, evaluations: int,
             lbfgs.zero_grad()
             loss = objective(z)
             value = float(loss.detach())
+            if record is not None:
+                record.append((value, [float(x) for x in prior.theta(z.detach()).tolist()]))
             if math.isfinite(value) and value < best["loss"]:
                 best["loss"], best["z"] = value, z.detach().clone()
             loss.backward()
@@ -434,7 +482,30 @@ def laplace_start(sim, prior, z0: Tensor, seed: int, evaluations: int,
     if not math.isfinite(best["loss"]):
         raise ConfigError("task.method=vi: the MAP fit that starts the guide found no finite log posterior from the "
                           "start point (model.params); move the start, or set task.map_evaluations=0")
-    z_map, map_calls = best["z"], sim.calls - calls0
+    return best["z"], best["loss"], sim.calls - calls0
+
+
+def laplace_start(sim, prior, z0: Tensor, seed: int, evaluations: int,
+                  starts: int = 1) -> tuple[Tensor, Tensor, dict]:
+    """The guide's start: the MAP in :math:`z` and the Laplace covariance there.
+
+    L-BFGS (strong Wolfe line search) on :math:`-\\log p(y \\mid \\theta(z)) - \\log p(z)` from ``z0`` and from
+    ``starts - 1`` draws of the prior, about ``evaluations // starts`` simulations each (L-BFGS stops at the
+    first iteration past them), with seed ``seed`` (one objective: in stochastic mode, one set of common random
+    numbers), the best point of all kept; then the Hessian
+    there by central differences of the simulator's gradient (no second derivatives through checkpointed steps or
+    custom autograd functions, which Pyro's ``AutoLaplaceApproximation`` needs; ``2 dim`` simulations, step
+    ``1e-3`` in :math:`z`, symmetrised), inverted with its eigenvalues floored at ``1e-6`` of the largest (a
+    direction the data and the prior leave flat keeps a wide, finite variance).  Every evaluation is a simulation,
+    counted in ``sim.calls``.  Returns ``(z_map, covariance, info)``.
+    """
+    z_map, best_loss, map_calls = map_point(sim, prior, z0, seed, evaluations, starts)
+
+    def gradient(point: Tensor) -> Tensor:
+        point = point.detach().clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(-(sim.log_likelihood(point, seed) + prior.log_density(point)), point)
+        return g.detach()
+
     h, dim = 1e-3, prior.dim
     rows = []
     for j in range(dim):
@@ -448,9 +519,199 @@ def laplace_start(sim, prior, z0: Tensor, seed: int, evaluations: int,
     clipped = evals.clamp_min(floor)
     cov = evecs @ torch.diag(1.0 / clipped) @ evecs.T
     cov = 0.5 * (cov + cov.T)
-    info = {"map_simulations": map_calls, "laplace_simulations": 2 * dim, "map_log_posterior": -best["loss"],
+    info = {"map_simulations": map_calls, "laplace_simulations": 2 * dim, "map_log_posterior": -best_loss,
             "laplace_eigenvalues_floored": int((evals < floor).sum())}
     return z_map, cov, info
+
+
+def _theta_bounds(prior) -> tuple[Tensor, Tensor]:
+    """Per element of :math:`\\theta`: its lower and upper bound (``-inf`` / ``inf`` where there is none)."""
+    lo, hi = [], []
+    for name in prior.names:
+        size = math.prod(prior.shapes[name])
+        low, high = prior.params._bounds(name) if name in prior.params.bounds else (-math.inf, None)
+        lo += [low] * size
+        hi += [math.inf if high is None else high] * size
+    return torch.tensor(lo, dtype=torch.float64), torch.tensor(hi, dtype=torch.float64)
+
+
+def _unconstrained(prior, theta: Tensor) -> Tensor:
+    """:math:`z(\\theta)`, differentiable, for ``theta`` strictly inside the bounds (the inverse of
+    :meth:`Prior.theta`)."""
+    lo, hi = _theta_bounds(prior)
+    two, one = torch.isfinite(lo) & torch.isfinite(hi), torch.isfinite(lo) & ~torch.isfinite(hi)
+    span = torch.where(two, hi - lo, torch.ones_like(lo))
+    base = torch.where(torch.isfinite(lo), lo, torch.zeros_like(lo))
+    logistic = torch.logit(((theta - base) / span).clamp(1e-12, 1 - 1e-12))
+    x = (theta - base).clamp_min(1e-12)
+    softplus = x + torch.log(-torch.expm1(-x))
+    return torch.where(two, logistic, torch.where(one, softplus, theta))
+
+
+class ConstrainedLaplace:
+    r"""The posterior with the log-likelihood replaced by its second-order expansion **in the constrained space**
+    and the prior kept exact:
+
+    .. math::
+        \tilde p(\theta) \propto p(\theta)\,\mathbb 1[\theta \in \text{bounds}]\,
+        \exp\big(g^\top \delta + \tfrac12 \delta^\top H \delta\big), \qquad \delta = \theta - \theta_0,
+
+    :math:`g` and :math:`H` the gradient and Hessian of :math:`\log p(y \mid \theta)` at :math:`\theta_0`.  With a
+    Uniform prior it is a normal truncated to the bounds (:math:`H` need not be negative definite: the bounds keep
+    it proper).  A normal in :math:`z` (the Laplace approximation of the unconstrained posterior) is thinner in the
+    tails than a posterior the data leave spread over a bounded parameter's range: there the posterior in :math:`z`
+    has the prior's logistic tails, which this keeps exactly.
+
+    Sampling costs no simulation: self-normalised importance sampling from a defensive mixture in :math:`z`
+    (half a multivariate Student-t with 4 degrees of freedom at the mode of :math:`\tilde p` in :math:`z`, scaled
+    by the inverse of its Hessian there, half the prior, whose share bounds the weights by twice the largest
+    likelihood ratio), resampled.
+
+    Shapes:
+        theta0, g: ``[dim]``; hess: ``[dim, dim]``; ``z`` arguments ``[..., dim]``.
+    """
+
+    def __init__(self, prior, theta0: Tensor, g: Tensor, hess: Tensor):
+        self.prior, self.theta0, self.g, self.hess = prior, theta0.double(), g.double(), hess.double()
+
+    def log_likelihood(self, z: Tensor) -> Tensor:
+        """The quadratic :math:`g^\\top \\delta + \\frac12 \\delta^\\top H \\delta` (up to the constant
+        :math:`\\log p(y \\mid \\theta_0)`)."""
+        d = self.prior.theta(z) - self.theta0
+        return d @ self.g + 0.5 * ((d @ self.hess) * d).sum(-1)
+
+    def log_density(self, z: Tensor) -> Tensor:
+        """:math:`\\log \\tilde p(z)` up to a constant (the prior in :math:`z`, its Jacobian included)."""
+        return self.prior.log_density(z) + self.log_likelihood(z)
+
+    def proposal(self):
+        """The importance sampler's t component: Pyro's ``MultivariateStudentT`` (df 4) at the mode in :math:`z`."""
+        import pyro.distributions as pdist
+
+        z = _unconstrained(self.prior, self.theta0).detach().clone().requires_grad_(True)
+        lbfgs = torch.optim.LBFGS([z], max_iter=200, tolerance_grad=1e-9, line_search_fn="strong_wolfe")
+
+        def closure():
+            lbfgs.zero_grad()
+            loss = -self.log_density(z)
+            loss.backward()
+            return loss
+
+        lbfgs.step(closure)
+        mode = z.detach()
+        hess = torch.autograd.functional.hessian(lambda x: -self.log_density(x), mode)
+        if not (bool(torch.isfinite(mode).all()) and bool(torch.isfinite(hess).all())):
+            # the search left for a bound's saturated end: the t sits at theta0 with the logistic's variance (the
+            # prior's half of the mixture keeps the weights bounded whatever this component is)
+            mode = _unconstrained(self.prior, self.theta0).detach()
+            hess = torch.eye(len(mode), dtype=torch.float64) * 3 / math.pi ** 2
+        evals, evecs = torch.linalg.eigh(0.5 * (hess + hess.T))
+        cov = evecs @ torch.diag(1.0 / evals.clamp_min(1e-3)) @ evecs.T  # a flat direction: sd <= 30 in z
+        tril = torch.linalg.cholesky(0.5 * (cov + cov.T))
+        return pdist.MultivariateStudentT(torch.tensor(4.0, dtype=torch.float64), mode, tril)
+
+    def proposal_theta(self, mode_z: Tensor):
+        """The second t component, in :math:`\theta`: at the expansion's maximum where it lies inside the bounds
+        (else at ``theta(mode_z)``), scaled by :math:`(-H)^{-1}`, its eigenvalues floored at ``1e-6`` of the
+        largest and at one over the square of the widest finite range (a flat direction spans the bounds)."""
+        import pyro.distributions as pdist
+
+        lo, hi = _theta_bounds(self.prior)
+        evals, evecs = torch.linalg.eigh(-self.hess)
+        span = (hi - lo)[torch.isfinite(hi - lo)]
+        floor = max(1e-6 * float(evals.max().clamp_min(1e-12)), 1.0 / float(span.max()) ** 2 if len(span) else 0.0)
+        precision = evals.clamp_min(floor)
+        center = self.theta0 + evecs @ ((evecs.T @ self.g) / precision)
+        if not bool(((center > lo) & (center < hi)).all()):
+            center = self.prior.theta(mode_z)
+        cov = evecs @ torch.diag(1.0 / precision) @ evecs.T
+        tril = torch.linalg.cholesky(0.5 * (cov + cov.T))
+        return pdist.MultivariateStudentT(torch.tensor(4.0, dtype=torch.float64), center, tril)
+
+    def sample(self, n: int, proposals: int, seed: int) -> tuple[Tensor, dict]:
+        """``[n, dim]`` draws of :math:`z` (``proposals`` importance draws, resampled) and the sampler's effective
+        sample size.  The mixture is a third each of the t in :math:`z` (:meth:`proposal`: the posterior the data
+        leave spread, logistic in :math:`z`), the t in :math:`\theta` (:meth:`proposal_theta`: a narrow posterior,
+        normal in :math:`\theta` and curved in :math:`z`; its draws outside the bounds have no density and count
+        as weight 0) and the prior."""
+        t_z = self.proposal()
+        t_theta = self.proposal_theta(t_z.loc)
+        lo, hi = _theta_bounds(self.prior)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(seed))
+            third = proposals // 3
+            theta = t_theta.sample((third,))
+            inside = ((theta > lo) & (theta < hi)).all(-1)
+            z = torch.cat([t_z.sample((third,)), _unconstrained(self.prior, theta[inside]),
+                           self.prior.sample(proposals - 2 * third)])
+            with torch.no_grad():
+                log_q = torch.logsumexp(torch.stack([
+                    t_z.log_prob(z), t_theta.log_prob(self.prior.theta(z)) + self.prior.log_jacobian(z),
+                    self.prior.log_density(z)]), 0) - math.log(3.0)
+                w = torch.softmax(self.log_density(z) - log_q, 0)
+            pick = torch.multinomial(w, n, replacement=True)
+        # the dropped draws of the theta component had weight 0: they count in the effective sample size's total
+        return z[pick], {"surrogate_ess": float(1.0 / (w ** 2).sum()), "surrogate_proposals": proposals,
+                         "surrogate_outside_bounds": int((~inside).sum())}
+
+
+def pareto_smoothed(log_weights: Tensor) -> tuple[Tensor, float]:
+    """Pareto-smoothed importance weights (Vehtari, Simpson, Gelman, Yao and Gabry, 2024): the largest
+    ``M = min(S / 5, 3 sqrt(S))`` of ``S`` weights replaced by the quantiles ``(i - 1/2) / M`` of the generalised
+    Pareto distribution fitted to them above the next one (Pyro's ``fit_generalized_pareto``, the fit its
+    ``psis_diagnostic`` makes), capped at the largest raw weight.  Returns the smoothed log weights and the fitted
+    shape :math:`\\hat k` (below 0.7: the estimate is reliable; above: the proposal misses the target's tails).
+    """
+    from pyro.ops.stats import fit_generalized_pareto
+
+    lw = log_weights.double()
+    count = len(lw)
+    m = int(min(0.2 * count, 3 * math.sqrt(count)))
+    if m < 5:
+        return lw.clone(), math.nan
+    order = torch.argsort(lw)
+    top = lw.max()
+    tail, cut = (lw[order[-m:]] - top).exp(), float((lw[order[-m - 1]] - top).exp())
+    k, sigma = (float(v) for v in fit_generalized_pareto(tail - cut))
+    p = (torch.arange(1, m + 1, dtype=torch.float64) - 0.5) / m
+    excess = -sigma * torch.log1p(-p) if abs(k) < 1e-8 else sigma / k * ((1 - p) ** -k - 1)
+    smoothed = lw.clone()
+    smoothed[order[-m:]] = torch.log((cut + excess).clamp(max=1.0).clamp_min(1e-300)) + top
+    return smoothed, k
+
+
+def constrained_laplace(sim, prior, z_point: Tensor, seed: int, step: float = 1e-3) -> tuple[ConstrainedLaplace, dict]:
+    """:class:`ConstrainedLaplace` at :math:`\\theta_0 = \\theta(z_{point})`: the Hessian of the log-likelihood in
+    :math:`\\theta` by central differences of the simulator's gradient in :math:`\\theta` (``2 dim`` simulations
+    with seed ``seed``, steps ``step`` times each bounded element's range, at most half its distance to a bound),
+    symmetrised, its positive eigenvalues set to 0; the gradient at :math:`\\theta_0` the mean of the pairs'
+    midpoints (second-order accurate: no simulation of its own)."""
+    theta0 = prior.theta(z_point.detach().double()).detach()
+    lo, hi = _theta_bounds(prior)
+    scale = torch.where(torch.isfinite(hi - lo), hi - lo, theta0.abs().clamp_min(1.0))
+    room = torch.minimum(theta0 - lo, hi - theta0)
+
+    def gradient(theta: Tensor) -> Tensor:
+        theta = theta.detach().clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(sim.log_likelihood(_unconstrained(prior, theta), seed), theta)
+        return g.detach()
+
+    rows, mids = [], []
+    for j in range(prior.dim):
+        h = float(torch.minimum(step * scale[j], 0.5 * room[j]))
+        e = torch.zeros(prior.dim, dtype=torch.float64)
+        e[j] = h
+        up, down = gradient(theta0 + e), gradient(theta0 - e)
+        rows.append((up - down) / (2 * h))
+        mids.append(0.5 * (up + down))
+    hess = torch.stack(rows)
+    evals, evecs = torch.linalg.eigh(0.5 * (hess + hess.T))
+    # a direction of positive curvature (theta0 short of a maximum, or a saddle) would make the expansion grow to
+    # the bounds' corners: such a direction is taken as flat, the prior (and the gradient's tilt) alone there
+    hess = evecs @ torch.diag(evals.clamp_max(0.0)) @ evecs.T
+    info = {"laplace_simulations": 2 * prior.dim, "laplace_space": "theta",
+            "laplace_positive_curvatures": int((evals > 0).sum())}
+    return ConstrainedLaplace(prior, theta0, torch.stack(mids).mean(0), 0.5 * (hess + hess.T)), info
 
 
 # -- nuts ------------------------------------------------------------------------------------------------------
