@@ -33,9 +33,7 @@ __all__ = ["RunConfig", "DistributedConfig", "SimulateTaskConfig", "CalibrateTas
 DTYPES = ("float32", "float64")
 LOSSES = ("mse", "poisson", "negbin")
 #: ``task.method`` of ``task=calibrate`` (lpm_graph/tasks/posterior.py)
-METHODS = ("map", "vi", "nuts", "sbi")
-#: ``task.guide`` of ``task.method=vi``: the posterior approximation
-VI_GUIDES = ("constrained_laplace", "normal")
+METHODS = ("map", "vi", "laplace", "nuts", "sbi")
 #: prior distributions of ``task.priors`` and their arguments (torch.distributions names), elementwise
 PRIORS = {"Uniform": ("low", "high"), "Normal": ("loc", "scale"), "LogNormal": ("loc", "scale"),
           "HalfNormal": ("scale",), "Gamma": ("concentration", "rate"), "Beta": ("concentration1", "concentration0")}
@@ -80,13 +78,12 @@ class CalibrateTaskConfig:
     max_tree_depth: int = 6
     particles: int = 1
     lr_half_life: int = 100
-    map_evaluations: int = 60  # vi: L-BFGS evaluations of the MAP fit that starts the guide (0: none)
-    map_starts: int = 4  # vi: L-BFGS starts of that fit (the config's values, then draws of the prior)
+    map_evaluations: int = 60  # vi, laplace: L-BFGS evaluations of the MAP fit that starts the approximation (0: none)
+    map_starts: int = 4  # vi, laplace: L-BFGS starts of that fit (the config's values, then draws of the prior)
     renyi_alpha: Optional[float] = None  # vi: None: the ELBO; a number != 1: Pyro's RenyiELBO of that order
-    guide: str = "constrained_laplace"  # vi: constrained_laplace (no SVI) | normal (SVI)
-    laplace_proposals: int = 20000  # vi, constrained_laplace: importance draws on it (no simulations)
-    laplace_refinements: int = 0  # vi, constrained_laplace: re-expansions at its own mode (2 dim simulations each)
-    importance_samples: int = 0  # vi, constrained_laplace: simulations of a PSIS correction (0: none)
+    laplace_proposals: int = 20000  # laplace: importance draws on the approximation (no simulations)
+    laplace_refinements: int = 0  # laplace: re-expansions at its own mode (2 dim simulations each)
+    importance_samples: int = 0  # laplace: simulations of a PSIS correction (0: none)
     simulations: int = 1000
     predictive_draws: int = 50
     report: bool = True  # report.html (lpm_graph.report)
@@ -99,22 +96,20 @@ class CalibrateTaskConfig:
             if getattr(self, key) < 1:
                 raise ConfigError(f"task.{key} must be a positive integer, got {getattr(self, key)}")
         if self.map_evaluations < 0:
-            raise ConfigError(f"task.map_evaluations must be >= 0 simulations (vi; 0: start the guide at the config's "
+            raise ConfigError(f"task.map_evaluations must be >= 0 simulations (vi, laplace; 0: start at the config's "
                               f"values), got {self.map_evaluations}")
-        if self.guide not in VI_GUIDES:
-            raise ConfigError(f"task.guide must be one of {list(VI_GUIDES)} (vi), got {self.guide!r}")
         if self.laplace_refinements < 0:
-            raise ConfigError(f"task.laplace_refinements must be >= 0 (vi, guide=constrained_laplace), got "
+            raise ConfigError(f"task.laplace_refinements must be >= 0 (laplace), got "
                               f"{self.laplace_refinements}")
         if self.importance_samples < 0:
-            raise ConfigError(f"task.importance_samples must be >= 0 simulations (vi, guide=constrained_laplace; 0: "
-                              f"no correction), got {self.importance_samples}")
-        if self.method == "vi" and self.guide == "constrained_laplace" and self.renyi_alpha is not None:
-            raise ConfigError(f"task.renyi_alpha={self.renyi_alpha} is an SVI objective, and task.guide="
-                              "constrained_laplace runs no SVI: set task.guide=normal, or task.renyi_alpha=null")
-        if self.method == "vi" and self.guide == "normal" and self.importance_samples:
-            raise ConfigError(f"task.importance_samples={self.importance_samples} corrects task.guide="
-                              "constrained_laplace; with task.guide=normal set it to 0")
+            raise ConfigError(f"task.importance_samples must be >= 0 simulations (laplace; 0: no "
+                              f"correction), got {self.importance_samples}")
+        if self.method == "laplace" and self.renyi_alpha is not None:
+            raise ConfigError(f"task.renyi_alpha={self.renyi_alpha} is an SVI objective, and task.method=laplace runs "
+                              "no SVI: set task.method=vi, or task.renyi_alpha=null")
+        if self.method != "laplace" and self.importance_samples:
+            raise ConfigError(f"task.importance_samples={self.importance_samples} corrects task.method=laplace; with "
+                              f"task.method={self.method} set it to 0")
         if self.renyi_alpha is not None and (self.renyi_alpha == 1 or self.particles < 2):
             raise ConfigError(f"task.renyi_alpha={self.renyi_alpha}: Renyi's divergence needs an order other than 1 "
                               f"(1 is the ELBO: task.renyi_alpha=null) and task.particles >= 2, got "

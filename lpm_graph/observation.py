@@ -27,7 +27,7 @@ summed over series; ``poisson`` — the Poisson deviance per entry,
 negative log-likelihood with dispersion :math:`k` (variance
 :math:`\mu + \mu^2/k`), up to terms that do not depend on :math:`\hat y`.
 
-**Likelihood** (:func:`log_likelihood`, for ``task.method=vi|nuts|sbi`` and
+**Likelihood** (:func:`log_likelihood`, for ``task.method=vi|laplace|nuts|sbi`` and
 priors): the sum over series and observed entries of the Poisson or negative
 binomial log mass of :math:`y` with mean :math:`\hat y`, every term kept
 (``lgamma`` makes it defined for the non-integer counts of a noise-free

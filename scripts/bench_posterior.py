@@ -1,10 +1,11 @@
-"""Coverage of the posterior methods of task=calibrate (task.method=vi | nuts | sbi, and the exact grid posterior).
+"""Coverage of the posterior methods of task=calibrate (task.method=vi | laplace | nuts | sbi, and the exact grid
+posterior).
 
     python scripts/bench_posterior.py [--datasets 20] [--people 200] [--steps 5] [--methods vi,nuts]
-    python scripts/bench_posterior.py --problem seir5 --people 500 --steps 20 --methods vi,sbi \
-        --vi-map-evaluations 40 --sbi-simulations 1020
-    python scripts/bench_posterior.py --problem seir5 --people 500 --steps 20 --methods vi --vi-guide normal \
-        --vi-iterations 12 --vi-lr 0.12 --vi-particles 4 --vi-renyi-alpha 0 --vi-map-evaluations 40
+    python scripts/bench_posterior.py --problem seir5 --people 500 --steps 20 --methods laplace,sbi \
+        --map-evaluations 40 --sbi-simulations 1020
+    python scripts/bench_posterior.py --problem seir5 --people 500 --steps 20 --methods vi \
+        --vi-iterations 12 --vi-lr 0.12 --vi-particles 4 --vi-renyi-alpha 0 --map-evaluations 40
 
 ``--problem seir5``: the default 5-parameter problem (model=seir's four contact intensities and reporting
 fraction, Uniform over their bounds, 9 age series of reported cases), truths drawn from the prior.
@@ -81,7 +82,8 @@ def grid_posterior(means_grid, grid, y):
 
 METHOD_ARGS = {
     "vi": lambda a: ["task.method=vi", f"task.iterations={a.vi_iterations}", f"task.optimizer.lr={a.vi_lr}",
-                     "task.draws=2000", f"task.guide={a.vi_guide}"],
+                     "task.draws=2000"],
+    "laplace": lambda a: ["task.method=laplace", "task.draws=2000"],
     "nuts": lambda a: ["task.method=nuts", f"task.warmup={a.nuts_warmup}", f"task.draws={a.nuts_draws}",
                        "task.chains=2"],
     "sbi": lambda a: ["task.method=sbi", f"task.simulations={a.sbi_simulations}", "task.draws=2000"],
@@ -91,10 +93,11 @@ METHOD_ARGS = {
 SEIR5_METHOD_ARGS = {
     "vi": lambda a: ["task.method=vi", f"task.iterations={a.vi_iterations}", f"task.optimizer.lr={a.vi_lr}",
                      "task.draws=2000", f"task.particles={a.vi_particles}",
-                     f"task.map_evaluations={a.vi_map_evaluations}", f"task.map_starts={a.vi_map_starts}",
-                     f"task.guide={a.vi_guide}", f"task.importance_samples={a.vi_importance_samples}",
-                     f"task.laplace_refinements={a.vi_laplace_refinements}",
+                     f"task.map_evaluations={a.map_evaluations}", f"task.map_starts={a.map_starts}",
                      *([f"task.renyi_alpha={a.vi_renyi_alpha}"] if a.vi_renyi_alpha is not None else [])],
+    "laplace": lambda a: ["task.method=laplace", "task.draws=2000", f"task.map_evaluations={a.map_evaluations}",
+                          f"task.map_starts={a.map_starts}", f"task.importance_samples={a.importance_samples}",
+                          f"task.laplace_refinements={a.laplace_refinements}"],
     "nuts": lambda a: ["task.method=nuts", f"task.warmup={a.nuts_warmup}", f"task.draws={a.nuts_draws}",
                        "task.chains=2"],
     "sbi": lambda a: ["task.method=sbi", f"task.simulations={a.sbi_simulations}", "task.draws=2000"],
@@ -207,15 +210,13 @@ def main():
     ap.add_argument("--vi-iterations", type=int, default=250)
     ap.add_argument("--vi-lr", type=float, default=0.05)
     ap.add_argument("--vi-particles", type=int, default=1)
-    ap.add_argument("--vi-map-evaluations", type=int, default=60, help="seir5: L-BFGS simulations of vi's MAP start")
+    ap.add_argument("--map-evaluations", type=int, default=60, help="seir5: L-BFGS simulations of the MAP fit "
+                    "(vi's start, laplace's point)")
     ap.add_argument("--vi-renyi-alpha", type=float, default=None, help="seir5: vi's RenyiELBO order (default: ELBO)")
-    ap.add_argument("--vi-map-starts", type=int, default=4, help="seir5: its starts")
-    ap.add_argument("--vi-guide", default="constrained_laplace", help="vi's task.guide: constrained_laplace | normal "
-                    "(SVI: the --vi-iterations, --vi-lr, --vi-particles, --vi-renyi-alpha options)")
-    ap.add_argument("--vi-importance-samples", type=int, default=0,
-                    help="seir5, constrained_laplace: simulations of the PSIS correction")
-    ap.add_argument("--vi-laplace-refinements", type=int, default=0,
-                    help="seir5, constrained_laplace: re-expansions at its mode")
+    ap.add_argument("--map-starts", type=int, default=4, help="seir5: its starts")
+    ap.add_argument("--importance-samples", type=int, default=0, help="seir5, laplace: simulations of the PSIS "
+                    "correction")
+    ap.add_argument("--laplace-refinements", type=int, default=0, help="seir5, laplace: re-expansions at its mode")
     ap.add_argument("--nuts-warmup", type=int, default=60)
     ap.add_argument("--nuts-draws", type=int, default=300)
     ap.add_argument("--sbi-simulations", type=int, default=1000)

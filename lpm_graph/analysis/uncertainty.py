@@ -79,7 +79,7 @@ def load_posterior(path, params: Mapping[str, Tensor], ignore: Sequence[str] = (
     path = Path(path)
     if not path.is_file():
         raise DataFileError(f"task.posterior: {str(path)!r} is not a file; give the posterior.parquet of a "
-                            "task=calibrate run with a posterior method (task.method=vi | nuts | sbi)")
+                            "task=calibrate run with a posterior method (task.method=vi | laplace | nuts | sbi)")
     try:
         frame = pd.read_parquet(path)
     except Exception as e:  # pyarrow raises several types for a file that is not Parquet

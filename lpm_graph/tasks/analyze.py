@@ -24,7 +24,7 @@ The scenarios and the policy of a model are configured in
 ``conf/task_model/analyze_<model>.yaml``.
 
 With ``task.posterior`` (the ``posterior.parquet`` of a ``task=calibrate`` run
-with ``task.method=vi | nuts | sbi``), every analysis runs over
+with ``task.method=vi | laplace | nuts | sbi``), every analysis runs over
 ``task.posterior_draws`` of its draws (:mod:`lpm_graph.analysis.uncertainty`):
 each draw with the run's seed and replicates in every scenario (common random
 numbers), intervals over parameter uncertainty and stochastic noise; the

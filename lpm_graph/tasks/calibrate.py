@@ -24,7 +24,9 @@ made with another config (naming the changed keys) or other data, and a
 is the optimiser above, unchanged; with ``task.priors`` declared it adds
 -log p(θ)/n to the loss (the posterior mode).  ``vi`` (Pyro
 SVI, a multivariate normal guide in the unconstrained space, checkpointed
-and resumed bit for bit), ``nuts`` (Pyro NUTS, not resumable) and ``sbi``
+and resumed bit for bit), ``laplace`` (the MAP and the log-likelihood's
+second-order expansion in the bounded parameters with the exact prior,
+sampled by importance sampling), ``nuts`` (Pyro NUTS, not resumable) and ``sbi``
 (the ``sbi`` package's NPE, extra ``sbi``) sample the posterior of
 ``model.learnable`` under a Poisson or negative binomial likelihood
 (``task.loss``) around the simulator's mean.

@@ -1,4 +1,4 @@
-r"""Posterior inference for ``task=calibrate``: ``task.method = map | vi | nuts | sbi``.
+r"""Posterior inference for ``task=calibrate``: ``task.method = map | vi | laplace | nuts | sbi``.
 
 **The posterior.**  The learnable parameters :math:`\theta` (``model.learnable``, every element) have a
 prior (``task.priors``) and the observations a likelihood: the simulator's prediction :math:`\hat y(\theta)`
@@ -28,7 +28,7 @@ ParameterSet's own unconstrained storage (:math:`\theta = lo + (hi - lo)\,\sigma
   minimum is then the posterior mode in :math:`\theta` when every series has as many entries.  Its posterior
   files are **degenerate**: one draw, the fitted point, sd 0 (no Laplace approximation: the curvature of a
   normalised MSE is no posterior's).
-* ``vi`` with ``task.guide=constrained_laplace`` (the default): the MAP in :math:`z` (:func:`map_point`,
+* ``laplace``: the MAP in :math:`z` (:func:`map_point`,
   ``task.map_evaluations`` simulations from ``task.map_starts`` starts), then :class:`ConstrainedLaplace`: the
   log-likelihood replaced by its second-order expansion **in** :math:`\theta` there (``2 dim`` simulations of the
   gradient), the prior kept exact and restricted to the bounds; ``task.draws`` draws of it by importance sampling
@@ -36,8 +36,9 @@ ParameterSet's own unconstrained storage (:math:`\theta = lo + (hi - lo)\,\sigma
   the data leave spread over a bounded parameter's range (the prior's, logistic in :math:`z`): its 90% intervals
   miss the range's ends.  ``task.importance_samples`` adds a Pareto-smoothed importance correction
   (:func:`pareto_smoothed`, its :math:`\hat k` reported), each of its draws one simulation.  No SVI:
-  ``task.iterations``, ``task.optimizer``, ``task.particles`` are not used and ``task.resume`` is refused.
-* ``vi`` with ``task.guide=normal``: Pyro's ``AutoMultivariateNormal`` guide (a full-covariance normal in
+  ``task.iterations``, ``task.optimizer``, ``task.particles`` are not used and ``task.resume`` is refused.  Not
+  variational: the calibrated method of few simulations where ``vi``'s normal is too thin-tailed.
+* ``vi``: Pyro's ``AutoMultivariateNormal`` guide (a full-covariance normal in
   :math:`z`), started at the MAP in :math:`z` with the Laplace covariance there (:func:`laplace_start`: L-BFGS
   from the config's values and ``task.map_starts - 1`` prior draws, ``task.map_evaluations`` simulations in all, then ``2 dim`` for the Hessian;
   ``task.map_evaluations=0``: at the config's values, scale 0.1), then fitted by ``task.iterations`` steps of
@@ -316,8 +317,6 @@ def _pyro_model(sim: _Simulator, prior_dist):
 
 # -- vi --------------------------------------------------------------------------------------------------------
 def _vi(sim, prior, task, run, cfg_key, out: Path, digest: str, bar):
-    if task.guide == "constrained_laplace":
-        return _vi_constrained_laplace(sim, prior, task, run)
     import pyro
     from hydra.utils import instantiate
     from pyro.infer import Trace_ELBO
@@ -402,8 +401,8 @@ def _vi(sim, prior, task, run, cfg_key, out: Path, digest: str, bar):
         (history, trace)
 
 
-def _vi_constrained_laplace(sim, prior, task, run):
-    """``task.guide=constrained_laplace``: the MAP in :math:`z` (``task.map_evaluations`` simulations from
+def _laplace(sim, prior, task, run):
+    """``task.method=laplace``: the MAP in :math:`z` (``task.map_evaluations`` simulations from
     ``task.map_starts`` starts; 0: the config's values), :class:`ConstrainedLaplace` there (``2 dim``; then
     ``task.laplace_refinements`` times again at the approximation's mode in :math:`z`, ``2 dim`` each), its draws by
     importance sampling (``task.laplace_proposals``, no simulation), and with ``task.importance_samples`` a
@@ -411,12 +410,11 @@ def _vi_constrained_laplace(sim, prior, task, run):
     simulated likelihood over its quadratic, smoothed (:func:`pareto_smoothed`) and resampled into ``task.draws``.
     Its loss history is the MAP fit's, one row per simulation."""
     if task.resume:
-        raise ConfigError("task.method=vi with task.guide=constrained_laplace does not resume: its MAP fit and Hessian "
-                          "are not iterations and are not checkpointed; rerun without task.resume (or resume a "
-                          "task.guide=normal run)")
+        raise ConfigError("task.method=laplace does not resume: its MAP fit and Hessian are not iterations and are "
+                          "not checkpointed; rerun without task.resume (or resume a task.method=vi run)")
     seed = run.seed + 1
     record: list = []
-    info: dict = {"iterations": 0, "guide": "constrained_laplace"}
+    info: dict = {"iterations": 0, "approximation": "constrained_laplace"}
     z_map = prior.start()
     if task.map_evaluations:
         z_map, best, calls = map_point(sim, prior, z_map, seed, task.map_evaluations, task.map_starts, record)
@@ -480,8 +478,8 @@ def map_point(sim, prior, z0: Tensor, seed: int, evaluations: int, starts: int =
 
         lbfgs.step(closure)
     if not math.isfinite(best["loss"]):
-        raise ConfigError("task.method=vi: the MAP fit that starts the guide found no finite log posterior from the "
-                          "start point (model.params); move the start, or set task.map_evaluations=0")
+        raise ConfigError("task.method=vi|laplace: the MAP fit that starts the approximation found no finite log "
+                          "posterior from the start point (model.params); move the start, or set task.map_evaluations=0")
     return best["z"], best["loss"], sim.calls - calls0
 
 
@@ -967,7 +965,7 @@ def map_outputs(out: Path, task, run, model, obs, columns: list[str], point: lis
 
 # -- the task --------------------------------------------------------------------------------------------------
 def infer(cfg, task, run, model, graph, obs, obs_model, digest: str, out: Path, t0: float) -> dict:
-    """``task.method=vi|nuts|sbi``: the posterior of ``model.learnable``; writes every output; returns metrics."""
+    """``task.method=vi|laplace|nuts|sbi``: the posterior of ``model.learnable``; writes every output; returns metrics."""
     from lpm_graph.observation import observation_loss
     from lpm_graph.tasks.checkpoint import resumable_config
     from lpm_graph.tasks.simulate import atomic_write, peak_rss_mb, rounded
@@ -987,7 +985,7 @@ def infer(cfg, task, run, model, graph, obs, obs_model, digest: str, out: Path, 
                           "use task.method=map for network weights")
     if not model.params.learnable:
         raise ConfigError(f"task.method={method} has nothing to infer: list parameters in model.learnable")
-    if method in ("vi", "nuts"):
+    if method in ("vi", "laplace", "nuts"):
         _require_pyro(method)
     prior = Prior(model.params, task.priors, required=True)
     sim = _Simulator(model, graph, run, obs, obs_model, prior, int(task.replicates), task.loss, task.dispersion)
@@ -1000,8 +998,9 @@ def infer(cfg, task, run, model, graph, obs, obs_model, digest: str, out: Path, 
 
     rhat = ess = None
     with torch.random.fork_rng(devices=[]):
-        if method == "vi":
-            draws, info, (history, trace) = _vi(sim, prior, task, run, resumable_config(cfg), out, digest, bar)
+        if method in ("vi", "laplace"):
+            draws, info, (history, trace) = (_vi(sim, prior, task, run, resumable_config(cfg), out, digest, bar)
+                                             if method == "vi" else _laplace(sim, prior, task, run))
             from lpm_graph.tasks.calibrate import _loss_csv, _plot_loss
 
             atomic_write(out / "loss.csv", lambda p: p.write_text(_loss_csv(history, trace, prior.columns)))

@@ -74,10 +74,10 @@ def problem(tmp_path_factory):
 def vi(problem):
     out = problem["root"] / "vi"
     metrics = calibrate(compose_config(overrides(problem["path"], [
-        "task.method=vi", "task.guide=normal", "task.iterations=250", "task.optimizer.lr=0.05", "task.draws=2000",
+        "task.method=vi", "task.iterations=250", "task.optimizer.lr=0.05", "task.draws=2000",
         "task.plot=true", "task.predictive_draws=8", "task.map_evaluations=0"])), out)
     # SVI alone, from the start (the MAP start: test_vi_starts_from_the_map_and_its_laplace_covariance_and_counts_their_
-    # simulations; the default guide: test_vi_constrained_laplace_agrees_with_the_exact_posterior)
+    # simulations; task.method=laplace: test_laplace_agrees_with_the_exact_posterior)
     return out, metrics
 
 
@@ -159,7 +159,7 @@ def test_every_method_writes_the_same_outputs(problem, vi, nuts, tmp_path):
 
 
 def test_vi_resume_is_bit_identical(problem, tmp_path):
-    over = ["task.method=vi", "task.guide=normal", "task.optimizer.lr=0.05", "task.draws=50", "task.checkpoint_every=3"]
+    over = ["task.method=vi", "task.optimizer.lr=0.05", "task.draws=50", "task.checkpoint_every=3"]
     calibrate(compose_config(overrides(problem["path"], [*over, "task.iterations=6"])), tmp_path / "full")
     calibrate(compose_config(overrides(problem["path"], [*over, "task.iterations=3"])), tmp_path / "first")
     ckpt = tmp_path / "first" / "checkpoint.pt"
@@ -194,9 +194,9 @@ def test_unknown_methods_priors_and_losses_are_refused_with_the_valid_names(prob
     def check(extra):
         validate_run_config(compose_config(overrides(problem["path"], extra)))
 
-    with pytest.raises(ConfigError, match=r"task.method must be one of \['map', 'vi', 'nuts', 'sbi'\], got 'mcmc'"):
+    with pytest.raises(ConfigError, match=r"task.method must be one of \['map', 'vi', 'laplace', 'nuts', 'sbi'\], got 'mcmc'"):
         check(["task.method=mcmc"])
-    assert METHODS == ("map", "vi", "nuts", "sbi")
+    assert METHODS == ("map", "vi", "laplace", "nuts", "sbi")
     valid = "; ".join(f"{d}({', '.join(a)})" for d, a in PRIORS.items())
     with pytest.raises(ConfigError, match=rf"task.priors.{NAME}.dist: unknown prior 'Cauchy'; valid priors: "
                                           + valid.replace("(", r"\(").replace(")", r"\)")):
@@ -273,7 +273,7 @@ def test_vi_starts_from_the_map_and_its_laplace_covariance_and_counts_their_simu
 
     monkeypatch.setattr(Model, "forward", counted)
     # one SVI step at a negligible learning rate: the posterior is the guide's start
-    over = ["task.method=vi", "task.guide=normal", "task.iterations=1", "task.optimizer.lr=1e-12", "task.draws=2000",
+    over = ["task.method=vi", "task.iterations=1", "task.optimizer.lr=1e-12", "task.draws=2000",
             "task.particles=2"]
     metrics = calibrate(compose_config(overrides(problem["path"], over)), tmp_path / "laplace")
     x = draws_of(tmp_path / "laplace")
@@ -301,7 +301,7 @@ def test_vi_starts_from_the_map_and_its_laplace_covariance_and_counts_their_simu
 def test_vi_with_renyis_divergence_agrees_with_the_exact_posterior_and_is_refused_where_undefined(problem, tmp_path):
     from lpm_graph.config import validate_run_config
 
-    over = ["task.method=vi", "task.guide=normal", "task.iterations=20", "task.optimizer.lr=0.005", "task.draws=2000",
+    over = ["task.method=vi", "task.iterations=20", "task.optimizer.lr=0.005", "task.draws=2000",
             "task.particles=4", "task.renyi_alpha=0"]
     metrics = calibrate(compose_config(overrides(problem["path"], over)), tmp_path / "renyi")
     x = draws_of(tmp_path / "renyi")
@@ -316,11 +316,11 @@ def test_vi_with_renyis_divergence_agrees_with_the_exact_posterior_and_is_refuse
     for bad, what in ((["task.renyi_alpha=1"], "order other than 1"),
                       (["task.renyi_alpha=0", "task.particles=1"], "task.particles >= 2")):
         with pytest.raises(ConfigError, match=what):
-            validate_run_config(compose_config(overrides(problem["path"], ["task.method=vi", "task.guide=normal",
+            validate_run_config(compose_config(overrides(problem["path"], ["task.method=vi",
                                                                            *bad])))
 
 
-# -- task.guide=constrained_laplace (the default vi) ------------------------------------------------------------
+# -- task.method=laplace ------------------------------------------------------------------------------------------
 def _box_prior():
     """Two learnable elements, Uniform over [0, 2] and [0, 1] (their bounds), float64."""
     from lpm_graph.core.params import ParameterSet
@@ -424,18 +424,18 @@ def test_pareto_smoothing_keeps_a_good_proposal_and_flags_a_bad_one():
     assert pareto_smoothed(-0.5 * y ** 2 + 0.5 * (y / 0.4) ** 2)[1] > 0.7
 
 
-def test_vi_constrained_laplace_agrees_with_the_exact_posterior(problem, tmp_path):
-    """The default vi (the MAP, the log-likelihood's expansion in theta there, the exact prior): against the grid
+def test_laplace_agrees_with_the_exact_posterior(problem, tmp_path):
+    """task.method=laplace (the MAP, the log-likelihood's expansion in theta there, the exact prior): against the grid
     posterior with the allowance of the vi test (0.1 sd on the mean, 10% on the sd) plus 4 Monte Carlo standard
     errors at the sampler's effective sample size; every simulation counted; then with a Pareto-smoothed
     importance correction of 100 simulations: the approximation is close (the checks above), so the weights are
     near equal (an effective sample size over half of them, a finite k-hat), and the corrected draws agree within
     the errors at that effective sample size."""
     out = tmp_path / "cl"
-    metrics = calibrate(compose_config(overrides(problem["path"], ["task.method=vi", "task.draws=2000",
+    metrics = calibrate(compose_config(overrides(problem["path"], ["task.method=laplace", "task.draws=2000",
                                                                    "task.plot=true", "task.predictive_draws=8"])), out)
     x, n, diag = draws_of(out), 2000, metrics["diagnostics"]
-    assert len(x) == n and diag["guide"] == "constrained_laplace" and metrics["iterations"] == 0
+    assert len(x) == n and diag["approximation"] == "constrained_laplace" and metrics["iterations"] == 0
     err = math.sqrt(1 / diag["surrogate_ess"] + 1 / n)
     assert abs(float(x.mean()) - problem["mean"]) < problem["sd"] * (0.1 + 4 * err)
     assert abs(float(x.std()) / problem["sd"] - 1) < 0.1 + 4 * err
@@ -447,7 +447,7 @@ def test_vi_constrained_laplace_agrees_with_the_exact_posterior(problem, tmp_pat
     for name in ("posterior.parquet", "posterior_summary.csv", "posterior_pairs.png", "posterior_predictive.png"):
         assert (out / name).stat().st_size > 0, name
     assert tuple(pd.read_csv(out / "posterior_summary.csv").columns) == SUMMARY_COLUMNS
-    corrected = calibrate(compose_config(overrides(problem["path"], ["task.method=vi", "task.draws=2000",
+    corrected = calibrate(compose_config(overrides(problem["path"], ["task.method=laplace", "task.draws=2000",
                                                                      "task.importance_samples=100"])), tmp_path / "is")
     y, diag = draws_of(tmp_path / "is"), corrected["diagnostics"]
     assert corrected["simulations"] == diag["map_simulations"] + 2 + 100 + 1
@@ -456,7 +456,7 @@ def test_vi_constrained_laplace_agrees_with_the_exact_posterior(problem, tmp_pat
     assert abs(float(y.mean()) - problem["mean"]) < problem["sd"] * (0.1 + 4 * err)
     assert len(y.unique()) <= 100  # the resampled simulated draws
     # one re-expansion at the approximation's mode: 2 x 1 more simulations, the same posterior within its errors
-    refined = calibrate(compose_config(overrides(problem["path"], ["task.method=vi", "task.draws=2000",
+    refined = calibrate(compose_config(overrides(problem["path"], ["task.method=laplace", "task.draws=2000",
                                                                    "task.laplace_refinements=1"])), tmp_path / "re")
     r, diag = draws_of(tmp_path / "re"), refined["diagnostics"]
     assert refined["simulations"] == diag["map_simulations"] + 2 * 2 + 1 and diag["laplace_simulations"] == 4
@@ -465,20 +465,18 @@ def test_vi_constrained_laplace_agrees_with_the_exact_posterior(problem, tmp_pat
     assert abs(float(r.std()) / problem["sd"] - 1) < 0.1 + 4 * err
 
 
-def test_vi_constrained_laplace_refuses_what_it_does_not_do(problem, tmp_path):
+def test_laplace_refuses_what_it_does_not_do(problem, tmp_path):
     from lpm_graph.config import validate_run_config
 
     def check(extra):
-        validate_run_config(compose_config(overrides(problem["path"], ["task.method=vi", *extra])))
+        validate_run_config(compose_config(overrides(problem["path"], extra)))
 
-    with pytest.raises(ConfigError, match=r"task.guide must be one of \['constrained_laplace', 'normal'\]"):
-        check(["task.guide=flow"])
-    with pytest.raises(ConfigError, match="task.guide=constrained_laplace runs no SVI"):
-        check(["task.renyi_alpha=0", "task.particles=2"])
+    with pytest.raises(ConfigError, match="task.method=laplace runs no SVI"):
+        check(["task.method=laplace", "task.renyi_alpha=0", "task.particles=2"])
     with pytest.raises(ConfigError, match="task.laplace_refinements must be >= 0"):
-        check(["task.laplace_refinements=-1"])
-    with pytest.raises(ConfigError, match="with task.guide=normal set it to 0"):
-        check(["task.guide=normal", "task.importance_samples=10"])
-    with pytest.raises(ConfigError, match="guide=constrained_laplace does not resume"):
-        calibrate(compose_config(overrides(problem["path"], ["task.method=vi", f"task.resume={tmp_path}/c.pt"])),
+        check(["task.method=laplace", "task.laplace_refinements=-1"])
+    with pytest.raises(ConfigError, match="corrects task.method=laplace; with task.method=vi set it to 0"):
+        check(["task.method=vi", "task.importance_samples=10"])
+    with pytest.raises(ConfigError, match="task.method=laplace does not resume"):
+        calibrate(compose_config(overrides(problem["path"], ["task.method=laplace", f"task.resume={tmp_path}/c.pt"])),
                   tmp_path)
