@@ -179,23 +179,56 @@ class VenuePrevalence(Process):
         return f"name={self.name!r}, venue_types={self.venue_types}, source={self.source!r}"
 
 
-def _relations(where: str, relations) -> list[str]:
-    if isinstance(relations, str) or not isinstance(relations, Sequence) or not relations:
-        raise ConfigError(f"{where}.relations must be a non-empty list of contact relations, e.g. [contact], "
-                          f"got {relations!r}")
-    out = [str(r) for r in relations]
-    if len(set(out)) != len(out):
-        raise ConfigError(f"{where}.relations lists a relation twice: {out}")
-    return out
+class _RelationObserver(Process):
+    """Base of the observers of one field per contact relation, ``<prefix>_<relation>``, of the edge types
+    ``(node_type, relation, node_type)``, ``node_type`` the source's: the checks, the fields and the edges they
+    read.  Subclasses set ``unit``, word :meth:`field_doc` and compute the fields in ``forward``."""
+
+    role = "interaction"
+    unit = ""
+
+    def __init__(self, relations: Sequence[str], source: str, prefix: str, name: str | None):
+        super().__init__(name)
+        where = type(self).__name__
+        if not isinstance(source, str) or source.count(".") != 1:
+            raise ConfigError(f"{where}.source must be '<node type>.<name>', got {source!r}")
+        self.node_type = source.split(".", 1)[0]
+        if isinstance(relations, str) or not isinstance(relations, Sequence) or not relations:
+            raise ConfigError(f"{where}.relations must be a non-empty list of contact relations, e.g. [contact], "
+                              f"got {relations!r}")
+        self.relations = [str(r) for r in relations]
+        if len(set(self.relations)) != len(self.relations):
+            raise ConfigError(f"{where}.relations lists a relation twice: {self.relations}")
+        if not isinstance(prefix, str) or prefix.count(".") != 1 or prefix.split(".", 1)[0] != self.node_type:
+            raise ConfigError(f"{where}.prefix must be '{self.node_type}.<name>', got {prefix!r}")
+        self.source, self.prefix = source, prefix
+
+    @property
+    def edge_types(self) -> list[tuple[str, str, str]]:
+        return [(self.node_type, r, self.node_type) for r in self.relations]
+
+    def field(self, relation: str) -> str:
+        return f"{self.prefix}_{relation}"
+
+    def field_doc(self, relation: str) -> str:
+        """The documentation of the field of ``relation`` (``field_specs``)."""
+        return f"{type(self).__name__} of {self.source} over one's {relation} contacts"
+
+    def field_specs(self):
+        scope, name = self.prefix.split(".", 1)
+        return [FieldSpec(scope, f"{name}_{r}", unit=self.unit, doc=self.field_doc(r)) for r in self.relations]
+
+    def reads(self):
+        return [self.source]
+
+    def requirements(self) -> Requirements:
+        return Requirements(edge_types=set(self.edge_types))
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}, relations={self.relations}, source={self.source!r}"
 
 
-def _prefix(where: str, prefix: str, node_type: str) -> str:
-    if not isinstance(prefix, str) or prefix.count(".") != 1 or prefix.split(".", 1)[0] != node_type:
-        raise ConfigError(f"{where}.prefix must be '{node_type}.<name>', got {prefix!r}")
-    return prefix
-
-
-class ContactPrevalence(Process):
+class ContactPrevalence(_RelationObserver):
     """The share of infectious among each person's contacts, per contact relation (module docstring).
 
     Args:
@@ -210,36 +243,16 @@ class ContactPrevalence(Process):
         - **output:** one field :math:`(N, R)` per relation
     """
 
-    role = "interaction"
     default_name = "prevalence"
+    unit = "share"
 
     def __init__(self, relations: Sequence[str] = ("contact",), source: str = "person.I",
                  prefix: str = "person.prevalence", name: str | None = None):
-        super().__init__(name)
-        if not isinstance(source, str) or source.count(".") != 1:
-            raise ConfigError(f"ContactPrevalence.source must be '<node type>.<name>', got {source!r}")
-        self.node_type = source.split(".", 1)[0]
-        self.relations = _relations("ContactPrevalence", relations)
-        self.source, self.prefix = source, _prefix("ContactPrevalence", prefix, self.node_type)
+        super().__init__(relations, source, prefix, name)
         self.mean = WeightedSum(normalize=True)
 
-    @property
-    def edge_types(self) -> list[tuple[str, str, str]]:
-        return [(self.node_type, r, self.node_type) for r in self.relations]
-
-    def field(self, relation: str) -> str:
-        return f"{self.prefix}_{relation}"
-
-    def field_specs(self):
-        scope, name = self.prefix.split(".", 1)
-        return [FieldSpec(scope, f"{name}_{r}", unit="share", doc=f"share of {self.source} among one's {r} contacts")
-                for r in self.relations]
-
-    def reads(self):
-        return [self.source]
-
-    def requirements(self) -> Requirements:
-        return Requirements(edge_types=set(self.edge_types))
+    def field_doc(self, relation: str) -> str:
+        return f"share of {self.source} among one's {relation} contacts"
 
     def workspace(self):
         return {self.node_type: float(len(self.relations))}
@@ -248,11 +261,8 @@ class ContactPrevalence(Process):
         x = state[self.source]
         return Output(fields={self.field(et[1]): self.mean(x, ctx.graph.layout(et, ctx.t)) for et in self.edge_types})
 
-    def extra_repr(self) -> str:
-        return f"name={self.name!r}, relations={self.relations}, source={self.source!r}"
 
-
-class NeighbourDisagreement(Process):
+class NeighbourDisagreement(_RelationObserver):
     """The weighted mean squared difference between one's neighbours' opinions and one's own (module docstring).
 
     Args:
@@ -267,37 +277,16 @@ class NeighbourDisagreement(Process):
         - **output:** one field :math:`(N, R)` per relation
     """
 
-    role = "interaction"
     default_name = "disagreement"
+    unit = "opinion^2"
 
     def __init__(self, relations: Sequence[str] = ("contact",), source: str = "person.opinion",
                  prefix: str = "person.disagreement", name: str | None = None):
-        super().__init__(name)
-        if not isinstance(source, str) or source.count(".") != 1:
-            raise ConfigError(f"NeighbourDisagreement.source must be '<node type>.<name>', got {source!r}")
-        self.node_type = source.split(".", 1)[0]
-        self.relations = _relations("NeighbourDisagreement", relations)
-        self.source, self.prefix = source, _prefix("NeighbourDisagreement", prefix, self.node_type)
+        super().__init__(relations, source, prefix, name)
         self.sums = WeightedSum()
 
-    @property
-    def edge_types(self) -> list[tuple[str, str, str]]:
-        return [(self.node_type, r, self.node_type) for r in self.relations]
-
-    def field(self, relation: str) -> str:
-        return f"{self.prefix}_{relation}"
-
-    def field_specs(self):
-        scope, name = self.prefix.split(".", 1)
-        return [FieldSpec(scope, f"{name}_{r}", unit="opinion^2",
-                          doc=f"mean squared difference of one's {r} neighbours' {self.source} from one's own")
-                for r in self.relations]
-
-    def reads(self):
-        return [self.source]
-
-    def requirements(self) -> Requirements:
-        return Requirements(edge_types=set(self.edge_types))
+    def field_doc(self, relation: str) -> str:
+        return f"mean squared difference of one's {relation} neighbours' {self.source} from one's own"
 
     def workspace(self):
         return {self.node_type: 3.0 + len(self.relations)}
@@ -313,9 +302,6 @@ class NeighbourDisagreement(Process):
             inverse = torch.where(s0 > 0, 1.0 / s0.clamp_min(torch.finfo(x.dtype).tiny), torch.zeros_like(s0))
             out[self.field(et[1])] = ((s2 - 2.0 * x * s1 + x * x * s0) * inverse).clamp_min(0.0)
         return Output(fields=out)
-
-    def extra_repr(self) -> str:
-        return f"name={self.name!r}, relations={self.relations}, source={self.source!r}"
 
 
 class Announcement(Window):
