@@ -45,3 +45,25 @@ def timed_chain(time, period=None, n: int = 4) -> HeteroData:
     if period is not None:
         d[CONTACT].time_period = period
     return d
+
+
+def assert_grad_matches_central_differences(outcome, weight: torch.Tensor, indices, eps: float = 1e-5,
+                                            moving: int = 3) -> None:
+    """The autograd gradient of the scalar ``outcome()`` in the entries ``indices`` of the parameter ``weight``
+    (changed in place and restored) against central differences, rel 1e-5 (float64); at least ``moving`` of the
+    entries must move the outcome (a gradient of zeros matched by flat differences proves nothing)."""
+    import pytest
+
+    (grad,) = torch.autograd.grad(outcome(), [weight])
+    checked = 0
+    for idx in indices:
+        with torch.no_grad():
+            weight[idx] += eps
+            up = float(outcome())
+            weight[idx] -= 2 * eps
+            down = float(outcome())
+            weight[idx] += eps
+        fd = (up - down) / (2 * eps)
+        assert float(grad[idx]) == pytest.approx(fd, rel=1e-5, abs=1e-8), idx
+        checked += abs(fd) > 1e-6
+    assert checked >= moving  # the weights do move the outcome
