@@ -756,6 +756,7 @@ class _MetricsInMemory:
 
     def __init__(self):
         self.metrics: dict[str, list[float]] = {}
+        self.params: dict = {}
 
     def log_metric(self, name, value, step=None):
         self.metrics.setdefault(name, []).append(float(value))
@@ -765,13 +766,13 @@ class _MetricsInMemory:
             self.log_metric(name, value, step)
 
     def log_params(self, params):
-        pass
+        self.params = dict(params)
 
     def add_figure(self, name, figure, step=None):
-        pass
+        """Not kept: the run writes its own figures."""
 
     def flush(self):
-        pass
+        """Nothing buffered."""
 
 
 def _sbi(sim, prior, task, run):
