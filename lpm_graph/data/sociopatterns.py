@@ -106,14 +106,19 @@ def read_sociopatterns(path: str | os.PathLike) -> Source:
         raise DataFileError(f"SocioPatterns file {str(p)!r}: cannot parse ({message}); expected {fields} "
                             f"whitespace-separated fields on every line, as on line {first_line}") from None
     line_numbers = np.arange(1, len(frame) + 1)
-    # pandas pads short lines with NaN and gives blank lines all-NaN rows
+    # pandas pads short lines with NaN and gives blank lines all-NaN rows; so does a line of empty quoted
+    # fields ('"" "" ""'), which is not blank: blank is what the text says, where its lines are pandas' rows
     empty = frame.isna()
-    blank = empty.all(axis=1).to_numpy()
+    blank = empty.all(axis=1).to_numpy().copy()
+    lines = text.split("\n")[:-1] if text.endswith("\n") else text.split("\n")
+    if len(lines) == len(frame):
+        blank &= np.array([not line.strip() for line in lines], dtype=bool)
     short = empty.any(axis=1).to_numpy() & ~blank
     if short.any():
         k = int(np.flatnonzero(short)[0])
         raise DataFileError(f"SocioPatterns file {str(p)!r}, line {k + 1}: expected {fields} fields "
-                            f"({' '.join(n.upper() if n.startswith('c') else n for n in names)}), got fewer")
+                            f"({' '.join(n.upper() if n.startswith('c') else n for n in names)}), got fewer or "
+                            "empty ones")
     frame = frame[~blank]
     line_numbers = line_numbers[~blank]
     table = pa.Table.from_pandas(frame, preserve_index=False)

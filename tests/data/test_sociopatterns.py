@@ -124,6 +124,8 @@ def test_custom_window_and_period(tmp_path):
     ("20 1\n", r"line 1: cannot parse '20 1': expected 3 fields"),
     ("20 1 2\n40 1 2 3\n", r"Expected 3 fields in line 2, saw 4"),
     ("20 1 2 A A\n40 1 2 A\n", r"line 2: expected 5 fields"),
+    ('"" "" ""\n', r"line 1: expected 3 fields \(t i j\), got fewer or empty ones"),  # empty, not blank
+    ('20 1 2\n\n"" "" ""\n', r"line 3: expected 3 fields"),  # not dropped as a blank line
     ("20 1 2\n\n4x0 1 2\n", r"line 3, column 't': expected a number \(time in seconds\), got '4x0'"),
     ("20 1 2\n-40 1 2\n", r"line 2, column 't': time in seconds -40 is negative"),
     ("20.5 1 2\n", r"line 1, column 't': time in seconds 20.5 is not an integer"),
