@@ -37,6 +37,9 @@ METHODS = ("map", "vi", "laplace", "nuts", "sbi")
 #: prior distributions of ``task.priors`` and their arguments (torch.distributions names), elementwise
 PRIORS = {"Uniform": ("low", "high"), "Normal": ("loc", "scale"), "LogNormal": ("loc", "scale"),
           "HalfNormal": ("scale",), "Gamma": ("concentration", "rate"), "Beta": ("concentration1", "concentration0")}
+#: vi's guides: ``truncated_normal`` (lpm_graph.tasks.guides: a correlated normal in the bounded parameters, cut at
+#: their bounds) or ``normal`` (Pyro's AutoMultivariateNormal in the unconstrained space)
+GUIDES = ("truncated_normal", "normal")
 #: the losses that are a likelihood (a noise model) and so admit priors and a posterior
 LIKELIHOODS = ("poisson", "negbin")
 
@@ -80,6 +83,7 @@ class CalibrateTaskConfig:
     lr_half_life: int = 100
     map_evaluations: int = 60  # vi, laplace: L-BFGS evaluations of the MAP fit that starts the approximation (0: none)
     map_starts: int = 4  # vi, laplace: L-BFGS starts of that fit (the config's values, then draws of the prior)
+    guide: str = "truncated_normal"  # vi: truncated_normal (in theta, cut at the bounds) | normal (in z)
     renyi_alpha: Optional[float] = None  # vi: None: the ELBO; a number != 1: Pyro's RenyiELBO of that order
     laplace_proposals: int = 20000  # laplace: importance draws on the approximation (no simulations)
     laplace_refinements: int = 0  # laplace: re-expansions at its own mode (2 dim simulations each)
@@ -104,6 +108,12 @@ class CalibrateTaskConfig:
         if self.importance_samples < 0:
             raise ConfigError(f"task.importance_samples must be >= 0 simulations (laplace; 0: no "
                               f"correction), got {self.importance_samples}")
+        if self.guide not in GUIDES:
+            raise ConfigError(f"task.guide must be one of {list(GUIDES)} (task.method=vi's guide), got "
+                              f"{self.guide!r}")
+        if self.method != "vi" and self.guide != GUIDES[0]:
+            raise ConfigError(f"task.guide={self.guide} is task.method=vi's guide; with task.method={self.method} "
+                              f"leave it at its default ({GUIDES[0]})")
         if self.method == "laplace" and self.renyi_alpha is not None:
             raise ConfigError(f"task.renyi_alpha={self.renyi_alpha} is an SVI objective, and task.method=laplace runs "
                               "no SVI: set task.method=vi, or task.renyi_alpha=null")

@@ -94,6 +94,7 @@ SEIR5_METHOD_ARGS = {
     "vi": lambda a: ["task.method=vi", f"task.iterations={a.vi_iterations}", f"task.optimizer.lr={a.vi_lr}",
                      "task.draws=2000", f"task.particles={a.vi_particles}",
                      f"task.map_evaluations={a.map_evaluations}", f"task.map_starts={a.map_starts}",
+                     f"task.guide={a.vi_guide}",
                      *([f"task.renyi_alpha={a.vi_renyi_alpha}"] if a.vi_renyi_alpha is not None else [])],
     "laplace": lambda a: ["task.method=laplace", "task.draws=2000", f"task.map_evaluations={a.map_evaluations}",
                           f"task.map_starts={a.map_starts}", f"task.importance_samples={a.importance_samples}",
@@ -212,6 +213,8 @@ def main():
     ap.add_argument("--vi-particles", type=int, default=1)
     ap.add_argument("--map-evaluations", type=int, default=60, help="seir5: L-BFGS simulations of the MAP fit "
                     "(vi's start, laplace's point)")
+    ap.add_argument("--vi-guide", default="truncated_normal", choices=("truncated_normal", "normal"),
+                    help="seir5: vi's guide (task.guide)")
     ap.add_argument("--vi-renyi-alpha", type=float, default=None, help="seir5: vi's RenyiELBO order (default: ELBO)")
     ap.add_argument("--map-starts", type=int, default=4, help="seir5: its starts")
     ap.add_argument("--importance-samples", type=int, default=0, help="seir5, laplace: simulations of the PSIS "

@@ -320,28 +320,17 @@ def _vi(sim, prior, task, run, cfg_key, out: Path, digest: str, bar):
     import pyro
     from hydra.utils import instantiate
     from pyro.infer import Trace_ELBO
-    from pyro.infer.autoguide import AutoMultivariateNormal, init_to_value
 
     from lpm_graph.tasks import checkpoint as ckpt_io
 
     pyro.clear_param_store()  # AutoGuide parameters are also kept in Pyro's global store, by name
-    model = _pyro_model(sim, prior.distribution(pyro=True))
-    start_info: dict = {}
-    loc, cov = prior.start(), None
-    if task.map_evaluations and not task.resume:  # a resumed guide replaces whatever start it had
-        loc, cov, start_info = laplace_start(sim, prior, loc, run.seed + 1, task.map_evaluations,
-                                             task.map_starts)
-    guide = AutoMultivariateNormal(model, init_loc_fn=init_to_value(values={"z": loc}))
-    torch.manual_seed(run.seed)
-    guide(run.seed + 1)  # builds the guide's parameters (one simulation at the start point)
-    if cov is not None:
-        from pyro.nn import PyroParam
+    if task.guide == "truncated_normal":
+        model, guide, start_info, guide_theta = _truncated_normal_guide(sim, prior, task, run)
+    else:
+        model, guide, start_info = _normal_guide(sim, prior, task, run)
 
-        # the guide's scale_tril is diag(scale) @ U, U unit lower triangular: L = chol(cov) split so
-        tril = torch.linalg.cholesky(cov).to(guide.loc.dtype)
-        scale = tril.diagonal()
-        guide.scale = PyroParam(scale.clone(), guide.scale_constraint)
-        guide.scale_tril = PyroParam(tril / scale[:, None], guide.scale_tril_constraint)
+        def guide_theta():
+            return prior.theta(guide.loc.detach().double())
     optimizer = instantiate(task.optimizer, _convert_="all")(list(guide.parameters()))
     base_lr = [g["lr"] for g in optimizer.param_groups]  # before a checkpoint's (decayed) rates are loaded
     if task.renyi_alpha is None:
@@ -391,14 +380,84 @@ def _vi(sim, prior, task, run, cfg_key, out: Path, digest: str, bar):
         optimizer.step()
         history.append(loss)
         with torch.no_grad():
-            trace.append([float(x) for x in prior.theta(guide.loc.detach().double()).tolist()])
+            trace.append([float(x) for x in guide_theta().tolist()])
         if task.checkpoint_every and (it + 1) % task.checkpoint_every == 0:
             checkpoint(it + 1)
     checkpoint(task.iterations)
     with torch.no_grad():
         draws = guide.get_posterior().sample((task.draws,)).double()
-    return draws, {"iterations": task.iterations, "elbo_loss": history[-1] if history else None, **start_info}, \
+        if task.guide == "truncated_normal":  # draws of theta: to the prior's z, as every method returns
+            draws = _unconstrained(prior, draws)
+    return draws, {"iterations": task.iterations, "elbo_loss": history[-1] if history else None,
+                   "guide": task.guide, **start_info}, \
         (history, trace)
+
+
+def _normal_guide(sim, prior, task, run):
+    """``task.guide=normal``: Pyro's ``AutoMultivariateNormal`` in :math:`z`, at the MAP in :math:`z` with the
+    Laplace covariance there (:func:`laplace_start`), or at the config's values with scale 0.1."""
+    from pyro.infer.autoguide import AutoMultivariateNormal, init_to_value
+
+    model = _pyro_model(sim, prior.distribution(pyro=True))
+    start_info: dict = {}
+    loc, cov = prior.start(), None
+    if task.map_evaluations and not task.resume:  # a resumed guide replaces whatever start it had
+        loc, cov, start_info = laplace_start(sim, prior, loc, run.seed + 1, task.map_evaluations,
+                                             task.map_starts)
+    guide = AutoMultivariateNormal(model, init_loc_fn=init_to_value(values={"z": loc}))
+    torch.manual_seed(run.seed)
+    guide(run.seed + 1)  # builds the guide's parameters (one simulation at the start point)
+    if cov is not None:
+        from pyro.nn import PyroParam
+
+        # the guide's scale_tril is diag(scale) @ U, U unit lower triangular: L = chol(cov) split so
+        tril = torch.linalg.cholesky(cov).to(guide.loc.dtype)
+        scale = tril.diagonal()
+        guide.scale = PyroParam(scale.clone(), guide.scale_constraint)
+        guide.scale_tril = PyroParam(tril / scale[:, None], guide.scale_tril_constraint)
+    return model, guide, start_info
+
+
+def _truncated_normal_guide(sim, prior, task, run):
+    """``task.guide=truncated_normal`` (:class:`~lpm_graph.tasks.guides.TruncatedNormalGuide`, site ``theta``):
+    started at :meth:`ConstrainedLaplace.normal` of the expansion at the MAP (``task.map_evaluations``
+    simulations from ``task.map_starts`` starts, then ``2 dim``), its sd the guide's unit; with
+    ``task.map_evaluations=0`` at the config's values, the unit the prior's sd and the scale a tenth of it.  The
+    model: the prior restricted to the bounds (:class:`~lpm_graph.tasks.guides.BoundedPrior`) and the simulated
+    likelihood."""
+    import pyro
+
+    from lpm_graph.tasks.guides import BoundedPrior, TruncatedNormalGuide
+
+    lo, hi = _theta_bounds(prior)
+    bounded = BoundedPrior(prior, lo, hi)
+
+    def model(seed: int):
+        theta = pyro.sample("theta", bounded)
+        pyro.factor("observations", sim.log_likelihood(_unconstrained(prior, theta), seed))
+
+    start_info: dict = {}
+    if task.map_evaluations and not task.resume:  # a resumed guide replaces whatever start it had
+        z_map, best, calls = map_point(sim, prior, prior.start(), run.seed + 1, task.map_evaluations,
+                                       task.map_starts)
+        approx, laplace_info = constrained_laplace(sim, prior, z_map, run.seed + 1)
+        center, cov = approx.normal()
+        unit = cov.diagonal().sqrt()
+        tril = torch.linalg.cholesky(cov) / unit[:, None]
+        start_info = {"map_simulations": calls, "map_log_posterior": -best, **laplace_info}
+    else:
+        center = prior.theta(prior.start()).detach()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(run.seed)
+            unit = prior.theta(prior.sample(4096)).std(0).clamp_min(1e-12)
+        tril = 0.1 * torch.eye(prior.dim, dtype=torch.float64)
+    guide = TruncatedNormalGuide(center, unit, tril, lo, hi)
+    torch.manual_seed(run.seed)
+
+    def guide_theta():
+        return guide.center + guide.unit * guide.loc.detach()
+
+    return model, guide, start_info, guide_theta
 
 
 def _laplace(sim, prior, task, run):
@@ -608,22 +667,38 @@ class ConstrainedLaplace:
         tril = torch.linalg.cholesky(0.5 * (cov + cov.T))
         return pdist.MultivariateStudentT(torch.tensor(4.0, dtype=torch.float64), mode, tril)
 
-    def proposal_theta(self, mode_z: Tensor):
-        """The second t component, in :math:`\theta`: at the expansion's maximum where it lies inside the bounds
-        (else at ``theta(mode_z)``), scaled by :math:`(-H)^{-1}`, its eigenvalues floored at ``1e-6`` of the
-        largest and at one over the square of the widest finite range (a flat direction spans the bounds)."""
-        import pyro.distributions as pdist
+    def normal(self) -> tuple[Tensor, Tensor]:
+        """The normal in :math:`\theta` of the posterior's expansion at :math:`\theta_0`: the quadratic plus the
+        log prior's own gradient and Hessian there (no simulation; zero for a Uniform prior), its precision's
+        eigenvalues floored at ``1e-6`` of the largest and at one over the square of the widest finite range (a
+        flat direction spans the bounds).  Returns its mean (the expansion's maximum, which may lie outside the
+        bounds where the data push against one) and covariance."""
+        from lpm_graph.tasks.guides import BoundedPrior
 
         lo, hi = _theta_bounds(self.prior)
-        evals, evecs = torch.linalg.eigh(-self.hess)
+        bounded = BoundedPrior(self.prior, lo, hi)
+        g, hess = self.g.clone(), self.hess.clone()
+        if self.prior.dists and bool(((self.theta0 > lo) & (self.theta0 < hi)).all()):
+            g = g + torch.autograd.functional.jacobian(bounded.log_prob, self.theta0)
+            hess = hess + torch.autograd.functional.hessian(bounded.log_prob, self.theta0)
+        evals, evecs = torch.linalg.eigh(-0.5 * (hess + hess.T))
         span = (hi - lo)[torch.isfinite(hi - lo)]
         floor = max(1e-6 * float(evals.max().clamp_min(1e-12)), 1.0 / float(span.max()) ** 2 if len(span) else 0.0)
         precision = evals.clamp_min(floor)
-        center = self.theta0 + evecs @ ((evecs.T @ self.g) / precision)
+        mean = self.theta0 + evecs @ ((evecs.T @ g) / precision)
+        cov = evecs @ torch.diag(1.0 / precision) @ evecs.T
+        return mean, 0.5 * (cov + cov.T)
+
+    def proposal_theta(self, mode_z: Tensor):
+        """The second t component, in :math:`\theta`: at :meth:`normal`'s mean where it lies inside the bounds
+        (else at ``theta(mode_z)``), scaled by its covariance."""
+        import pyro.distributions as pdist
+
+        lo, hi = _theta_bounds(self.prior)
+        center, cov = self.normal()
         if not bool(((center > lo) & (center < hi)).all()):
             center = self.prior.theta(mode_z)
-        cov = evecs @ torch.diag(1.0 / precision) @ evecs.T
-        tril = torch.linalg.cholesky(0.5 * (cov + cov.T))
+        tril = torch.linalg.cholesky(cov)
         return pdist.MultivariateStudentT(torch.tensor(4.0, dtype=torch.float64), center, tril)
 
     def sample(self, n: int, proposals: int, seed: int) -> tuple[Tensor, dict]:
