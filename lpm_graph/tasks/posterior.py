@@ -37,18 +37,28 @@ ParameterSet's own unconstrained storage (:math:`\theta = lo + (hi - lo)\,\sigma
   miss the range's ends.  ``task.importance_samples`` adds a Pareto-smoothed importance correction
   (:func:`pareto_smoothed`, its :math:`\hat k` reported), each of its draws one simulation.  No SVI:
   ``task.iterations``, ``task.optimizer``, ``task.particles`` are not used and ``task.resume`` is refused.  Not
-  variational: the calibrated method of few simulations where ``vi``'s normal is too thin-tailed.
-* ``vi``: Pyro's ``AutoMultivariateNormal`` guide (a full-covariance normal in
-  :math:`z`), started at the MAP in :math:`z` with the Laplace covariance there (:func:`laplace_start`: L-BFGS
-  from the config's values and ``task.map_starts - 1`` prior draws, ``task.map_evaluations`` simulations in all, then ``2 dim`` for the Hessian;
-  ``task.map_evaluations=0``: at the config's values, scale 0.1), then fitted by ``task.iterations`` steps of
-  ``task.optimizer`` on the ELBO (``task.particles`` particles), its gradients through the simulator, the learning
-  rate halving every ``task.lr_half_life`` iterations (a single-particle ELBO gradient is noisy: a constant rate
-  leaves the guide wandering); iteration ``i`` simulates with seed ``seed + 1 + i``. ``task.renyi_alpha`` (an order
-  other than 1, ``task.particles >= 2``) replaces the ELBO by Pyro's ``RenyiELBO`` of that order (0: the
-  importance-weighted bound), more mass-covering: a normal guide fitted by the ELBO is narrower than a posterior
-  whose near-flat directions are logistic in :math:`z` (a Uniform prior's). ``task.draws`` draws of the guide.
-  Checkpointed like ``map`` (guide parameters, optimiser and RNG state, loss and trace) and resumed bit for bit.
+  variational: the same expansion as ``vi``'s start, sampled exactly instead of fitted by SVI.
+* ``vi``: Pyro SVI (``task.iterations`` steps of ``task.optimizer`` on the ELBO, ``task.particles`` particles,
+  its gradients through the simulator, the learning rate halving every ``task.lr_half_life`` iterations;
+  iteration ``i`` simulates with seed ``seed + 1 + i``) of the guide ``task.guide``:
+
+  - ``truncated_normal`` (default; :mod:`lpm_graph.tasks.guides`): a correlated normal in the bounded
+    :math:`\theta`, each element cut at its bounds given the ones before it, against the prior restricted to
+    the bounds.  Started at the normal of the posterior's expansion at the MAP (:meth:`ConstrainedLaplace.normal`:
+    ``task.map_evaluations`` simulations of L-BFGS from ``task.map_starts`` starts, then ``2 dim`` for the
+    Hessian in :math:`\theta`), its parameters in units of that start's sd (one step of learning rate ``lr``
+    moves each element by ``lr`` of its own width); ``task.map_evaluations=0``: at the config's values, a tenth
+    of the prior's sd.  The family of a posterior that is the prior cut by a likelihood close to a normal: it
+    keeps the mass near the bounds that a normal in :math:`z` cannot have.
+  - ``normal``: Pyro's ``AutoMultivariateNormal`` (a full-covariance normal in :math:`z`), started at the MAP in
+    :math:`z` with the Laplace covariance there (:func:`laplace_start`; ``task.map_evaluations=0``: at the
+    config's values, scale 0.1); its 90% intervals miss the ends of a bounded range the data leave spread
+    (``BENCHMARKS.md``).
+
+  ``task.renyi_alpha`` (an order other than 1, ``task.particles >= 2``) replaces the ELBO by Pyro's
+  ``RenyiELBO`` of that order (0: the importance-weighted bound), more mass-covering.  ``task.draws`` draws of
+  the guide.  Checkpointed like ``map`` (guide parameters, optimiser and RNG state, loss and trace) and resumed
+  bit for bit.
 * ``nuts``: Pyro's NUTS with the simulator's gradients, ``task.chains`` chains one after the other (chain
   ``c`` from the start point, jittered by N(0, 0.5) in :math:`z` for ``c > 0``), ``task.warmup`` warm-up
   steps each, ``task.draws`` draws over all chains; every evaluation simulates with seed ``seed + 1`` (HMC
@@ -421,7 +431,8 @@ def _normal_guide(sim, prior, task, run):
 def _truncated_normal_guide(sim, prior, task, run):
     """``task.guide=truncated_normal`` (:class:`~lpm_graph.tasks.guides.TruncatedNormalGuide`, site ``theta``):
     started at :meth:`ConstrainedLaplace.normal` of the expansion at the MAP (``task.map_evaluations``
-    simulations from ``task.map_starts`` starts, then ``2 dim``), its sd the guide's unit; with
+    simulations from ``task.map_starts`` starts, then ``2 dim``), its mean clamped into the bounds, its sd the
+    guide's unit; with
     ``task.map_evaluations=0`` at the config's values, the unit the prior's sd and the scale a tenth of it.  The
     model: the prior restricted to the bounds (:class:`~lpm_graph.tasks.guides.BoundedPrior`) and the simulated
     likelihood."""
@@ -442,6 +453,9 @@ def _truncated_normal_guide(sim, prior, task, run):
                                        task.map_starts)
         approx, laplace_info = constrained_laplace(sim, prior, z_map, run.seed + 1)
         center, cov = approx.normal()
+        # the expansion's maximum is clamped into the bounds: a direction the data leave flat keeps only the
+        # gradient's tilt, which can put the maximum far outside (the guide's draws would pile at the corners)
+        center = torch.maximum(torch.minimum(center, hi), lo)
         unit = cov.diagonal().sqrt()
         tril = torch.linalg.cholesky(cov) / unit[:, None]
         start_info = {"map_simulations": calls, "map_log_posterior": -best, **laplace_info}

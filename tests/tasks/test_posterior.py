@@ -398,6 +398,50 @@ def test_constrained_laplace_differentiates_the_simulator_in_the_bounded_space_a
     assert torch.allclose(approx.hess, evals[0] * torch.outer(evecs[:, 0], evecs[:, 0]), atol=1e-6)
 
 
+def test_the_expansions_normal_and_vis_start_from_it_inside_the_bounds():
+    """ConstrainedLaplace.normal: the quadratic's maximum and inverse curvature, plus a declared prior's own; vi's
+    truncated-normal guide starts at it, clamped into the bounds where a flat direction's tilt puts it outside."""
+    from types import SimpleNamespace
+
+    from lpm_graph.core.params import ParameterSet
+    from lpm_graph.tasks.posterior import ConstrainedLaplace, Prior, _truncated_normal_guide
+
+    prior = _box_prior()
+    theta0 = torch.tensor([0.8, 0.3], dtype=torch.float64)
+    h = torch.tensor([[-20.0, 4.0], [4.0, -50.0]], dtype=torch.float64)
+    g = torch.tensor([1.0, -2.0], dtype=torch.float64)
+    mean, cov = ConstrainedLaplace(prior, theta0, g, h).normal()
+    assert torch.allclose(cov, torch.linalg.inv(-h), atol=1e-12)
+    assert torch.allclose(mean, theta0 + torch.linalg.solve(-h, g), atol=1e-12)
+    # a declared Normal(0.5, 0.25) prior on b adds its precision 16 and its gradient -(0.3 - 0.5) * 16
+    params = ParameterSet({"a": 0.5, "b": 0.5}, learnable=["a", "b"], bounds={"a": [0.0, 2.0], "b": [0.0, 1.0]},
+                          dtype=torch.float64)
+    normal_b = Prior(params, {"b": {"dist": "Normal", "loc": 0.5, "scale": 0.25}}, required=True)
+    mean, cov = ConstrainedLaplace(normal_b, theta0, g, h).normal()
+    h_post, g_post = h - torch.diag(torch.tensor([0.0, 16.0], dtype=torch.float64)), g + torch.tensor([0.0, 3.2])
+    assert torch.allclose(cov, torch.linalg.inv(-h_post), atol=1e-10)
+    assert torch.allclose(mean, theta0 + torch.linalg.solve(-h_post, g_post.double()), atol=1e-10)
+
+    class Tilted:
+        """log L = 5 a - 25 (b - 0.5)^2: flat in a but for its tilt towards a's upper bound."""
+        calls = 0
+
+        def log_likelihood(self, z, seed):
+            self.calls += 1
+            theta = prior.theta(z)
+            return 5.0 * theta[..., 0] - 25.0 * (theta[..., 1] - 0.5) ** 2
+
+    task = SimpleNamespace(map_evaluations=30, map_starts=1, resume=None)
+    _, guide, info, _ = _truncated_normal_guide(Tilted(), prior, task, SimpleNamespace(seed=0))
+    # unclamped, the expansion's maximum in a lies about 4 x 5 = 20 beyond the range [0, 2] (the flat direction's
+    # variance is floored at the range squared); clamped it is the upper bound, b's at its own maximum 0.5
+    assert float(guide.center[0]) == 2.0 and abs(float(guide.center[1]) - 0.5) < 0.02
+    assert info["laplace_simulations"] == 4
+    with torch.no_grad():
+        draws = guide.get_posterior().sample((4000,))
+    assert bool(torch.isfinite(draws).all()) and float(draws[:, 0].mean()) > 1.0
+
+
 def _unconstrained(prior, theta):
     from lpm_graph.tasks.posterior import _unconstrained as inverse
 
