@@ -5,7 +5,7 @@ posterior).
     python scripts/bench_posterior.py --problem seir5 --people 500 --steps 20 --methods laplace,sbi \
         --map-evaluations 40 --sbi-simulations 1020
     python scripts/bench_posterior.py --problem seir5 --people 500 --steps 20 --methods vi \
-        --vi-iterations 12 --vi-lr 0.12 --vi-particles 4 --vi-renyi-alpha 0 --map-evaluations 40
+        --vi-iterations 12 --vi-lr 0.05 --vi-particles 4 --map-evaluations 40 [--vi-guide normal]
 
 ``--problem seir5``: the default 5-parameter problem (model=seir's four contact intensities and reporting
 fraction, Uniform over their bounds, 9 age series of reported cases), truths drawn from the prior.

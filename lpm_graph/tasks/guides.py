@@ -79,6 +79,10 @@ class TruncatedNormal(pdist.TorchDistribution):
     def __init__(self, loc: Tensor, scale_tril: Tensor, low: Tensor, high: Tensor, validate_args=None):
         self.loc, self.scale_tril = loc, scale_tril
         self.low, self.high = low.to(loc), high.to(loc)
+        # draws stay 1e-9 of a finite range inside its bounds: far in a tail the inverse CDF lands on a bound, where
+        # a simulated likelihood can be zero (a reporting fraction of 0 against observed cases)
+        span = torch.where(torch.isfinite(self.high - self.low), self.high - self.low, torch.zeros_like(self.low))
+        self._inner = (self.low + 1e-9 * span, self.high - 1e-9 * span)
         super().__init__(batch_shape=torch.Size(), event_shape=loc.shape[-1:], validate_args=validate_args)
 
     @constraints.dependent_property
@@ -97,7 +101,7 @@ class TruncatedNormal(pdist.TorchDistribution):
             alpha, beta = (self.low[i] - m) / diag[i], (self.high[i] - m) / diag[i]
             if u is not None:
                 e = _standard_truncated(u[..., i], alpha.expand(batch), beta.expand(batch))
-                x = torch.maximum(torch.minimum(m + diag[i] * e, self.high[i]), self.low[i])
+                x = torch.maximum(torch.minimum(m + diag[i] * e, self._inner[1][i]), self._inner[0][i])
             else:
                 x = value[..., i]
                 e = (x - m) / diag[i]

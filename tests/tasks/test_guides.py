@@ -43,6 +43,16 @@ def test_one_element_is_scipys_truncated_normal(mu, sd, hi):
     assert q.log_prob(torch.tensor([[-0.01]], dtype=D)).item() == -math.inf
 
 
+def test_draws_stay_strictly_inside_the_bounds_where_the_inverse_cdf_lands_on_one():
+    # a mean 60 sd above the upper bound: the quantile underflows and the draw would be the bound itself, where a
+    # simulated likelihood can be zero (a reporting fraction of 0 against observed cases)
+    torch.manual_seed(0)
+    for mu in (30.0, -28.0):
+        x = one(mu, 0.5).rsample((1000,)).ravel()
+        assert bool(((x > 0.0) & (x < 2.0)).all()), mu
+        assert float((x - (2.0 if mu > 0 else 0.0)).abs().max()) < 0.05  # yet at the bound to within its tail
+
+
 def test_log_mass_keeps_its_precision_far_in_either_tail():
     for a, b in ((-40.0, -39.0), (39.0, 40.0), (-0.5, 0.7), (3.0, math.inf), (-math.inf, -20.0)):
         ref = float(special.log_ndtr(b)) + math.log1p(-math.exp(float(special.log_ndtr(a) - special.log_ndtr(b)))) \
