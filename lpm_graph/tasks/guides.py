@@ -117,7 +117,7 @@ class TruncatedNormal(pdist.TorchDistribution):
         return self._walk(u=u)[0]
 
     def log_prob(self, value: Tensor) -> Tensor:
-        x, logq = self._walk(value=value)
+        _, logq = self._walk(value=value)
         inside = ((value >= self.low) & (value <= self.high)).all(-1)
         return torch.where(inside, logq, torch.full_like(logq, -math.inf))
 

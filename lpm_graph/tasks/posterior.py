@@ -337,10 +337,7 @@ def _vi(sim, prior, task, run, cfg_key, out: Path, digest: str, bar):
     if task.guide == "truncated_normal":
         model, guide, start_info, guide_theta = _truncated_normal_guide(sim, prior, task, run)
     else:
-        model, guide, start_info = _normal_guide(sim, prior, task, run)
-
-        def guide_theta():
-            return prior.theta(guide.loc.detach().double())
+        model, guide, start_info, guide_theta = _normal_guide(sim, prior, task, run)
     optimizer = instantiate(task.optimizer, _convert_="all")(list(guide.parameters()))
     base_lr = [g["lr"] for g in optimizer.param_groups]  # before a checkpoint's (decayed) rates are loaded
     if task.renyi_alpha is None:
@@ -404,8 +401,9 @@ def _vi(sim, prior, task, run, cfg_key, out: Path, digest: str, bar):
 
 
 def _normal_guide(sim, prior, task, run):
-    """``task.guide=normal``: Pyro's ``AutoMultivariateNormal`` in :math:`z`, at the MAP in :math:`z` with the
-    Laplace covariance there (:func:`laplace_start`), or at the config's values with scale 0.1."""
+    r"""``task.guide=normal``: Pyro's ``AutoMultivariateNormal`` in :math:`z`, at the MAP in :math:`z` with the
+    Laplace covariance there (:func:`laplace_start`), or at the config's values with scale 0.1.  Returns the model,
+    the guide, what its start did, and the guide's location in :math:`\theta` (the trace's row)."""
     from pyro.infer.autoguide import AutoMultivariateNormal, init_to_value
 
     model = _pyro_model(sim, prior.distribution(pyro=True))
@@ -425,7 +423,11 @@ def _normal_guide(sim, prior, task, run):
         scale = tril.diagonal()
         guide.scale = PyroParam(scale.clone(), guide.scale_constraint)
         guide.scale_tril = PyroParam(tril / scale[:, None], guide.scale_tril_constraint)
-    return model, guide, start_info
+
+    def guide_theta():
+        return prior.theta(guide.loc.detach().double())
+
+    return model, guide, start_info, guide_theta
 
 
 def _truncated_normal_guide(sim, prior, task, run):
@@ -448,6 +450,7 @@ def _truncated_normal_guide(sim, prior, task, run):
         pyro.factor("observations", sim.log_likelihood(_unconstrained(prior, theta), seed))
 
     start_info: dict = {}
+    approx = None
     if task.map_evaluations and not task.resume:  # a resumed guide replaces whatever start it had
         z_map, best, calls = map_point(sim, prior, prior.start(), run.seed + 1, task.map_evaluations,
                                        task.map_starts)
@@ -466,7 +469,7 @@ def _truncated_normal_guide(sim, prior, task, run):
             unit = prior.theta(prior.sample(4096)).std(0).clamp_min(1e-12)
         tril = 0.1 * torch.eye(prior.dim, dtype=torch.float64)
     guide = TruncatedNormalGuide(center, unit, tril, lo, hi)
-    if task.map_evaluations and not task.resume:
+    if approx is not None:
         start_info["expansion_elbo"] = fit_to_expansion(guide, approx, bounded, seed=run.seed)
     torch.manual_seed(run.seed)
 
@@ -478,7 +481,7 @@ def _truncated_normal_guide(sim, prior, task, run):
 
 def fit_to_expansion(guide, approx: "ConstrainedLaplace", bounded, steps: int = 300, particles: int = 256,
                      seed: int = 0) -> float:
-    """Fit ``guide`` to :class:`ConstrainedLaplace`'s density in :math:`\theta` (the prior restricted to the
+    r"""Fit ``guide`` to :class:`ConstrainedLaplace`'s density in :math:`\theta` (the prior restricted to the
     bounds times the log-likelihood's quadratic): the reparameterised ELBO over ``particles`` draws a step,
     ``steps`` steps of Adam (learning rate 0.05 in the guide's units, halving every ``steps / 3``), no simulation.
     The expansion's normal is not the best guide for the expansion once the bounds cut it (and its mean was
@@ -712,7 +715,7 @@ class ConstrainedLaplace:
         return pdist.MultivariateStudentT(torch.tensor(4.0, dtype=torch.float64), mode, tril)
 
     def normal(self) -> tuple[Tensor, Tensor]:
-        """The normal in :math:`\theta` of the posterior's expansion at :math:`\theta_0`: the quadratic plus the
+        r"""The normal in :math:`\theta` of the posterior's expansion at :math:`\theta_0`: the quadratic plus the
         log prior's own gradient and Hessian there (no simulation; zero for a Uniform prior), its precision's
         eigenvalues floored at ``1e-6`` of the largest and at one over the square of the widest finite range (a
         flat direction spans the bounds).  Returns its mean (the expansion's maximum, which may lie outside the
@@ -734,7 +737,7 @@ class ConstrainedLaplace:
         return mean, 0.5 * (cov + cov.T)
 
     def proposal_theta(self, mode_z: Tensor):
-        """The second t component, in :math:`\theta`: at :meth:`normal`'s mean where it lies inside the bounds
+        r"""The second t component, in :math:`\theta`: at :meth:`normal`'s mean where it lies inside the bounds
         (else at ``theta(mode_z)``), scaled by its covariance."""
         import pyro.distributions as pdist
 
@@ -746,7 +749,7 @@ class ConstrainedLaplace:
         return pdist.MultivariateStudentT(torch.tensor(4.0, dtype=torch.float64), center, tril)
 
     def sample(self, n: int, proposals: int, seed: int) -> tuple[Tensor, dict]:
-        """``[n, dim]`` draws of :math:`z` (``proposals`` importance draws, resampled) and the sampler's effective
+        r"""``[n, dim]`` draws of :math:`z` (``proposals`` importance draws, resampled) and the sampler's effective
         sample size.  The mixture is a third each of the t in :math:`z` (:meth:`proposal`: the posterior the data
         leave spread, logistic in :math:`z`), the t in :math:`\theta` (:meth:`proposal_theta`: a narrow posterior,
         normal in :math:`\theta` and curved in :math:`z`; its draws outside the bounds have no density and count
